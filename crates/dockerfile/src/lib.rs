@@ -1,0 +1,15 @@
+//! kiln's Dockerfile front end: a BuildKit-compatible parser, shell word
+//! expansion, typed instructions and the build plan. This crate does no I/O.
+
+pub mod dump;
+pub mod error;
+pub mod instructions;
+mod line_parsers;
+pub mod parser;
+pub mod plan;
+pub mod shell;
+
+pub use error::ParseError;
+pub use instructions::{Command, CopyArgs, Instruction};
+pub use parser::{parse, Ast, Heredoc, Node};
+pub use plan::{BuildArgs, Plan, PlanOptions, Platform, Stage, StageBase, Step};
