@@ -18,7 +18,9 @@ pub fn go_quote(s: &str) -> String {
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
             '\u{0b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c if is_go_printable(c) => out.push(c),
             c if (c as u32) < 0x10000 => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push_str(&format!("\\U{:08x}", c as u32)),
@@ -59,12 +61,16 @@ pub fn node_buildkit(node: &Node) -> String {
 
 /// The whole file in the conformance `result` format.
 pub fn buildkit(ast: &Ast) -> String {
-    ast.nodes.iter().map(|n| format!("({})\n", node_buildkit(n))).collect()
+    ast.nodes
+        .iter()
+        .map(|n| format!("({})\n", node_buildkit(n)))
+        .collect()
 }
 
 /// The tree as pretty JSON (directives, nodes with lines, flags, heredocs).
 pub fn json(ast: &Ast) -> String {
-    serde_json::to_string_pretty(ast).unwrap_or_else(|e| format!("{{\"error\": {:?}}}", e.to_string()))
+    serde_json::to_string_pretty(ast)
+        .unwrap_or_else(|e| format!("{{\"error\": {:?}}}", e.to_string()))
 }
 
 #[cfg(test)]

@@ -14,7 +14,13 @@ pub struct ParseError {
 }
 
 impl ParseError {
-    pub fn new(file: &str, line: usize, column: usize, message: impl Into<String>, source_line: &str) -> Self {
+    pub fn new(
+        file: &str,
+        line: usize,
+        column: usize,
+        message: impl Into<String>,
+        source_line: &str,
+    ) -> Self {
         ParseError {
             file: file.to_string(),
             line,
@@ -27,7 +33,11 @@ impl ParseError {
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)?;
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )?;
         if !self.source_line.is_empty() {
             let gutter = format!("{:>5} | ", self.line);
             write!(f, "\n{}{}", gutter, self.source_line)?;

@@ -119,7 +119,10 @@ impl Flags {
                 None => (body, None),
             };
             if !allowed.contains(&name) {
-                return Err(format!("unknown flag: --{name} (for {})", node.keyword.to_uppercase()));
+                return Err(format!(
+                    "unknown flag: --{name} (for {})",
+                    node.keyword.to_uppercase()
+                ));
             }
             items.push((name.to_string(), value));
         }
@@ -133,7 +136,10 @@ impl Flags {
                 if found.is_some() {
                     return Err(format!("duplicate flag specified: --{name}"));
                 }
-                found = Some(v.clone().ok_or_else(|| format!("missing a value on flag: --{name}"))?);
+                found = Some(
+                    v.clone()
+                        .ok_or_else(|| format!("missing a value on flag: --{name}"))?,
+                );
             }
         }
         Ok(found)
@@ -143,7 +149,10 @@ impl Flags {
         self.items
             .iter()
             .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.clone().ok_or_else(|| format!("missing a value on flag: --{name}")))
+            .map(|(_, v)| {
+                v.clone()
+                    .ok_or_else(|| format!("missing a value on flag: --{name}"))
+            })
             .collect()
     }
 
@@ -154,13 +163,18 @@ impl Flags {
             Some(Some(v)) => match v.to_ascii_lowercase().as_str() {
                 "true" | "1" => Ok(true),
                 "false" | "0" => Ok(false),
-                _ => Err(format!("expecting boolean value for flag --{name}, not: {v}")),
+                _ => Err(format!(
+                    "expecting boolean value for flag --{name}, not: {v}"
+                )),
             },
         }
     }
 
     fn string_or_flag(&self, name: &str) -> Option<Option<String>> {
-        self.items.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+        self.items
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
     }
 }
 
@@ -177,14 +191,19 @@ fn need_args(node: &Node, min: usize) -> Result<(), String> {
         let kw = node.keyword.to_uppercase();
         return Err(match min {
             1 => format!("{kw} requires at least one argument"),
-            _ => format!("{kw} requires at least {min} arguments, but only {} provided", node.args.len()),
+            _ => format!(
+                "{kw} requires at least {min} arguments, but only {} provided",
+                node.args.len()
+            ),
         });
     }
     Ok(())
 }
 
 fn pairs(args: &[String]) -> Vec<(String, String)> {
-    args.chunks(3).map(|c| (c[0].clone(), c.get(1).cloned().unwrap_or_default())).collect()
+    args.chunks(3)
+        .map(|c| (c[0].clone(), c.get(1).cloned().unwrap_or_default()))
+        .collect()
 }
 
 /// Parses Go-style durations: `1h2m3s`, `500ms`, `0s`, `10us`.
@@ -199,13 +218,17 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
         return Err(bad());
     }
     while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
         if num_end == 0 {
             return Err(bad());
         }
         let n: f64 = rest[..num_end].parse().map_err(|_| bad())?;
         rest = &rest[num_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let mult = match &rest[..unit_end] {
             "ns" => 1.0,
             "us" | "µs" => 1e3,
@@ -222,8 +245,21 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
 }
 
 fn healthcheck(node: &Node) -> Result<HealthcheckArgs, String> {
-    let flags = Flags::parse(node, &["interval", "timeout", "start-period", "start-interval", "retries"])?;
-    let typ = node.args.first().map(|s| s.to_ascii_uppercase()).unwrap_or_default();
+    let flags = Flags::parse(
+        node,
+        &[
+            "interval",
+            "timeout",
+            "start-period",
+            "start-interval",
+            "retries",
+        ],
+    )?;
+    let typ = node
+        .args
+        .first()
+        .map(|s| s.to_ascii_uppercase())
+        .unwrap_or_default();
     let test = match typ.as_str() {
         "NONE" => {
             if node.args.len() > 1 {
@@ -264,7 +300,9 @@ fn healthcheck(node: &Node) -> Result<HealthcheckArgs, String> {
     let retries = match flags.string("retries")? {
         None => 0,
         Some(v) => {
-            let r: i64 = v.parse().map_err(|_| format!("--retries: invalid number {v:?}"))?;
+            let r: i64 = v
+                .parse()
+                .map_err(|_| format!("--retries: invalid number {v:?}"))?;
             if r < 0 {
                 return Err("--retries cannot be negative".into());
             }
@@ -283,7 +321,15 @@ fn healthcheck(node: &Node) -> Result<HealthcheckArgs, String> {
 
 fn copy_args(node: &Node, is_add: bool) -> Result<CopyArgs, String> {
     let allowed: &[&str] = if is_add {
-        &["chown", "chmod", "link", "exclude", "checksum", "keep-git-dir", "parents"]
+        &[
+            "chown",
+            "chmod",
+            "link",
+            "exclude",
+            "checksum",
+            "keep-git-dir",
+            "parents",
+        ]
     } else {
         &["from", "chown", "chmod", "link", "parents", "exclude"]
     };
@@ -323,7 +369,8 @@ pub fn from_node(node: &Node) -> Result<Instruction, String> {
             };
             if let Some(n) = &name {
                 let ok = n.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-                    && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
+                    && n.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
                 if !ok {
                     return Err(format!("invalid name for build stage: {n:?}, name can't start with a number or contain symbols"));
                 }
@@ -365,7 +412,10 @@ pub fn from_node(node: &Node) -> Result<Instruction, String> {
         "env" | "label" => {
             no_flags(node)?;
             if node.args.is_empty() {
-                return Err(format!("{} requires at least one argument", kw.to_uppercase()));
+                return Err(format!(
+                    "{} requires at least one argument",
+                    kw.to_uppercase()
+                ));
             }
             let p = pairs(&node.args);
             if kw == "env" {
@@ -426,9 +476,14 @@ pub fn from_node(node: &Node) -> Result<Instruction, String> {
                 return Err("ONBUILD requires at least one argument".into());
             };
             match sub.keyword.as_str() {
-                "onbuild" => return Err("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".into()),
+                "onbuild" => {
+                    return Err("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".into())
+                }
                 "from" | "maintainer" => {
-                    return Err(format!("{} isn't allowed as an ONBUILD trigger", sub.keyword.to_uppercase()))
+                    return Err(format!(
+                        "{} isn't allowed as an ONBUILD trigger",
+                        sub.keyword.to_uppercase()
+                    ))
                 }
                 _ => {}
             }
@@ -465,14 +520,21 @@ mod tests {
         assert_eq!(c.sources, vec!["a", "b"]);
         assert_eq!(c.dest, "/d/");
         assert_eq!(c.from.as_deref(), Some("build"));
-        assert!(one("COPY --bogus=1 a b\n").unwrap_err().contains("unknown flag"));
-        assert!(one("ADD --from=x a b\n").unwrap_err().contains("unknown flag"));
+        assert!(one("COPY --bogus=1 a b\n")
+            .unwrap_err()
+            .contains("unknown flag"));
+        assert!(one("ADD --from=x a b\n")
+            .unwrap_err()
+            .contains("unknown flag"));
         assert!(one("COPY onlyone\n").is_err());
     }
 
     #[test]
     fn healthcheck_forms() {
-        let Instruction::Healthcheck(h) = one("HEALTHCHECK --interval=5s CMD curl x\n").unwrap() else { panic!() };
+        let Instruction::Healthcheck(h) = one("HEALTHCHECK --interval=5s CMD curl x\n").unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(h.test, vec!["CMD-SHELL", "curl x"]);
         assert_eq!(h.interval_ns, 5_000_000_000);
         assert!(one("HEALTHCHECK CONNECT TCP 7000\n").is_err());
@@ -480,13 +542,18 @@ mod tests {
 
     #[test]
     fn onbuild_text_and_rules() {
-        assert_eq!(one("ONBUILD RUN echo hi\n").unwrap(), Instruction::Onbuild("RUN echo hi".into()));
+        assert_eq!(
+            one("ONBUILD RUN echo hi\n").unwrap(),
+            Instruction::Onbuild("RUN echo hi".into())
+        );
         assert!(one("ONBUILD ONBUILD RUN x\n").is_err());
         assert!(one("ONBUILD FROM x\n").is_err());
     }
 
     #[test]
     fn unknown_instruction() {
-        assert!(one("FOO bar\n").unwrap_err().contains("unknown instruction: FOO"));
+        assert!(one("FOO bar\n")
+            .unwrap_err()
+            .contains("unknown instruction: FOO"));
     }
 }

@@ -216,7 +216,8 @@ pub(crate) fn parse_json(rest: &str) -> JsonOutcome {
     }
 }
 
-pub(crate) const NOT_STRING_ARRAY: &str = "when using JSON array syntax, arrays must be comprised of strings only";
+pub(crate) const NOT_STRING_ARRAY: &str =
+    "when using JSON array syntax, arrays must be comprised of strings only";
 
 pub(crate) fn parse_maybe_json(rest: &str) -> Result<Parsed, String> {
     if rest.is_empty() {
@@ -250,7 +251,10 @@ pub(crate) fn parse_health_config(rest: &str) -> Result<Parsed, String> {
     let cmd = parse_maybe_json(after)?;
     let mut args = vec![rest[..sep].to_string()];
     args.extend(cmd.args);
-    Ok(Parsed { args, json: cmd.json })
+    Ok(Parsed {
+        args,
+        json: cmd.json,
+    })
 }
 
 /// Leading `--flag` words of an instruction; returns the flags and the rest.

@@ -74,7 +74,10 @@ pub struct Ast {
 impl Ast {
     /// The source line `n` (1-based), for error messages.
     pub fn source_line(&self, n: usize) -> &str {
-        self.lines.get(n.wrapping_sub(1)).map(String::as_str).unwrap_or("")
+        self.lines
+            .get(n.wrapping_sub(1))
+            .map(String::as_str)
+            .unwrap_or("")
     }
 
     /// An error located at `line`, column `column` of this file.
@@ -87,20 +90,27 @@ impl Ast {
         let src = self.source_line(node.start_line);
         let indent = src.chars().take_while(|c| c.is_whitespace()).count();
         let col = indent + node.keyword.chars().count() + 2;
-        self.error_at(node.start_line, col.min(src.chars().count().max(1)), message)
+        self.error_at(
+            node.start_line,
+            col.min(src.chars().count().max(1)),
+            message,
+        )
     }
 }
 
 fn directive_regex() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| {
-        Regex::new(r"^#[ \t]*([a-zA-Z][a-zA-Z0-9]*)[ \t]*=[ \t]*(.+?)[ \t]*$").expect("static regex")
+        Regex::new(r"^#[ \t]*([a-zA-Z][a-zA-Z0-9]*)[ \t]*=[ \t]*(.+?)[ \t]*$")
+            .expect("static regex")
     })
 }
 
 fn heredoc_regex() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r#"^(\d*)<<(-?)(['"]?)([a-zA-Z_][a-zA-Z0-9_]*)(['"]?)$"#).expect("static regex"))
+    RE.get_or_init(|| {
+        Regex::new(r#"^(\d*)<<(-?)(['"]?)([a-zA-Z_][a-zA-Z0-9_]*)(['"]?)$"#).expect("static regex")
+    })
 }
 
 struct Directives {
@@ -198,7 +208,8 @@ pub fn parse(file: &str, src: &str) -> Result<Ast, ParseError> {
         let line_no = i + 1;
         i += 1;
         let no_nl = trim_newline(raw_line);
-        d.observe(no_nl).map_err(|(col, m)| ast.error_at(line_no, col, m))?;
+        d.observe(no_nl)
+            .map_err(|(col, m)| ast.error_at(line_no, col, m))?;
         if is_comment(no_nl) {
             let c = no_nl.trim_start()[1..].trim();
             if c.is_empty() {
@@ -217,7 +228,8 @@ pub fn parse(file: &str, src: &str) -> Result<Ast, ParseError> {
         while !end && i < raw.len() {
             let cont_raw = trim_newline(raw[i]);
             i += 1;
-            d.observe(cont_raw).map_err(|(col, m)| ast.error_at(i, col, m))?;
+            d.observe(cont_raw)
+                .map_err(|(col, m)| ast.error_at(i, col, m))?;
             if is_comment(cont_raw) {
                 continue;
             }
@@ -259,7 +271,10 @@ pub fn parse(file: &str, src: &str) -> Result<Ast, ParseError> {
                     return Err(ast.error_at(
                         start_line,
                         1,
-                        format!("unterminated heredoc {:?}: no line {:?} before the end of the file", doc.name, doc.name),
+                        format!(
+                            "unterminated heredoc {:?}: no line {:?} before the end of the file",
+                            doc.name, doc.name
+                        ),
                     ));
                 }
                 node.heredocs.push(doc);
@@ -360,7 +375,11 @@ mod tests {
 
     #[test]
     fn heredoc_kept_in_tree() {
-        let ast = parse("Dockerfile", "FROM scratch\nRUN <<EOF cat <<-'EOT'\necho hi\nEOF\n\tsecond\n\tEOT\nCMD x\n").unwrap();
+        let ast = parse(
+            "Dockerfile",
+            "FROM scratch\nRUN <<EOF cat <<-'EOT'\necho hi\nEOF\n\tsecond\n\tEOT\nCMD x\n",
+        )
+        .unwrap();
         let run = &ast.nodes[1];
         assert_eq!(run.heredocs.len(), 2);
         assert_eq!(run.heredocs[0].name, "EOF");
@@ -376,7 +395,11 @@ mod tests {
 
     #[test]
     fn copy_heredoc_and_json_form_has_none() {
-        let ast = parse("D", "COPY <<A <<B /dst/\na\nA\nb\nB\nRUN [\"echo\", \"<<X\"]\n").unwrap();
+        let ast = parse(
+            "D",
+            "COPY <<A <<B /dst/\na\nA\nb\nB\nRUN [\"echo\", \"<<X\"]\n",
+        )
+        .unwrap();
         assert_eq!(ast.nodes[0].heredocs.len(), 2);
         assert!(ast.nodes[1].heredocs.is_empty());
     }
@@ -390,8 +413,15 @@ mod tests {
 
     #[test]
     fn mount_flags_repeat() {
-        let ast = parse("D", "RUN --mount=type=cache,target=/a --mount=type=secret,id=x echo\n").unwrap();
-        assert_eq!(ast.nodes[0].flags, vec!["--mount=type=cache,target=/a", "--mount=type=secret,id=x"]);
+        let ast = parse(
+            "D",
+            "RUN --mount=type=cache,target=/a --mount=type=secret,id=x echo\n",
+        )
+        .unwrap();
+        assert_eq!(
+            ast.nodes[0].flags,
+            vec!["--mount=type=cache,target=/a", "--mount=type=secret,id=x"]
+        );
         assert_eq!(ast.nodes[0].args, vec!["echo"]);
     }
 

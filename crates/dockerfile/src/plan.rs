@@ -45,7 +45,9 @@ impl Platform {
     pub fn parse(s: &str) -> Result<Platform, String> {
         let parts: Vec<&str> = s.split('/').collect();
         if parts.len() < 2 || parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
-            return Err(format!("invalid platform {s:?}: expected os/arch[/variant]"));
+            return Err(format!(
+                "invalid platform {s:?}: expected os/arch[/variant]"
+            ));
         }
         Ok(Platform {
             os: parts[0].to_ascii_lowercase(),
@@ -149,18 +151,32 @@ pub fn platform_args(target: &Platform, build: &Platform) -> BTreeMap<String, St
     m.insert("TARGETPLATFORM".into(), target.to_string());
     m.insert("TARGETOS".into(), target.os.clone());
     m.insert("TARGETARCH".into(), target.arch.clone());
-    m.insert("TARGETVARIANT".into(), target.variant.clone().unwrap_or_default());
+    m.insert(
+        "TARGETVARIANT".into(),
+        target.variant.clone().unwrap_or_default(),
+    );
     m.insert("BUILDPLATFORM".into(), build.to_string());
     m.insert("BUILDOS".into(), build.os.clone());
     m.insert("BUILDARCH".into(), build.arch.clone());
-    m.insert("BUILDVARIANT".into(), build.variant.clone().unwrap_or_default());
+    m.insert(
+        "BUILDVARIANT".into(),
+        build.variant.clone().unwrap_or_default(),
+    );
     m
 }
 
 /// Proxy ARGs usable without declaration (never stored in the image).
 pub const PREDEFINED_PROXY_ARGS: &[&str] = &[
-    "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy", "NO_PROXY", "no_proxy",
-    "ALL_PROXY", "all_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
 ];
 
 impl Plan {
@@ -173,16 +189,25 @@ impl Plan {
         for node in &ast.nodes {
             let instruction = instructions::from_node(node).map_err(|m| ast.error_in(node, m))?;
             match instruction {
-                Instruction::From { image, name, platform } => {
+                Instruction::From {
+                    image,
+                    name,
+                    platform,
+                } => {
                     let env = |k: &str| meta_args.get(k).cloned();
                     let expanded = lex
                         .process_word(&image, &env)
                         .map_err(|e| ast.error_in(node, e.to_string()))?;
                     if expanded.is_empty() {
-                        return Err(ast.error_in(node, format!("base name ({image}) should not be blank")));
+                        return Err(
+                            ast.error_in(node, format!("base name ({image}) should not be blank"))
+                        );
                     }
                     let platform = match platform {
-                        Some(p) => Some(lex.process_word(&p, &env).map_err(|e| ast.error_in(node, e.to_string()))?),
+                        Some(p) => Some(
+                            lex.process_word(&p, &env)
+                                .map_err(|e| ast.error_in(node, e.to_string()))?,
+                        ),
                         None => None,
                     };
                     if let Some(n) = &name {
@@ -193,7 +218,10 @@ impl Plan {
                     let lower = expanded.to_ascii_lowercase();
                     let base = if lower == "scratch" {
                         StageBase::Scratch
-                    } else if let Some(s) = stages.iter().find(|s| s.name.as_deref() == Some(lower.as_str())) {
+                    } else if let Some(s) = stages
+                        .iter()
+                        .find(|s| s.name.as_deref() == Some(lower.as_str()))
+                    {
                         StageBase::Stage(s.index)
                     } else {
                         StageBase::Image(expanded)
@@ -221,7 +249,10 @@ impl Plan {
                             None => match default {
                                 Some(d) => {
                                     let env = |n: &str| meta_args.get(n).cloned();
-                                    Some(lex.process_word(&d, &env).map_err(|e| ast.error_in(node, e.to_string()))?)
+                                    Some(
+                                        lex.process_word(&d, &env)
+                                            .map_err(|e| ast.error_in(node, e.to_string()))?,
+                                    )
                                 }
                                 None => None,
                             },
@@ -251,7 +282,13 @@ impl Plan {
             }
         }
         if stages.is_empty() {
-            return Err(ParseError::new(&ast.file, 1, 1, "no build stage in the Dockerfile: it needs a FROM", ""));
+            return Err(ParseError::new(
+                &ast.file,
+                1,
+                1,
+                "no build stage in the Dockerfile: it needs a FROM",
+                "",
+            ));
         }
 
         // Second pass: references to other stages (may name later stages).
@@ -269,12 +306,16 @@ impl Plan {
                 let mut refs = Vec::new();
                 match &step.instruction {
                     Instruction::Copy(c) => refs.extend(c.from.clone()),
-                    Instruction::Run(r) => refs.extend(r.mounts.iter().filter_map(|m| mount_from(m))),
+                    Instruction::Run(r) => {
+                        refs.extend(r.mounts.iter().filter_map(|m| mount_from(m)))
+                    }
                     _ => {}
                 }
                 for r in refs {
                     let env = |k: &str| args_in_scope.get(k).cloned();
-                    let r = lex.process_word(&r, &env).map_err(|e| ast.error_in(&step.node, e.to_string()))?;
+                    let r = lex
+                        .process_word(&r, &env)
+                        .map_err(|e| ast.error_in(&step.node, e.to_string()))?;
                     let lower = r.to_ascii_lowercase();
                     let idx = names
                         .iter()
@@ -282,13 +323,18 @@ impl Plan {
                         .or_else(|| lower.parse::<usize>().ok().filter(|i| *i < names.len()));
                     match idx {
                         Some(i) if i == stage.index => {
-                            return Err(ast.error_in(&step.node, format!("stage {r:?} cannot copy from itself")));
+                            return Err(ast.error_in(
+                                &step.node,
+                                format!("stage {r:?} cannot copy from itself"),
+                            ));
                         }
                         Some(i) => {
                             stage.deps.insert(i);
                         }
                         None if lower.parse::<usize>().is_ok() => {
-                            return Err(ast.error_in(&step.node, format!("no build stage with index {r}")));
+                            return Err(
+                                ast.error_in(&step.node, format!("no build stage with index {r}"))
+                            );
                         }
                         None => {
                             stage.image_deps.insert(r);
@@ -306,12 +352,16 @@ impl Plan {
                     .iter()
                     .position(|s| s.name.as_deref() == Some(lower.as_str()))
                     .ok_or_else(|| {
-                        let known: Vec<String> = stages.iter().filter_map(|s| s.name.clone()).collect();
+                        let known: Vec<String> =
+                            stages.iter().filter_map(|s| s.name.clone()).collect();
                         ParseError::new(
                             &ast.file,
                             1,
                             1,
-                            format!("target stage {t:?} could not be found (stages: {})", known.join(", ")),
+                            format!(
+                                "target stage {t:?} could not be found (stages: {})",
+                                known.join(", ")
+                            ),
                             "",
                         )
                     })?
@@ -331,7 +381,8 @@ impl Plan {
 
     /// Build args given on the command line that no ARG declares.
     pub fn unused_build_args(&self) -> Vec<String> {
-        let mut declared: BTreeSet<&str> = self.global_arg_names.iter().map(String::as_str).collect();
+        let mut declared: BTreeSet<&str> =
+            self.global_arg_names.iter().map(String::as_str).collect();
         for s in &self.stages {
             for step in &s.steps {
                 if let Instruction::Arg(d) = &step.instruction {
@@ -342,7 +393,9 @@ impl Plan {
         self.options
             .build_args
             .keys()
-            .filter(|k| !declared.contains(k.as_str()) && !PREDEFINED_PROXY_ARGS.contains(&k.as_str()))
+            .filter(|k| {
+                !declared.contains(k.as_str()) && !PREDEFINED_PROXY_ARGS.contains(&k.as_str())
+            })
             .cloned()
             .collect()
     }
@@ -350,7 +403,8 @@ impl Plan {
 
 /// `from=` of a `--mount` spec.
 fn mount_from(spec: &str) -> Option<String> {
-    spec.split(',').find_map(|kv| kv.strip_prefix("from=").map(str::to_string))
+    spec.split(',')
+        .find_map(|kv| kv.strip_prefix("from=").map(str::to_string))
 }
 
 fn dependency_order(stages: &[Stage], target: usize, ast: &Ast) -> Result<Vec<usize>, ParseError> {
@@ -360,16 +414,27 @@ fn dependency_order(stages: &[Stage], target: usize, ast: &Ast) -> Result<Vec<us
         Active,
         Done,
     }
-    fn visit(i: usize, stages: &[Stage], marks: &mut [Mark], order: &mut Vec<usize>, path: &mut Vec<usize>, ast: &Ast) -> Result<(), ParseError> {
+    fn visit(
+        i: usize,
+        stages: &[Stage],
+        marks: &mut [Mark],
+        order: &mut Vec<usize>,
+        path: &mut Vec<usize>,
+        ast: &Ast,
+    ) -> Result<(), ParseError> {
         match marks[i] {
             Mark::Done => return Ok(()),
             Mark::Active => {
                 let start = path.iter().position(|&p| p == i).unwrap_or(0);
-                let mut cycle: Vec<String> = path[start..].iter().map(|&p| stages[p].label()).collect();
+                let mut cycle: Vec<String> =
+                    path[start..].iter().map(|&p| stages[p].label()).collect();
                 cycle.push(stages[i].label());
                 return Err(ast.error_in(
                     &stages[i].from,
-                    format!("circular dependency between build stages: {}", cycle.join(" -> ")),
+                    format!(
+                        "circular dependency between build stages: {}",
+                        cycle.join(" -> ")
+                    ),
                 ));
             }
             Mark::New => {}
@@ -397,17 +462,28 @@ mod tests {
     fn plan(src: &str, args: &[(&str, &str)], target: Option<&str>) -> Result<Plan, ParseError> {
         let ast = crate::parse("Dockerfile", src)?;
         let mut o = PlanOptions::default();
-        o.build_args = args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        o.build_args = args
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         o.target = target.map(str::to_string);
         Plan::new(ast, o)
     }
 
     #[test]
     fn global_args_expand_in_from() {
-        let p = plan("ARG BASE=alpine\nARG TAG\nFROM ${BASE}:${TAG:-3}\n", &[("TAG", "3.19")], None).unwrap();
+        let p = plan(
+            "ARG BASE=alpine\nARG TAG\nFROM ${BASE}:${TAG:-3}\n",
+            &[("TAG", "3.19")],
+            None,
+        )
+        .unwrap();
         assert_eq!(p.stages[0].base, StageBase::Image("alpine:3.19".into()));
         let p = plan("FROM busybox:${TARGETARCH}\n", &[], None).unwrap();
-        assert_eq!(p.stages[0].base, StageBase::Image(format!("busybox:{}", Platform::host().arch)));
+        assert_eq!(
+            p.stages[0].base,
+            StageBase::Image(format!("busybox:{}", Platform::host().arch))
+        );
     }
 
     #[test]
@@ -421,10 +497,17 @@ mod tests {
 
     #[test]
     fn errors_are_located() {
-        let e = plan("FROM scratch AS a\nCOPY --from=b /x /x\nFROM scratch AS b\nCOPY --from=a /x /x\n", &[], None).unwrap_err();
+        let e = plan(
+            "FROM scratch AS a\nCOPY --from=b /x /x\nFROM scratch AS b\nCOPY --from=a /x /x\n",
+            &[],
+            None,
+        )
+        .unwrap_err();
         assert!(e.message.contains("circular dependency"), "{e}");
         let e = plan("FROM scratch\n", &[], Some("nope")).unwrap_err();
-        assert!(e.message.contains("target stage \"nope\" could not be found"));
+        assert!(e
+            .message
+            .contains("target stage \"nope\" could not be found"));
         let e = plan("RUN x\nFROM scratch\n", &[], None).unwrap_err();
         assert_eq!(e.line, 1);
         let e = plan("FROM scratch AS a\nFROM scratch AS A\n", &[], None).unwrap_err();
@@ -433,7 +516,12 @@ mod tests {
 
     #[test]
     fn unused_build_args_reported() {
-        let p = plan("ARG A\nFROM scratch\nARG B\n", &[("A", "1"), ("B", "2"), ("C", "3"), ("HTTP_PROXY", "x")], None).unwrap();
+        let p = plan(
+            "ARG A\nFROM scratch\nARG B\n",
+            &[("A", "1"), ("B", "2"), ("C", "3"), ("HTTP_PROXY", "x")],
+            None,
+        )
+        .unwrap();
         assert_eq!(p.unused_build_args(), vec!["C"]);
     }
 }

@@ -62,10 +62,11 @@ impl Lex {
             raw_quotes: self.raw_quotes,
             raw_escapes: self.raw_escapes,
         };
-        sw.process_stop_on(None, self.raw_escapes).map_err(|message| ExpandError {
-            word: word.to_string(),
-            message,
-        })
+        sw.process_stop_on(None, self.raw_escapes)
+            .map_err(|message| ExpandError {
+                word: word.to_string(),
+                message,
+            })
     }
 }
 
@@ -127,7 +128,11 @@ impl ShellWord<'_> {
         c
     }
 
-    fn process_stop_on(&mut self, stop: Option<char>, raw_escapes: bool) -> Result<(String, Vec<String>), String> {
+    fn process_stop_on(
+        &mut self,
+        stop: Option<char>,
+        raw_escapes: bool,
+    ) -> Result<(String, Vec<String>), String> {
         let saved = self.raw_escapes;
         self.raw_escapes = raw_escapes;
         let r = self.process_stop_on_inner(stop);
@@ -135,7 +140,10 @@ impl ShellWord<'_> {
         r
     }
 
-    fn process_stop_on_inner(&mut self, stop: Option<char>) -> Result<(String, Vec<String>), String> {
+    fn process_stop_on_inner(
+        &mut self,
+        stop: Option<char>,
+    ) -> Result<(String, Vec<String>), String> {
         let mut result = String::new();
         let mut words = Words::default();
         while let Some(ch) = self.peek() {
@@ -180,7 +188,9 @@ impl ShellWord<'_> {
             }
         }
         if let Some(stop) = stop {
-            return Err(format!("unexpected end of statement while looking for matching {stop}"));
+            return Err(format!(
+                "unexpected end of statement while looking for matching {stop}"
+            ));
         }
         Ok((result, words.finish()))
     }
@@ -193,7 +203,12 @@ impl ShellWord<'_> {
         }
         loop {
             match self.next() {
-                None => return Err("unexpected end of statement while looking for matching single-quote".into()),
+                None => {
+                    return Err(
+                        "unexpected end of statement while looking for matching single-quote"
+                            .into(),
+                    )
+                }
                 Some('\'') => {
                     if self.raw_quotes {
                         result.push('\'');
@@ -213,7 +228,12 @@ impl ShellWord<'_> {
         }
         loop {
             match self.peek() {
-                None => return Err("unexpected end of statement while looking for matching double-quote".into()),
+                None => {
+                    return Err(
+                        "unexpected end of statement while looking for matching double-quote"
+                            .into(),
+                    )
+                }
                 Some('"') => {
                     self.next();
                     if self.raw_quotes {
@@ -262,7 +282,9 @@ impl ShellWord<'_> {
         self.next(); // '{'
         match self.peek() {
             None => return Err("syntax error: missing '}'".into()),
-            Some('{') | Some('}') | Some(':') => return Err("syntax error: bad substitution".into()),
+            Some('{') | Some('}') | Some(':') => {
+                return Err("syntax error: bad substitution".into())
+            }
             _ => {}
         }
         let name = self.process_name();
@@ -301,16 +323,28 @@ impl ShellWord<'_> {
                 let value = self.get_env(&name);
                 let unset = value.is_none() || (null_is_unset && value.as_deref() == Some(""));
                 match ch {
-                    '-' => Ok(if unset { word } else { value.unwrap_or_default() }),
+                    '-' => Ok(if unset {
+                        word
+                    } else {
+                        value.unwrap_or_default()
+                    }),
                     '+' => Ok(if unset { String::new() } else { word }),
                     '?' => match value {
                         None => Err(format!(
                             "{name}: {}",
-                            if word.is_empty() { "is not allowed to be unset" } else { &word }
+                            if word.is_empty() {
+                                "is not allowed to be unset"
+                            } else {
+                                &word
+                            }
                         )),
                         Some(v) if null_is_unset && v.is_empty() => Err(format!(
                             "{name}: {}",
-                            if word.is_empty() { "is not allowed to be empty" } else { &word }
+                            if word.is_empty() {
+                                "is not allowed to be empty"
+                            } else {
+                                &word
+                            }
                         )),
                         Some(v) => Ok(v),
                     },
@@ -355,9 +389,13 @@ impl ShellWord<'_> {
                 let re = shell_pattern_to_regex(&pattern, true, false)
                     .map_err(|e| format!("invalid pattern ({pattern}) in substitution: {e}"))?;
                 if replace_all {
-                    Ok(re.replace_all(&value, regex::NoExpand(&replacement)).into_owned())
+                    Ok(re
+                        .replace_all(&value, regex::NoExpand(&replacement))
+                        .into_owned())
                 } else {
-                    Ok(re.replace(&value, regex::NoExpand(&replacement)).into_owned())
+                    Ok(re
+                        .replace(&value, regex::NoExpand(&replacement))
+                        .into_owned())
                 }
             }
             _ => Err(format!("unsupported modifier ({chs}) in substitution")),

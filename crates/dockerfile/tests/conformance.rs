@@ -11,7 +11,9 @@ use std::path::PathBuf;
 fn conformance_dir() -> PathBuf {
     let dir = std::env::var_os("KILN_CONFORMANCE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance")
+        });
     assert!(
         dir.join("buildkit").is_dir(),
         "\n\n*** CONFORMANCE VECTORS ABSENT: {} has no buildkit/ folder. Set KILN_CONFORMANCE_DIR \
@@ -34,7 +36,11 @@ fn subdirs(p: PathBuf) -> Vec<PathBuf> {
 #[test]
 fn parser_testfiles_reproduce_result_byte_for_byte() {
     let cases = subdirs(conformance_dir().join("parser/testfiles"));
-    assert!(cases.len() >= 20, "expected the BuildKit testfiles, found {}", cases.len());
+    assert!(
+        cases.len() >= 20,
+        "expected the BuildKit testfiles, found {}",
+        cases.len()
+    );
     let mut failures = Vec::new();
     for case in &cases {
         let src = fs::read_to_string(case.join("Dockerfile")).expect("Dockerfile");
@@ -44,12 +50,21 @@ fn parser_testfiles_reproduce_result_byte_for_byte() {
             Ok(ast) => {
                 let got = dump::buildkit(&ast);
                 if got != expected {
-                    failures.push(format!("{}:\n--- expected\n{expected}--- got\n{got}", case.display()));
+                    failures.push(format!(
+                        "{}:\n--- expected\n{expected}--- got\n{got}",
+                        case.display()
+                    ));
                 }
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -60,18 +75,22 @@ fn parser_negative_testfiles_are_rejected() {
         let src = fs::read_to_string(case.join("Dockerfile")).expect("Dockerfile");
         // A negative case may pass the parser and fail instruction checks
         // (as BuildKit does at its instructions stage); either must reject it.
-        let result = parse("Dockerfile", &src).and_then(|ast| {
-            kiln_dockerfile::Plan::new(ast, Default::default()).map(|_| ())
-        });
+        let result = parse("Dockerfile", &src)
+            .and_then(|ast| kiln_dockerfile::Plan::new(ast, Default::default()).map(|_| ()));
         assert!(result.is_err(), "{} was accepted", case.display());
     }
 }
 
 fn base_env() -> HashMap<String, String> {
-    [("PWD", "/home"), ("SHELL", "bash"), ("KOREAN", "한국어"), ("NULL", "")]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    [
+        ("PWD", "/home"),
+        ("SHELL", "bash"),
+        ("KOREAN", "한국어"),
+        ("NULL", ""),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 
 #[test]
@@ -105,7 +124,12 @@ fn env_var_test_vectors() {
         }
     }
     assert!(n > 200, "only {n} vectors read");
-    assert!(failures.is_empty(), "{} of {n} differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {n} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -140,5 +164,10 @@ fn words_test_vectors() {
         }
     }
     assert!(n > 15, "only {n} vectors read");
-    assert!(failures.is_empty(), "{} of {n} differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {n} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
