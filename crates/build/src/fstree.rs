@@ -1,0 +1,329 @@
+//! The image's file system as metadata: every path with its type, owner,
+//! mode and time, and for files where the bytes are (context file, staging
+//! file). Content is never loaded; layers stream it when they are written.
+//! Each step's changes are tracked so the step's layer holds exactly them.
+
+use kiln_layer::{Content, Entry, EntryKind};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeKind {
+    Dir,
+    File { content: Content, size: u64 },
+    Symlink(String),
+    Fifo,
+    CharDevice { major: u32, minor: u32 },
+    BlockDevice { major: u32, minor: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub kind: NodeKind,
+    /// Permission and setuid/setgid/sticky bits.
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: i64,
+    pub xattrs: BTreeMap<String, Vec<u8>>,
+    /// Files sharing an inode number are hard links of each other.
+    pub inode: u64,
+}
+
+impl Node {
+    pub fn is_dir(&self) -> bool {
+        matches!(self.kind, NodeKind::Dir)
+    }
+}
+
+/// Absolute, clean paths ("/", "/a/b") to nodes.
+#[derive(Debug, Clone)]
+pub struct FsTree {
+    nodes: BTreeMap<String, Node>,
+    changed: BTreeSet<String>,
+    next_inode: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    #[error("{0}: too many levels of symbolic links")]
+    SymlinkLoop(String),
+    #[error("{0}: not a directory")]
+    NotADirectory(String),
+    #[error("cannot replace directory {0} with a non-directory")]
+    ReplaceDir(String),
+}
+
+const MAX_SYMLINKS: usize = 255;
+
+impl Default for FsTree {
+    fn default() -> Self {
+        Self::new(0)
+    }
+}
+
+impl FsTree {
+    /// An empty tree: only `/` (mode 0755, root, time `mtime`).
+    pub fn new(mtime: i64) -> FsTree {
+        let mut nodes = BTreeMap::new();
+        nodes.insert(
+            "/".to_string(),
+            Node {
+                kind: NodeKind::Dir,
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                mtime,
+                xattrs: BTreeMap::new(),
+                inode: 1,
+            },
+        );
+        FsTree {
+            nodes,
+            changed: BTreeSet::new(),
+            next_inode: 2,
+        }
+    }
+
+    pub fn new_inode(&mut self) -> u64 {
+        self.next_inode += 1;
+        self.next_inode
+    }
+
+    pub fn get(&self, path: &str) -> Option<&Node> {
+        self.nodes.get(path)
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.len() <= 1
+    }
+
+    /// Direct children names of directory `dir`.
+    pub fn children(&self, dir: &str) -> Vec<String> {
+        let prefix = if dir == "/" { "/".to_string() } else { format!("{dir}/") };
+        self.nodes
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter_map(|(k, _)| {
+                let rest = &k[prefix.len()..];
+                (!rest.is_empty() && !rest.contains('/')).then(|| rest.to_string())
+            })
+            .collect()
+    }
+
+    /// All paths under `dir` (not `dir` itself), in order.
+    pub fn descendants(&self, dir: &str) -> Vec<String> {
+        let prefix = if dir == "/" { "/".to_string() } else { format!("{dir}/") };
+        self.nodes
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter(|(k, _)| k.len() > prefix.len())
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Resolve every symlink in `path` inside this tree (a link cannot leave
+    /// `/`). With `follow_last` false the last component is not followed.
+    /// Missing components are kept as they are.
+    pub fn resolve(&self, path: &str, follow_last: bool) -> Result<String, TreeError> {
+        let mut pending: Vec<String> = path.split('/').filter(|c| !c.is_empty()).rev().map(String::from).collect();
+        let mut current: Vec<String> = Vec::new();
+        let mut hops = 0;
+        while let Some(comp) = pending.pop() {
+            match comp.as_str() {
+                "." => continue,
+                ".." => {
+                    current.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            current.push(comp);
+            let is_last = pending.is_empty();
+            let here = format!("/{}", current.join("/"));
+            if let Some(Node {
+                kind: NodeKind::Symlink(target),
+                ..
+            }) = self.nodes.get(&here)
+            {
+                if is_last && !follow_last {
+                    break;
+                }
+                hops += 1;
+                if hops > MAX_SYMLINKS {
+                    return Err(TreeError::SymlinkLoop(path.to_string()));
+                }
+                current.pop();
+                if target.starts_with('/') {
+                    current.clear();
+                }
+                pending.extend(target.split('/').filter(|c| !c.is_empty()).rev().map(String::from));
+            }
+        }
+        Ok(format!("/{}", current.join("/")))
+    }
+
+    /// Insert or replace `path` (resolved, clean); its parent must be a
+    /// directory. A directory is only replaced by a directory.
+    pub fn insert(&mut self, path: &str, node: Node) -> Result<(), TreeError> {
+        if let Some(old) = self.nodes.get(path) {
+            if old.is_dir() && !node.is_dir() {
+                return Err(TreeError::ReplaceDir(path.to_string()));
+            }
+        }
+        let parent = parent_of(path);
+        match self.nodes.get(parent) {
+            Some(n) if n.is_dir() => {}
+            _ => return Err(TreeError::NotADirectory(parent.to_string())),
+        }
+        self.changed.insert(path.to_string());
+        self.nodes.insert(path.to_string(), node);
+        Ok(())
+    }
+
+    /// Create `path` and missing parents as directories (resolving links),
+    /// returning the resolved path. `make` gives a new directory's node.
+    pub fn mkdir_all(&mut self, path: &str, make: &mut dyn FnMut(&mut FsTree) -> Node) -> Result<String, TreeError> {
+        let resolved = self.resolve(path, true)?;
+        let mut cur = String::new();
+        for comp in resolved.split('/').filter(|c| !c.is_empty()) {
+            cur.push('/');
+            cur.push_str(comp);
+            match self.nodes.get(&cur) {
+                Some(n) if n.is_dir() => {}
+                Some(_) => return Err(TreeError::NotADirectory(cur)),
+                None => {
+                    let node = make(self);
+                    self.changed.insert(cur.clone());
+                    self.nodes.insert(cur.clone(), node);
+                }
+            }
+        }
+        Ok(if resolved.is_empty() { "/".into() } else { resolved })
+    }
+
+    /// Update a node in place (metadata change), marking it changed.
+    pub fn update(&mut self, path: &str, f: impl FnOnce(&mut Node)) {
+        if let Some(n) = self.nodes.get_mut(path) {
+            f(n);
+            self.changed.insert(path.to_string());
+        }
+    }
+
+    /// The changes since the last call, as layer entries: changed paths and
+    /// their parent directories, hard links within the layer kept.
+    pub fn take_changes(&mut self) -> Vec<Entry> {
+        let changed = std::mem::take(&mut self.changed);
+        let mut paths: BTreeSet<String> = BTreeSet::new();
+        for p in &changed {
+            let mut cur = p.as_str();
+            while cur != "/" && paths.insert(cur.to_string()) {
+                cur = parent_of(cur);
+            }
+        }
+        let mut ordered: Vec<&String> = paths.iter().collect();
+        ordered.sort_by(|a, b| a.split('/').cmp(b.split('/')));
+        let mut first_of_inode: HashMap<u64, String> = HashMap::new();
+        let mut entries = Vec::new();
+        for p in ordered {
+            let Some(node) = self.nodes.get(p.as_str()) else { continue };
+            let rel = p.trim_start_matches('/').to_string();
+            let kind = match &node.kind {
+                NodeKind::Dir => EntryKind::Dir,
+                NodeKind::File { content, size } => match first_of_inode.get(&node.inode) {
+                    Some(first) => EntryKind::Hardlink(first.clone()),
+                    None => {
+                        first_of_inode.insert(node.inode, rel.clone());
+                        EntryKind::File {
+                            content: content.clone(),
+                            size: *size,
+                        }
+                    }
+                },
+                NodeKind::Symlink(t) => EntryKind::Symlink(t.clone()),
+                NodeKind::Fifo => EntryKind::Fifo,
+                NodeKind::CharDevice { major, minor } => EntryKind::CharDevice {
+                    major: *major,
+                    minor: *minor,
+                },
+                NodeKind::BlockDevice { major, minor } => EntryKind::BlockDevice {
+                    major: *major,
+                    minor: *minor,
+                },
+            };
+            entries.push(Entry {
+                path: rel,
+                kind,
+                mode: node.mode,
+                uid: node.uid,
+                gid: node.gid,
+                mtime: node.mtime,
+                xattrs: node.xattrs.clone(),
+            });
+        }
+        entries
+    }
+}
+
+/// Parent of a clean absolute path ("/" for "/a" and "/").
+pub fn parent_of(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) | None => "/",
+        Some(i) => &path[..i],
+    }
+}
+
+/// Last component of a clean path.
+pub fn base_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Join a clean absolute dir and a relative path.
+pub fn join(dir: &str, rel: &str) -> String {
+    if rel.is_empty() {
+        dir.to_string()
+    } else if dir == "/" {
+        format!("/{rel}")
+    } else {
+        format!("{dir}/{rel}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(tree: &mut FsTree) -> Node {
+        Node {
+            kind: NodeKind::Dir,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            xattrs: BTreeMap::new(),
+            inode: tree.new_inode(),
+        }
+    }
+
+    #[test]
+    fn resolve_stays_inside_root() {
+        let mut t = FsTree::new(0);
+        t.mkdir_all("/a/b", &mut dir).unwrap();
+        let mut link = dir(&mut t);
+        link.kind = NodeKind::Symlink("../../../../a".into());
+        t.insert("/a/up", link.clone()).unwrap();
+        assert_eq!(t.resolve("/a/up/b", true).unwrap(), "/a/b");
+        link.kind = NodeKind::Symlink("/a/loop".into());
+        t.insert("/a/loop", link).unwrap();
+        assert!(t.resolve("/a/loop/x", true).is_err());
+        assert_eq!(t.resolve("/a/loop", false).unwrap(), "/a/loop");
+        assert_eq!(t.children("/a"), vec!["b", "loop", "up"]);
+        let changes = t.take_changes();
+        let paths: Vec<_> = changes.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, vec!["a", "a/b", "a/loop", "a/up"]);
+        assert!(t.take_changes().is_empty());
+    }
+}

@@ -1,0 +1,12 @@
+//! kiln's build engine: walks the plan, runs each instruction against an
+//! in-memory view of the image's file system, and commits layers.
+
+pub mod copy;
+pub mod engine;
+pub mod fstree;
+pub mod ignore;
+mod metadata;
+pub mod source;
+pub mod users;
+
+pub use engine::{build, BuildError, BuildOptions, StepEvent, DEFAULT_PATH};

@@ -1,0 +1,399 @@
+//! Where COPY/ADD read from: the build context (a directory on disk, with
+//! .dockerignore applied) or another stage's tree. Both give the same
+//! listing of entries, relative to the source path the user named.
+
+use crate::fstree::{FsTree, NodeKind};
+use crate::ignore::{clean, glob_match, has_wildcard, IgnoreMatcher};
+use kiln_layer::Content;
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SrcKind {
+    Dir,
+    File { content: Content, size: u64 },
+    Symlink(String),
+    Fifo,
+    CharDevice { major: u32, minor: u32 },
+    BlockDevice { major: u32, minor: u32 },
+}
+
+#[derive(Debug, Clone)]
+pub struct SrcEntry {
+    /// Path below the named source ("" for the source itself).
+    pub rel: String,
+    pub kind: SrcKind,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: i64,
+    /// Same key, same file: hard links are kept within one COPY.
+    pub link_key: Option<(u64, u64)>,
+    pub xattrs: BTreeMap<String, Vec<u8>>,
+}
+
+/// One matched source: its name (for `dest/<name>`) and its entries, the
+/// source itself first.
+#[derive(Debug, Clone)]
+pub struct SourceItem {
+    pub name: String,
+    /// Path of the source as the user's source system names it.
+    pub path: String,
+    pub entries: Vec<SrcEntry>,
+}
+
+impl SourceItem {
+    pub fn root(&self) -> &SrcEntry {
+        &self.entries[0]
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{0}: not found in {1}")]
+    NotFound(String, String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}: too many levels of symbolic links")]
+    SymlinkLoop(String),
+}
+
+/// A file system COPY can read from.
+pub trait SourceFs {
+    /// Human name for messages ("build context", "stage builder").
+    fn describe(&self) -> String;
+    /// Resolve symlinks of a clean relative path inside the source root.
+    fn resolve(&self, rel: &str) -> Result<String, SourceError>;
+    /// Names in directory `rel` ("" is the root), excluded ones left out.
+    fn list(&self, rel: &str) -> Vec<String>;
+    fn is_dir(&self, rel: &str) -> bool;
+    fn exists(&self, rel: &str) -> bool;
+    /// Entries of the (resolved) path `rel`.
+    fn collect(&self, rel: &str) -> Result<Vec<SrcEntry>, SourceError>;
+}
+
+/// Match `src` (as written, after expansion) against `fs`: a wildcard may
+/// match many (or no) paths; a plain path must exist.
+pub fn expand_source(fs: &dyn SourceFs, src: &str) -> Result<Vec<SourceItem>, SourceError> {
+    let cleaned = clean(&format!("/{src}"));
+    let rel = cleaned.trim_start_matches('/').to_string();
+    let paths = if has_wildcard(&rel) {
+        let mut found = Vec::new();
+        glob(fs, "", &rel.split('/').collect::<Vec<_>>(), &mut found);
+        found
+    } else {
+        vec![rel]
+    };
+    let mut items = Vec::new();
+    for p in paths {
+        let resolved = fs.resolve(&p)?;
+        if !fs.exists(&resolved) {
+            return Err(SourceError::NotFound(if p.is_empty() { ".".into() } else { p }, fs.describe()));
+        }
+        let name = p.rsplit('/').next().unwrap_or("").to_string();
+        items.push(SourceItem {
+            name,
+            path: p,
+            entries: fs.collect(&resolved)?,
+        });
+    }
+    Ok(items)
+}
+
+fn glob(fs: &dyn SourceFs, dir: &str, comps: &[&str], out: &mut Vec<String>) {
+    let Some((first, rest)) = comps.split_first() else {
+        out.push(dir.to_string());
+        return;
+    };
+    let candidates: Vec<String> = if has_wildcard(first) {
+        fs.list(dir).into_iter().filter(|n| glob_match(first, n)).collect()
+    } else {
+        vec![first.to_string()]
+    };
+    for name in candidates {
+        let path = if dir.is_empty() { name } else { format!("{dir}/{name}") };
+        let Ok(resolved) = fs.resolve(&path) else { continue };
+        if !fs.exists(&resolved) {
+            continue;
+        }
+        if rest.is_empty() {
+            out.push(path);
+        } else if fs.is_dir(&resolved) {
+            glob(fs, &resolved, rest, out);
+        }
+    }
+}
+
+/// The build context directory.
+pub struct ContextFs {
+    pub root: PathBuf,
+    pub ignore: IgnoreMatcher,
+}
+
+impl ContextFs {
+    fn abs(&self, rel: &str) -> PathBuf {
+        if rel.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(rel)
+        }
+    }
+
+    fn entry(&self, rel_in_item: String, path: &Path, md: &std::fs::Metadata) -> SrcEntry {
+        let ft = md.file_type();
+        let kind = if ft.is_dir() {
+            SrcKind::Dir
+        } else if ft.is_symlink() {
+            SrcKind::Symlink(
+                std::fs::read_link(path)
+                    .map(|t| t.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            )
+        } else if ft.is_fifo() {
+            SrcKind::Fifo
+        } else if ft.is_char_device() || ft.is_block_device() {
+            let rdev = md.rdev();
+            let (major, minor) = (libc_major(rdev), libc_minor(rdev));
+            if ft.is_char_device() {
+                SrcKind::CharDevice { major, minor }
+            } else {
+                SrcKind::BlockDevice { major, minor }
+            }
+        } else {
+            SrcKind::File {
+                content: Content::Path(path.to_path_buf()),
+                size: md.len(),
+            }
+        };
+        let link_key = (ft.is_file() && md.nlink() > 1).then(|| (md.dev(), md.ino()));
+        SrcEntry {
+            rel: rel_in_item,
+            kind,
+            mode: md.mode() & 0o7777,
+            // Files from the context belong to root unless --chown says otherwise.
+            uid: 0,
+            gid: 0,
+            mtime: md.mtime(),
+            link_key,
+            xattrs: BTreeMap::new(),
+        }
+    }
+}
+
+fn libc_major(dev: u64) -> u32 {
+    (((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0x0000_0fff)) as u32
+}
+
+fn libc_minor(dev: u64) -> u32 {
+    (((dev >> 12) & 0xffff_ff00) | (dev & 0x0000_00ff)) as u32
+}
+
+impl SourceFs for ContextFs {
+    fn describe(&self) -> String {
+        "the build context".into()
+    }
+
+    fn resolve(&self, rel: &str) -> Result<String, SourceError> {
+        let mut pending: Vec<String> = rel.split('/').filter(|c| !c.is_empty()).rev().map(String::from).collect();
+        let mut cur: Vec<String> = Vec::new();
+        let mut hops = 0;
+        while let Some(c) = pending.pop() {
+            match c.as_str() {
+                "." => continue,
+                ".." => {
+                    cur.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            cur.push(c);
+            let p = self.abs(&cur.join("/"));
+            if let Ok(md) = std::fs::symlink_metadata(&p) {
+                if md.file_type().is_symlink() {
+                    hops += 1;
+                    if hops > 255 {
+                        return Err(SourceError::SymlinkLoop(rel.to_string()));
+                    }
+                    let target = std::fs::read_link(&p).map_err(|e| SourceError::Io {
+                        path: rel.to_string(),
+                        source: e,
+                    })?;
+                    let target = target.to_string_lossy().into_owned();
+                    cur.pop();
+                    if target.starts_with('/') {
+                        cur.clear();
+                    }
+                    pending.extend(target.split('/').filter(|c| !c.is_empty()).rev().map(String::from));
+                }
+            }
+        }
+        Ok(cur.join("/"))
+    }
+
+    fn list(&self, rel: &str) -> Vec<String> {
+        let Ok(rd) = std::fs::read_dir(self.abs(rel)) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                let p = if rel.is_empty() { n.clone() } else { format!("{rel}/{n}") };
+                !self.ignore.excluded(&p)
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn is_dir(&self, rel: &str) -> bool {
+        self.abs(rel).is_dir()
+    }
+
+    fn exists(&self, rel: &str) -> bool {
+        (rel.is_empty() || !self.ignore.excluded(rel)) && std::fs::symlink_metadata(self.abs(rel)).is_ok()
+    }
+
+    fn collect(&self, rel: &str) -> Result<Vec<SrcEntry>, SourceError> {
+        let root = self.abs(rel);
+        let io = |e: std::io::Error| SourceError::Io {
+            path: if rel.is_empty() { ".".into() } else { rel.to_string() },
+            source: e,
+        };
+        let md = std::fs::metadata(&root).map_err(io)?;
+        let mut entries = vec![self.entry(String::new(), &root, &md)];
+        if !md.is_dir() {
+            return Ok(entries);
+        }
+        let walk_exceptions = self.ignore.has_exceptions();
+        let mut excluded_dirs: BTreeMap<String, SrcEntry> = BTreeMap::new();
+        let mut included: Vec<SrcEntry> = Vec::new();
+        let mut it = walkdir::WalkDir::new(&root)
+            .follow_links(false)
+            .min_depth(1)
+            .sort_by_file_name()
+            .into_iter();
+        while let Some(next) = it.next() {
+            let e = next.map_err(|e| io(e.into()))?;
+            let below = e.path().strip_prefix(&root).unwrap_or(e.path()).to_string_lossy().into_owned();
+            let in_ctx = if rel.is_empty() { below.clone() } else { format!("{rel}/{below}") };
+            let md = e.metadata().map_err(|e| io(e.into()))?;
+            let entry = self.entry(below, e.path(), &md);
+            if self.ignore.excluded(&in_ctx) {
+                if md.is_dir() {
+                    if walk_exceptions {
+                        excluded_dirs.insert(entry.rel.clone(), entry);
+                    } else {
+                        it.skip_current_dir();
+                    }
+                }
+                continue;
+            }
+            included.push(entry);
+        }
+        // An excluded directory still appears when an exception re-includes
+        // something inside it.
+        let mut needed: BTreeSet<String> = BTreeSet::new();
+        for e in &included {
+            let mut p = e.rel.as_str();
+            while let Some(i) = p.rfind('/') {
+                p = &p[..i];
+                if excluded_dirs.contains_key(p) {
+                    needed.insert(p.to_string());
+                }
+            }
+        }
+        included.extend(needed.into_iter().filter_map(|p| excluded_dirs.remove(&p)));
+        included.sort_by(|a, b| a.rel.split('/').cmp(b.rel.split('/')));
+        entries.extend(included);
+        Ok(entries)
+    }
+}
+
+/// Another stage's file system (COPY --from=stage).
+pub struct TreeFs<'a> {
+    pub tree: &'a FsTree,
+    pub name: String,
+}
+
+impl TreeFs<'_> {
+    fn abs(rel: &str) -> String {
+        format!("/{rel}")
+    }
+}
+
+impl SourceFs for TreeFs<'_> {
+    fn describe(&self) -> String {
+        format!("stage {}", self.name)
+    }
+
+    fn resolve(&self, rel: &str) -> Result<String, SourceError> {
+        self.tree
+            .resolve(&Self::abs(rel), true)
+            .map(|p| p.trim_start_matches('/').to_string())
+            .map_err(|_| SourceError::SymlinkLoop(rel.to_string()))
+    }
+
+    fn list(&self, rel: &str) -> Vec<String> {
+        self.tree.children(&clean(&Self::abs(rel)))
+    }
+
+    fn is_dir(&self, rel: &str) -> bool {
+        self.tree.get(&clean(&Self::abs(rel))).is_some_and(|n| n.is_dir())
+    }
+
+    fn exists(&self, rel: &str) -> bool {
+        self.tree.get(&clean(&Self::abs(rel))).is_some()
+    }
+
+    fn collect(&self, rel: &str) -> Result<Vec<SrcEntry>, SourceError> {
+        let root = clean(&Self::abs(rel));
+        let convert = |rel_in_item: String, path: &str| -> Option<SrcEntry> {
+            let n = self.tree.get(path)?;
+            let kind = match &n.kind {
+                NodeKind::Dir => SrcKind::Dir,
+                NodeKind::File { content, size } => SrcKind::File {
+                    content: content.clone(),
+                    size: *size,
+                },
+                NodeKind::Symlink(t) => SrcKind::Symlink(t.clone()),
+                NodeKind::Fifo => SrcKind::Fifo,
+                NodeKind::CharDevice { major, minor } => SrcKind::CharDevice {
+                    major: *major,
+                    minor: *minor,
+                },
+                NodeKind::BlockDevice { major, minor } => SrcKind::BlockDevice {
+                    major: *major,
+                    minor: *minor,
+                },
+            };
+            Some(SrcEntry {
+                rel: rel_in_item,
+                link_key: matches!(kind, SrcKind::File { .. }).then_some((0, n.inode)),
+                kind,
+                mode: n.mode,
+                uid: n.uid,
+                gid: n.gid,
+                mtime: n.mtime,
+                xattrs: n.xattrs.clone(),
+            })
+        };
+        let mut entries: Vec<SrcEntry> = convert(String::new(), &root).into_iter().collect();
+        if entries.is_empty() {
+            return Err(SourceError::NotFound(rel.to_string(), self.describe()));
+        }
+        if self.tree.get(&root).is_some_and(|n| n.is_dir()) {
+            for p in self.tree.descendants(&root) {
+                let below = p[if root == "/" { 1 } else { root.len() + 1 }..].to_string();
+                entries.extend(convert(below, &p));
+            }
+            entries[1..].sort_by(|a, b| a.rel.split('/').cmp(b.rel.split('/')));
+        }
+        Ok(entries)
+    }
+}
