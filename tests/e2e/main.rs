@@ -1,1 +1,10 @@
+//! End-to-end tests: the real `kiln` binary builds real contexts; skopeo,
+//! umoci and (where an engine answers) docker check what it wrote.
 
+mod common;
+
+mod docker;
+mod errors;
+mod features;
+mod outputs;
+mod parse;

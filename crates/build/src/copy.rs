@@ -64,8 +64,10 @@ impl CopyOptions {
 pub fn copy_items(tree: &mut FsTree, items: &[SourceItem], dest: &str, opts: &CopyOptions) -> Result<(), CopyError> {
     let dest_is_dir = dest.ends_with('/') || dest.ends_with("/.") || items.len() > 1;
     let dest = clean(dest);
-    let mut inodes: HashMap<(u64, u64), u64> = HashMap::new();
     for item in items {
+        // Hard links are kept within one source, as docker does; the same
+        // file named twice becomes two files.
+        let mut inodes: HashMap<(u64, u64), u64> = HashMap::new();
         let root = item.root();
         if matches!(root.kind, SrcKind::Dir) {
             let target = tree.resolve(&dest, true)?;
@@ -77,10 +79,10 @@ pub fn copy_items(tree: &mut FsTree, items: &[SourceItem], dest: &str, opts: &Co
                     })
                 }
                 Some(_) => {}
+                // Docker creates the destination as a new directory (0755,
+                // the --chown owner); it does not take the source's mode.
                 None => {
-                    tree.mkdir_all(parent_of(&target), &mut |t| opts.new_dir(t))?;
-                    let node = make_node(tree, root, opts, &mut inodes);
-                    tree.insert(&target, node)?;
+                    tree.mkdir_all(&target, &mut |t| opts.new_dir(t))?;
                 }
             }
             for e in &item.entries[1..] {

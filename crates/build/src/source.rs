@@ -256,7 +256,12 @@ impl SourceFs for ContextFs {
     }
 
     fn exists(&self, rel: &str) -> bool {
-        (rel.is_empty() || !self.ignore.excluded(rel)) && std::fs::symlink_metadata(self.abs(rel)).is_ok()
+        let Ok(md) = std::fs::symlink_metadata(self.abs(rel)) else {
+            return false;
+        };
+        // An excluded directory is still there when an exception may
+        // re-include something inside it.
+        rel.is_empty() || !self.ignore.excluded(rel) || (md.is_dir() && self.ignore.has_exceptions())
     }
 
     fn collect(&self, rel: &str) -> Result<Vec<SrcEntry>, SourceError> {

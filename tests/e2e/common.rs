@@ -1,0 +1,249 @@
+//! Helpers: running kiln and the verification tools, reading images.
+
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+pub fn kiln() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    c.env_remove("SOURCE_DATE_EPOCH");
+    c
+}
+
+/// Run kiln with `args`; panic with its output unless it succeeds.
+pub fn kiln_ok(args: &[&str]) -> Output {
+    let out = kiln().args(args).output().expect("running kiln");
+    assert!(
+        out.status.success(),
+        "kiln {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A required verification tool; its absence fails the test loudly.
+pub fn tool(name: &str) -> Command {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{name}` is not installed: the end-to-end tests need it (the README's test command installs it with apt-get)"
+    );
+    Command::new(name)
+}
+
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+pub fn write(path: &Path, text: &str) {
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p).unwrap();
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+pub fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// One path of an image's merged file system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    pub kind: char,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    /// Symlink target, or hard-link target path.
+    pub link: String,
+    pub sha256: String,
+    pub mtime: u64,
+}
+
+/// Apply the layers of a docker-archive in order (no whiteouts expected
+/// in these images) and return every path.
+pub fn docker_archive_fs(archive: &Path) -> (BTreeMap<String, FileInfo>, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(Command::new("tar").arg("-xf").arg(archive).arg("-C").arg(dir.path()));
+    let manifest = json(&std::fs::read_to_string(dir.path().join("manifest.json")).unwrap());
+    let config_name = manifest[0]["Config"].as_str().unwrap();
+    let config = json(&std::fs::read_to_string(dir.path().join(config_name)).unwrap());
+    let mut fs = BTreeMap::new();
+    for layer in manifest[0]["Layers"].as_array().unwrap() {
+        let file = std::fs::File::open(dir.path().join(layer.as_str().unwrap())).unwrap();
+        let mut archive = tar::Archive::new(file);
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().to_string_lossy().trim_end_matches('/').to_string();
+            let h = e.header().clone();
+            let kind = match h.entry_type() {
+                tar::EntryType::Directory => 'd',
+                tar::EntryType::Symlink => 'l',
+                tar::EntryType::Link => 'h',
+                _ => 'f',
+            };
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            let link = e
+                .link_name()
+                .unwrap()
+                .map(|l| l.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let sha = if kind == 'h' {
+                fs.get(&link).map(|f: &FileInfo| f.sha256.clone()).unwrap_or_default()
+            } else {
+                hex::encode(Sha256::digest(&data))
+            };
+            fs.insert(
+                path,
+                FileInfo {
+                    kind,
+                    mode: h.mode().unwrap() & 0o7777,
+                    uid: e.header().uid().unwrap(),
+                    gid: e.header().gid().unwrap(),
+                    link,
+                    sha256: sha,
+                    mtime: h.mtime().unwrap(),
+                },
+            );
+        }
+    }
+    (fs, config)
+}
+
+/// `umoci unpack` an OCI layout image; returns the bundle directory.
+pub fn umoci_unpack(layout: &Path, reference: &str) -> tempfile::TempDir {
+    let bundle = tempfile::tempdir().unwrap();
+    let target = bundle.path().join("b");
+    let mut cmd = tool("umoci");
+    cmd.arg("unpack").arg("--image").arg(format!("{}:{reference}", layout.display()));
+    if !is_root() {
+        cmd.arg("--rootless");
+    }
+    run_ok(cmd.arg(&target));
+    bundle
+}
+
+pub fn is_root() -> bool {
+    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+}
+
+pub fn skopeo_inspect(transport_ref: &str, config: bool) -> serde_json::Value {
+    let mut cmd = tool("skopeo");
+    cmd.arg("inspect");
+    if config {
+        cmd.arg("--config");
+    }
+    json(&run_ok(cmd.arg(transport_ref)))
+}
+
+/// The docker client to drive the engine with: Debian's docker.io client
+/// has BuildKit built in, newer clients need the buildx plugin.
+pub fn docker() -> Option<Command> {
+    let bin = std::env::var("KILN_TEST_DOCKER").ok().unwrap_or_else(|| {
+        if Path::new("/usr/bin/docker").exists() {
+            "/usr/bin/docker".into()
+        } else {
+            "docker".into()
+        }
+    });
+    let answers = Command::new(&bin)
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !answers {
+        eprintln!("!!!!!!!! SKIPPED: no Docker engine answers ({bin}); the docker checks of this test did not run !!!!!!!!");
+        return None;
+    }
+    Some(Command::new(bin))
+}
+
+/// The Dockerfile of the rich context: only what docker 20.10's built-in
+/// BuildKit also understands, so both builders can be compared.
+pub const RICH_DOCKERFILE: &str = r#"FROM scratch AS base
+COPY etc /etc/
+COPY tree /t1
+COPY tree/ /t2/
+COPY tree/a tree/link /files/
+COPY --chown=app:staff tree /owned
+COPY --chown=5:6 tree/a /p1/p2/f
+COPY --chmod=0751 tree/sub /chm
+COPY ignored /ign
+COPY *.t?z /globbed/
+ADD a.tar /x/tar/
+ADD a.tgz /x/tgz
+ADD a.tbz /x/tbz/
+ADD a.txz /x/txz/
+COPY tree/a /x/tgz/
+WORKDIR /work/dir
+USER app
+WORKDIR /home/app
+COPY tree/sub/b rel
+FROM base AS final
+COPY --from=base /t1/sub /fromstage
+COPY --from=base /owned/sub/ /fromowned/
+ENV A=1 B=$A
+ENTRYPOINT ["/bin/true"]
+EXPOSE 80 90/udp
+VOLUME /data
+LABEL k=v
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=5s --retries=2 CMD true
+ONBUILD COPY x y
+"#;
+
+/// A context with modes, a directory of mode 0700, symlinks, hard links,
+/// passwd/group, .dockerignore with an exception, and tar archives (plain,
+/// gzip with owner 7:8, bzip2, xz).
+pub fn rich_context(dir: &Path) {
+    write(&dir.join("tree/a"), "one\n");
+    write(&dir.join("tree/sub/b"), "two\n");
+    chmod(&dir.join("tree/a"), 0o600);
+    chmod(&dir.join("tree/sub"), 0o700);
+    std::os::unix::fs::symlink("a", dir.join("tree/link")).unwrap();
+    std::fs::hard_link(dir.join("tree/a"), dir.join("tree/hardlink")).unwrap();
+    write(
+        &dir.join("etc/passwd"),
+        "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n",
+    );
+    write(&dir.join("etc/group"), "root:x:0:\nstaff:x:50:\n");
+    write(&dir.join("ignored/keep/k"), "k\n");
+    write(&dir.join("ignored/drop"), "d\n");
+    write(&dir.join("secret.txt"), "s\n");
+    let arch = dir.join("arch");
+    write(&arch.join("inner/f"), "in\n");
+    std::os::unix::fs::symlink("inner/f", arch.join("l")).unwrap();
+    for (name, flags) in [("a.tar", "-cf"), ("a.tgz", "-czf"), ("a.tbz", "-cjf"), ("a.txz", "-cJf")] {
+        run_ok(
+            Command::new("tar")
+                .args(["--owner=7", "--group=8", "--mtime=@1600000000", "-C"])
+                .arg(&arch)
+                .arg(flags)
+                .arg(dir.join(name))
+                .arg("."),
+        );
+    }
+    std::fs::remove_dir_all(&arch).unwrap();
+    write(&dir.join(".dockerignore"), "secret.txt\nignored\n!ignored/keep\n");
+    write(&dir.join("Dockerfile"), RICH_DOCKERFILE);
+}
