@@ -39,13 +39,9 @@ pub struct BuildOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("{file}:{line}: {instruction}: {message}")]
-    Step {
-        file: String,
-        line: usize,
-        instruction: String,
-        message: String,
-    },
+    /// A step failed: file, line, column, the message and the line itself.
+    #[error("{0}")]
+    Step(kiln_dockerfile::ParseError),
     #[error("{0}")]
     Setup(String),
     #[error(transparent)]
@@ -157,12 +153,7 @@ fn first_line(node: &AstNode) -> String {
 
 impl Engine<'_> {
     fn step_error(&self, node: &AstNode, message: impl Into<String>) -> BuildError {
-        BuildError::Step {
-            file: self.plan.ast.file.clone(),
-            line: node.start_line,
-            instruction: first_line(node),
-            message: message.into(),
-        }
+        BuildError::Step(self.plan.ast.error_in(node, message))
     }
 
     fn build_stage(&mut self, index: usize, progress: &mut dyn FnMut(String)) -> Result<StageState, BuildError> {

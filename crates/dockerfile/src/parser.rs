@@ -89,7 +89,13 @@ impl Ast {
     pub fn error_in(&self, node: &Node, message: impl Into<String>) -> ParseError {
         let src = self.source_line(node.start_line);
         let indent = src.chars().take_while(|c| c.is_whitespace()).count();
-        let col = indent + node.keyword.chars().count() + 2;
+        // Point at the arguments, or at the keyword when it is not one.
+        let known = crate::instructions::KEYWORDS.contains(&node.keyword.as_str());
+        let col = if known {
+            indent + node.keyword.chars().count() + 2
+        } else {
+            indent + 1
+        };
         self.error_at(
             node.start_line,
             col.min(src.chars().count().max(1)),
