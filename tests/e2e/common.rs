@@ -151,7 +151,9 @@ pub fn skopeo_inspect(transport_ref: &str, config: bool) -> serde_json::Value {
     let mut cmd = tool("skopeo");
     cmd.arg("inspect");
     if config {
-        cmd.arg("--config");
+        // The config blob as stored: without --raw skopeo re-encodes it and
+        // drops docker's fields (Shell, Healthcheck, OnBuild).
+        cmd.args(["--config", "--raw"]);
     }
     json(&run_ok(cmd.arg(transport_ref)))
 }
