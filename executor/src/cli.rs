@@ -4,7 +4,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "kiln", version, about = "Build OCI images from Dockerfiles, without a daemon or root")]
+#[command(
+    name = "kiln",
+    version,
+    about = "Build OCI images from Dockerfiles, without a daemon or root"
+)]
 pub struct Cli {
     /// Log level: panic, fatal, error, warn, info, debug, trace.
     #[arg(short = 'v', long = "verbosity", global = true, default_value = "info")]

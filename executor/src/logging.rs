@@ -11,7 +11,11 @@ pub fn init(verbosity: &str) -> Result<(), String> {
         "info" => LevelFilter::INFO,
         "debug" => LevelFilter::DEBUG,
         "trace" => LevelFilter::TRACE,
-        other => return Err(format!("-v {other:?}: expected panic, fatal, error, warn, info, debug or trace")),
+        other => {
+            return Err(format!(
+                "-v {other:?}: expected panic, fatal, error, warn, info, debug or trace"
+            ))
+        }
     };
     let builder = tracing_subscriber::fmt()
         .with_max_level(level)

@@ -40,7 +40,8 @@ fn parse(args: ParseArgs) -> Result<(), String> {
         .or(args.dockerfile)
         .ok_or("give the Dockerfile: kiln parse [-f] DOCKERFILE")?;
     let src = read_dockerfile(&path)?;
-    let ast = kiln_dockerfile::parse(&path.display().to_string(), &src).map_err(|e| e.to_string())?;
+    let ast =
+        kiln_dockerfile::parse(&path.display().to_string(), &src).map_err(|e| e.to_string())?;
     let out = match args.format {
         ParseFormat::Buildkit => kiln_dockerfile::dump::buildkit(&ast),
         ParseFormat::Json => kiln_dockerfile::dump::json(&ast),
@@ -102,9 +103,11 @@ fn source_date_epoch() -> Result<Option<i64>, String> {
 
 fn build(args: BuildArgs) -> Result<(), String> {
     if args.oci_layout_path.is_none() && args.tar_path.is_none() && args.destinations.is_empty() {
-        return Err("no output: give --oci-layout-path DIR and/or --tar-path FILE \
+        return Err(
+            "no output: give --oci-layout-path DIR and/or --tar-path FILE \
                     (pushing with -d/--destination arrives with registry support)"
-            .into());
+                .into(),
+        );
     }
     if !args.destinations.is_empty() && !args.no_push {
         return Err(format!(
@@ -153,8 +156,13 @@ fn build(args: BuildArgs) -> Result<(), String> {
         },
     };
     let started = std::time::Instant::now();
+    let several_stages = plan.order.len() > 1;
     let image = kiln_build::build(&plan, &build_options, &mut |e: StepEvent| {
-        tracing::info!("[{}/{}] {}: {}", e.index, e.total, e.stage, e.text);
+        if several_stages {
+            tracing::info!("[{}/{}] stage {}: {}", e.index, e.total, e.stage, e.text);
+        } else {
+            tracing::info!("[{}/{}] {}", e.index, e.total, e.text);
+        }
     })
     .map_err(|e| e.to_string())?;
 

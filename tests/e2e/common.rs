@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 pub fn kiln() -> Command {
@@ -41,7 +44,9 @@ pub fn tool(name: &str) -> Command {
 }
 
 pub fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed:\n{}{}",
@@ -83,7 +88,13 @@ pub struct FileInfo {
 /// in these images) and return every path.
 pub fn docker_archive_fs(archive: &Path) -> (BTreeMap<String, FileInfo>, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
-    run_ok(Command::new("tar").arg("-xf").arg(archive).arg("-C").arg(dir.path()));
+    run_ok(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(archive)
+            .arg("-C")
+            .arg(dir.path()),
+    );
     let manifest = json(&std::fs::read_to_string(dir.path().join("manifest.json")).unwrap());
     let config_name = manifest[0]["Config"].as_str().unwrap();
     let config = json(&std::fs::read_to_string(dir.path().join(config_name)).unwrap());
@@ -93,7 +104,12 @@ pub fn docker_archive_fs(archive: &Path) -> (BTreeMap<String, FileInfo>, serde_j
         let mut archive = tar::Archive::new(file);
         for e in archive.entries().unwrap() {
             let mut e = e.unwrap();
-            let path = e.path().unwrap().to_string_lossy().trim_end_matches('/').to_string();
+            let path = e
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .to_string();
             let h = e.header().clone();
             let kind = match h.entry_type() {
                 tar::EntryType::Directory => 'd',
@@ -109,7 +125,9 @@ pub fn docker_archive_fs(archive: &Path) -> (BTreeMap<String, FileInfo>, serde_j
                 .map(|l| l.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let sha = if kind == 'h' {
-                fs.get(&link).map(|f: &FileInfo| f.sha256.clone()).unwrap_or_default()
+                fs.get(&link)
+                    .map(|f: &FileInfo| f.sha256.clone())
+                    .unwrap_or_default()
             } else {
                 hex::encode(Sha256::digest(&data))
             };
@@ -135,7 +153,9 @@ pub fn umoci_unpack(layout: &Path, reference: &str) -> tempfile::TempDir {
     let bundle = tempfile::tempdir().unwrap();
     let target = bundle.path().join("b");
     let mut cmd = tool("umoci");
-    cmd.arg("unpack").arg("--image").arg(format!("{}:{reference}", layout.display()));
+    cmd.arg("unpack")
+        .arg("--image")
+        .arg(format!("{}:{reference}", layout.display()));
     if !is_root() {
         cmd.arg("--rootless");
     }
@@ -144,7 +164,9 @@ pub fn umoci_unpack(layout: &Path, reference: &str) -> tempfile::TempDir {
 }
 
 pub fn is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 pub fn skopeo_inspect(transport_ref: &str, config: bool) -> serde_json::Value {
@@ -235,7 +257,12 @@ pub fn rich_context(dir: &Path) {
     let arch = dir.join("arch");
     write(&arch.join("inner/f"), "in\n");
     std::os::unix::fs::symlink("inner/f", arch.join("l")).unwrap();
-    for (name, flags) in [("a.tar", "-cf"), ("a.tgz", "-czf"), ("a.tbz", "-cjf"), ("a.txz", "-cJf")] {
+    for (name, flags) in [
+        ("a.tar", "-cf"),
+        ("a.tgz", "-czf"),
+        ("a.tbz", "-cjf"),
+        ("a.txz", "-cJf"),
+    ] {
         run_ok(
             Command::new("tar")
                 .args(["--owner=7", "--group=8", "--mtime=@1600000000", "-C"])
@@ -246,6 +273,9 @@ pub fn rich_context(dir: &Path) {
         );
     }
     std::fs::remove_dir_all(&arch).unwrap();
-    write(&dir.join(".dockerignore"), "secret.txt\nignored\n!ignored/keep\n");
+    write(
+        &dir.join(".dockerignore"),
+        "secret.txt\nignored\n!ignored/keep\n",
+    );
     write(&dir.join("Dockerfile"), RICH_DOCKERFILE);
 }

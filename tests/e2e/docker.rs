@@ -34,7 +34,13 @@ fn rich_context_matches_docker_buildkit() {
     rich_context(ctx.path());
     let out = tempfile::tempdir().unwrap();
     let kiln_tar = out.path().join("kiln.tar");
-    kiln_ok(&["build", "-c", ctx.path().to_str().unwrap(), "--tar-path", kiln_tar.to_str().unwrap()]);
+    kiln_ok(&[
+        "build",
+        "-c",
+        ctx.path().to_str().unwrap(),
+        "--tar-path",
+        kiln_tar.to_str().unwrap(),
+    ]);
 
     let tag = "kiln-e2e/rich:docker";
     let built = docker()
@@ -53,7 +59,14 @@ fn rich_context_matches_docker_buildkit() {
         panic!("docker build failed: {err}");
     }
     let docker_tar = out.path().join("docker.tar");
-    run_ok(docker().unwrap().arg("save").arg("-o").arg(&docker_tar).arg(tag));
+    run_ok(
+        docker()
+            .unwrap()
+            .arg("save")
+            .arg("-o")
+            .arg(&docker_tar)
+            .arg(tag),
+    );
     let _ = docker().unwrap().args(["rmi", "-f", tag]).output();
 
     let (kfs, kcfg) = docker_archive_fs(&kiln_tar);
@@ -77,7 +90,11 @@ fn rich_context_matches_docker_buildkit() {
             (k, d) => diffs.push(format!("{p}: kiln {k:?} docker {d:?}")),
         }
     }
-    assert!(diffs.is_empty(), "file systems differ:\n{}", diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "file systems differ:\n{}",
+        diffs.join("\n")
+    );
     assert!(kfs.contains_key("ign/keep/k") && !kfs.contains_key("secret.txt"));
 
     for key in [
@@ -109,5 +126,9 @@ fn rich_context_matches_docker_buildkit() {
             .map(|h| h["empty_layer"].as_bool().unwrap_or(false))
             .collect()
     };
-    assert_eq!(flags(&kcfg), flags(&dcfg), "history entries and their empty_layer flags");
+    assert_eq!(
+        flags(&kcfg),
+        flags(&dcfg),
+        "history entries and their empty_layer flags"
+    );
 }

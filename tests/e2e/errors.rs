@@ -15,15 +15,29 @@ fn build_fails(dockerfile: &str, files: &[(&str, &str)], extra: &[&str]) -> Stri
     let out = tempfile::tempdir().unwrap();
     let layout = out.path().join("layout");
     let result = kiln()
-        .args(["build", "-c", ctx.path().to_str().unwrap(), "--oci-layout-path", layout.to_str().unwrap()])
+        .args([
+            "build",
+            "-c",
+            ctx.path().to_str().unwrap(),
+            "--oci-layout-path",
+            layout.to_str().unwrap(),
+        ])
         .args(extra)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
-    assert_eq!(result.status.code(), Some(1), "expected failure, got {:?}: {stderr}", result.status);
+    assert_eq!(
+        result.status.code(),
+        Some(1),
+        "expected failure, got {:?}: {stderr}",
+        result.status
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(stderr.contains("error: "), "{stderr}");
-    assert!(!Path::new(&layout).join("index.json").exists(), "no image on failure");
+    assert!(
+        !Path::new(&layout).join("index.json").exists(),
+        "no image on failure"
+    );
     stderr
 }
 
@@ -42,38 +56,80 @@ fn parse_errors_name_file_line_and_column_and_show_the_line() {
     ];
     for (dockerfile, location) in cases {
         let err = build_fails(dockerfile, &[], &[]);
-        assert!(err.contains(&format!("Dockerfile{location}")), "{dockerfile:?} gave: {err}");
+        assert!(
+            err.contains(&format!("Dockerfile{location}")),
+            "{dockerfile:?} gave: {err}"
+        );
         let after = err.split("Dockerfile:").nth(1).unwrap_or("");
         let fields: Vec<&str> = after.splitn(3, ':').collect();
         assert!(
-            fields.len() == 3 && fields[0].parse::<usize>().is_ok() && fields[1].parse::<usize>().is_ok(),
+            fields.len() == 3
+                && fields[0].parse::<usize>().is_ok()
+                && fields[1].parse::<usize>().is_ok(),
             "{dockerfile:?}: no file:line:column in {err}"
         );
         let line_no: usize = fields[0].parse().unwrap();
         let line = dockerfile.lines().nth(line_no - 1).unwrap();
-        assert!(err.contains(line), "{dockerfile:?}: the offending line is not shown: {err}");
+        assert!(
+            err.contains(line),
+            "{dockerfile:?}: the offending line is not shown: {err}"
+        );
     }
 }
 
 #[test]
 fn build_errors_name_the_instruction() {
     let err = build_fails("FROM scratch\nRUN echo hi\n", &[], &[]);
-    assert!(err.contains("Dockerfile:2:5: RUN is not supported yet"), "{err}");
+    assert!(
+        err.contains("Dockerfile:2:5: RUN is not supported yet"),
+        "{err}"
+    );
     let err = build_fails("FROM debian:bookworm\n", &[], &[]);
-    assert!(err.contains("Dockerfile:1:") && err.contains("debian:bookworm"), "{err}");
+    assert!(
+        err.contains("Dockerfile:1:") && err.contains("debian:bookworm"),
+        "{err}"
+    );
     let err = build_fails("FROM scratch\nCOPY missing.txt /\n", &[], &[]);
-    assert!(err.contains("Dockerfile:2:6: missing.txt: not found"), "{err}");
-    let err = build_fails("FROM scratch\nCOPY a b /dst\n", &[("a", "1"), ("b", "2")], &[]);
-    assert!(err.contains("must be a directory and end with a /"), "{err}");
+    assert!(
+        err.contains("Dockerfile:2:6: missing.txt: not found"),
+        "{err}"
+    );
+    let err = build_fails(
+        "FROM scratch\nCOPY a b /dst\n",
+        &[("a", "1"), ("b", "2")],
+        &[],
+    );
+    assert!(
+        err.contains("must be a directory and end with a /"),
+        "{err}"
+    );
     let err = build_fails("FROM scratch\nCOPY --chown=app a /a\n", &[("a", "1")], &[]);
-    assert!(err.contains("unable to find user app") && err.contains("/etc/passwd"), "{err}");
+    assert!(
+        err.contains("unable to find user app") && err.contains("/etc/passwd"),
+        "{err}"
+    );
     let err = build_fails("FROM scratch\nCOPY --chmod=u+x a /a\n", &[("a", "1")], &[]);
     assert!(err.contains("--chmod=u+x"), "{err}");
-    let err = build_fails("FROM scratch\nCOPY secret /a\n", &[("secret", "1"), (".dockerignore", "secret\n")], &[]);
-    assert!(err.contains("secret: not found"), "an ignored file cannot be copied: {err}");
-    let err = build_fails("FROM scratch\nCOPY a /a\n", &[("a", "1")], &["--target", "nosuch"]);
+    let err = build_fails(
+        "FROM scratch\nCOPY secret /a\n",
+        &[("secret", "1"), (".dockerignore", "secret\n")],
+        &[],
+    );
+    assert!(
+        err.contains("secret: not found"),
+        "an ignored file cannot be copied: {err}"
+    );
+    let err = build_fails(
+        "FROM scratch\nCOPY a /a\n",
+        &[("a", "1")],
+        &["--target", "nosuch"],
+    );
     assert!(err.contains("nosuch"), "{err}");
-    let err = build_fails("FROM scratch AS a\nCOPY --from=b /x /x\nFROM scratch AS b\nCOPY --from=a /y /y\n", &[], &[]);
+    let err = build_fails(
+        "FROM scratch AS a\nCOPY --from=b /x /x\nFROM scratch AS b\nCOPY --from=a /y /y\n",
+        &[],
+        &[],
+    );
     assert!(err.contains("cycle") || err.contains("circular"), "{err}");
 }
 
@@ -101,21 +157,39 @@ fn hostile_archive_is_refused() {
         &[("evil.tar", &String::from_utf8_lossy(&tar_bytes))],
         &[],
     );
-    assert!(err.contains("evil.tar") && err.contains("../../etc/evil") && err.contains("leaves"), "{err}");
+    assert!(
+        err.contains("evil.tar") && err.contains("../../etc/evil") && err.contains("leaves"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_build_without_output_is_refused() {
     let hello = repo_root().join("fixtures/hello");
-    let out = kiln().args(["build", "-c", hello.to_str().unwrap()]).output().unwrap();
+    let out = kiln()
+        .args(["build", "-c", hello.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no output") && err.contains("--oci-layout-path"), "{err}");
+    assert!(
+        err.contains("no output") && err.contains("--oci-layout-path"),
+        "{err}"
+    );
     let out = kiln()
-        .args(["build", "-c", hello.to_str().unwrap(), "-d", "registry.example/x:1"])
+        .args([
+            "build",
+            "-c",
+            hello.to_str().unwrap(),
+            "-d",
+            "registry.example/x:1",
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
-    assert!(err.contains("registry.example/x:1") && err.contains("not supported yet"), "{err}");
+    assert!(
+        err.contains("registry.example/x:1") && err.contains("not supported yet"),
+        "{err}"
+    );
 }

@@ -8,12 +8,22 @@ use std::path::Path;
 
 /// Build `ctx` (with extra args/env) into an OCI layout; return the config
 /// and the unpacked bundle (whose directory also holds the layout).
-fn build_and_unpack(ctx: &Path, args: &[&str], env: &[(&str, &str)]) -> (serde_json::Value, tempfile::TempDir) {
+fn build_and_unpack(
+    ctx: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (serde_json::Value, tempfile::TempDir) {
     let out = tempfile::tempdir().unwrap();
     let layout = out.path().join("layout");
     let mut cmd = kiln();
-    cmd.args(["build", "-c", ctx.to_str().unwrap(), "--oci-layout-path", layout.to_str().unwrap()])
-        .args(args);
+    cmd.args([
+        "build",
+        "-c",
+        ctx.to_str().unwrap(),
+        "--oci-layout-path",
+        layout.to_str().unwrap(),
+    ])
+    .args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -25,11 +35,17 @@ fn build_and_unpack(ctx: &Path, args: &[&str], env: &[(&str, &str)]) -> (serde_j
 }
 
 fn read(bundle: &tempfile::TempDir, p: &str) -> String {
-    std::fs::read_to_string(bundle.path().join("b/rootfs").join(p)).unwrap_or_else(|e| panic!("{p}: {e}"))
+    std::fs::read_to_string(bundle.path().join("b/rootfs").join(p))
+        .unwrap_or_else(|e| panic!("{p}: {e}"))
 }
 
 fn exists(bundle: &tempfile::TempDir, p: &str) -> bool {
-    bundle.path().join("b/rootfs").join(p).symlink_metadata().is_ok()
+    bundle
+        .path()
+        .join("b/rootfs")
+        .join(p)
+        .symlink_metadata()
+        .is_ok()
 }
 
 #[test]
@@ -43,7 +59,10 @@ fn heredocs_exclude_parents_and_dockerfile_specific_ignore() {
     write(&c.join("only-generic-ignores-this"), "g");
     write(&c.join("only-specific-ignores-this"), "s");
     write(&c.join(".dockerignore"), "only-generic-ignores-this\n");
-    write(&c.join("build.Dockerfile.dockerignore"), "only-specific-ignores-this\n");
+    write(
+        &c.join("build.Dockerfile.dockerignore"),
+        "only-specific-ignores-this\n",
+    );
     write(
         &c.join("build.Dockerfile"),
         "FROM scratch\n\
@@ -61,7 +80,11 @@ fn heredocs_exclude_parents_and_dockerfile_specific_ignore() {
          COPY --parents src/deep/b.rs docs/x.md /p/\n\
          COPY only-* /ignores/\n",
     );
-    let (_, root) = build_and_unpack(c, &["-f", c.join("build.Dockerfile").to_str().unwrap()], &[]);
+    let (_, root) = build_and_unpack(
+        c,
+        &["-f", c.join("build.Dockerfile").to_str().unwrap()],
+        &[],
+    );
     assert_eq!(read(&root, "greeting"), "hello world\n");
     assert_eq!(read(&root, "docs/RAW"), "$GREETING stays\n");
     assert_eq!(read(&root, "docs/TWO"), "second\n");
@@ -105,11 +128,20 @@ fn build_args_targets_scoping_and_onbuild() {
     write(&c.join("Dockerfile"), STAGES);
     let (config, root) = build_and_unpack(
         c,
-        &["--target", "second", "--build-arg", "GLOBAL=from-cli", "--build-arg", "FROM_ENV"],
+        &[
+            "--target",
+            "second",
+            "--build-arg",
+            "GLOBAL=from-cli",
+            "--build-arg",
+            "FROM_ENV",
+        ],
         &[("FROM_ENV", "from-environment")],
     );
     let env: Vec<String> = serde_json::from_value(config["config"]["Env"].clone()).unwrap();
-    let arch = std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64");
+    let arch = std::env::consts::ARCH
+        .replace("x86_64", "amd64")
+        .replace("aarch64", "arm64");
     for want in [
         "SEEN_GLOBAL=from-cli".to_string(),
         "SEEN_ENV=from-environment".to_string(),
@@ -124,15 +156,28 @@ fn build_args_targets_scoping_and_onbuild() {
     // ENTRYPOINT in a new stage drops the CMD inherited from its base.
     assert_eq!(config["config"]["Entrypoint"], json!(["/entry"]));
     assert!(config["config"]["Cmd"].is_null(), "{}", config["config"]);
-    assert!(config["config"]["OnBuild"].is_null(), "triggers are consumed by the stage that runs them");
+    assert!(
+        config["config"]["OnBuild"].is_null(),
+        "triggers are consumed by the stage that runs them"
+    );
     assert_eq!(read(&root, "rel/sub/here"), "f");
-    assert_eq!(read(&root, "from-onbuild"), "f", "ONBUILD of the base stage ran");
+    assert_eq!(
+        read(&root, "from-onbuild"),
+        "f",
+        "ONBUILD of the base stage ran"
+    );
 
     // The first stage alone: its CMD is wrapped by its SHELL; the trigger stays.
     let (config, _) = build_and_unpack(c, &["--target", "first"], &[]);
-    assert_eq!(config["config"]["Cmd"], json!(["/bin/bash", "-ec", "echo shell form"]));
+    assert_eq!(
+        config["config"]["Cmd"],
+        json!(["/bin/bash", "-ec", "echo shell form"])
+    );
     assert_eq!(config["config"]["OnBuild"], json!(["COPY f /from-onbuild"]));
     let env: Vec<String> = serde_json::from_value(config["config"]["Env"].clone()).unwrap();
-    assert!(env.contains(&"SEEN_GLOBAL=g-default".to_string()), "{env:?}");
+    assert!(
+        env.contains(&"SEEN_GLOBAL=g-default".to_string()),
+        "{env:?}"
+    );
     assert!(env.contains(&"SEEN_ENV=unset".to_string()), "{env:?}");
 }

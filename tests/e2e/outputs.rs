@@ -8,15 +8,25 @@ use std::path::Path;
 fn build_rich(ctx: &Path, layout: &Path, extra_env: &[(&str, &str)], extra: &[&str]) -> String {
     let digest_file = layout.with_extension("digest");
     let mut cmd = kiln();
-    cmd.args(["build", "-c", ctx.to_str().unwrap(), "--oci-layout-path", layout.to_str().unwrap()])
-        .arg("--digest-file")
-        .arg(&digest_file)
-        .args(extra);
+    cmd.args([
+        "build",
+        "-c",
+        ctx.to_str().unwrap(),
+        "--oci-layout-path",
+        layout.to_str().unwrap(),
+    ])
+    .arg("--digest-file")
+    .arg(&digest_file)
+    .args(extra);
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::read_to_string(&digest_file).unwrap()
 }
 
@@ -43,13 +53,19 @@ fn hello_oci_layout_is_read_by_skopeo_and_umoci() {
     let index = json(&std::fs::read_to_string(layout.join("index.json")).unwrap());
     let digest = std::fs::read_to_string(&digest_file).unwrap();
     assert_eq!(index["manifests"][0]["digest"], digest.as_str());
-    assert_eq!(index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"], "latest");
+    assert_eq!(
+        index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
+        "latest"
+    );
 
     let reference = format!("oci:{}:latest", layout.display());
     let info = skopeo_inspect(&reference, false);
     assert_eq!(info["Digest"], digest.as_str());
     assert_eq!(info["Os"], "linux");
-    assert_eq!(info["Labels"]["org.opencontainers.image.title"], "kiln hello");
+    assert_eq!(
+        info["Labels"]["org.opencontainers.image.title"],
+        "kiln hello"
+    );
     assert_eq!(info["Labels"]["extra"], "yes");
     assert_eq!(info["Layers"].as_array().unwrap().len(), 1);
     let config = skopeo_inspect(&reference, true);
@@ -98,7 +114,10 @@ fn docker_archive_is_read_by_skopeo() {
             json(&s)
         })
         .expect("manifest.json");
-    assert_eq!(manifest[0]["RepoTags"], serde_json::json!(["example.com/team/rich:latest"]));
+    assert_eq!(
+        manifest[0]["RepoTags"],
+        serde_json::json!(["example.com/team/rich:latest"])
+    );
     assert_eq!(info["Layers"].as_array().unwrap().len(), 19);
     // skopeo recomputes every layer's digest against the config's diff_ids.
     let copy = out.path().join("copied");
@@ -124,7 +143,8 @@ fn rich_image_unpacked_by_umoci() {
     build_rich(ctx.path(), &layout, &[], &[]);
     let bundle = umoci_unpack(&layout, "latest");
     let root = bundle.path().join("b/rootfs");
-    let md = |p: &str| std::fs::symlink_metadata(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    let md =
+        |p: &str| std::fs::symlink_metadata(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
     let owners = is_root();
     let check = |p: &str, mode: u32, uid: u32, gid: u32| {
         let m = md(p);
@@ -146,18 +166,37 @@ fn rich_image_unpacked_by_umoci() {
     check("home/app", 0o755, 1000, 1001);
     check("home/app/rel", 0o644, 0, 0);
     check("fromowned/b", 0o644, 1000, 50);
-    assert_eq!(std::fs::read_link(root.join("t1/link")).unwrap().to_str(), Some("a"));
-    assert_eq!(std::fs::read_link(root.join("x/txz/l")).unwrap().to_str(), Some("inner/f"));
+    assert_eq!(
+        std::fs::read_link(root.join("t1/link")).unwrap().to_str(),
+        Some("a")
+    );
+    assert_eq!(
+        std::fs::read_link(root.join("x/txz/l")).unwrap().to_str(),
+        Some("inner/f")
+    );
     assert_eq!(md("t1/a").ino(), md("t1/hardlink").ino(), "hard link kept");
     assert_ne!(md("files/a").ino(), md("files/link").ino());
-    assert!(md("files/link").file_type().is_file(), "a named symlink source is followed");
-    assert_eq!(std::fs::read_to_string(root.join("x/tbz/inner/f")).unwrap(), "in\n");
-    assert_eq!(md("x/tgz/inner/f").mtime(), 1_600_000_000, "archive times kept");
+    assert!(
+        md("files/link").file_type().is_file(),
+        "a named symlink source is followed"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("x/tbz/inner/f")).unwrap(),
+        "in\n"
+    );
+    assert_eq!(
+        md("x/tgz/inner/f").mtime(),
+        1_600_000_000,
+        "archive times kept"
+    );
     assert!(root.join("ign/keep/k").exists());
     assert!(!root.join("ign/drop").exists());
     assert!(!root.join("secret.txt").exists());
     assert!(root.join("globbed/a.tgz").is_file(), "COPY never extracts");
-    assert!(root.join("x/tgz/a").is_file(), "a file copied into an extracted archive's directory");
+    assert!(
+        root.join("x/tgz/a").is_file(),
+        "a file copied into an extracted archive's directory"
+    );
 }
 
 #[test]
@@ -172,7 +211,10 @@ fn source_date_epoch_gives_the_same_digest_twice() {
     write(&ctx.path().join("tree/sub/b"), "two\n");
     let second = build_rich(ctx.path(), &out.path().join("two"), &env, &[]);
     assert_eq!(first, second);
-    let config = skopeo_inspect(&format!("oci:{}:latest", out.path().join("one").display()), true);
+    let config = skopeo_inspect(
+        &format!("oci:{}:latest", out.path().join("one").display()),
+        true,
+    );
     assert_eq!(config["created"], "2023-11-14T22:13:20Z");
     // A changed file changes the digest.
     write(&ctx.path().join("tree/sub/b"), "three\n");
@@ -212,11 +254,61 @@ fn layout_keeps_other_references() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap())
+        .map(|m| {
+            m["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap()
+        })
         .collect();
     assert_eq!(refs, vec!["two", "one"]);
     for tag in ["one", "two"] {
         let info = skopeo_inspect(&format!("oci:{}:{tag}", layout.display()), false);
         assert_eq!(info["Labels"]["tag"], tag);
     }
+}
+
+/// kiln needs no privilege for builds without RUN: as user nobody it reads
+/// a context and writes an image that skopeo accepts.
+#[test]
+fn builds_as_an_unprivileged_user() {
+    if !is_root() {
+        eprintln!("already unprivileged: the plain tests cover this case");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    chmod(work.path(), 0o777);
+    let ctx = work.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::copy(repo_root().join("fixtures/hello/hello"), ctx.join("hello")).unwrap();
+    std::fs::copy(
+        repo_root().join("fixtures/hello/Dockerfile"),
+        ctx.join("Dockerfile"),
+    )
+    .unwrap();
+    chmod(&ctx, 0o755);
+    let layout = work.path().join("layout");
+    let out = tool("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "build",
+            "-c",
+            ctx.to_str().unwrap(),
+            "--oci-layout-path",
+            layout.to_str().unwrap(),
+        ])
+        .env("TMPDIR", work.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::metadata(layout.join("index.json")).unwrap().uid(),
+        65534
+    );
+    let info = skopeo_inspect(&format!("oci:{}:latest", layout.display()), false);
+    assert_eq!(info["Layers"].as_array().unwrap().len(), 1);
 }

@@ -14,7 +14,10 @@ fn testfiles() -> Vec<PathBuf> {
         "\n\n*** CONFORMANCE VECTORS ABSENT: {} does not exist. Set KILN_CONFORMANCE_DIR. ***\n",
         files.display()
     );
-    let mut v: Vec<PathBuf> = std::fs::read_dir(files).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(files)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     v.sort();
     v
 }
@@ -25,8 +28,18 @@ fn parse_buildkit_format_reproduces_every_testfile() {
     assert!(cases.len() >= 20);
     for case in cases {
         let expected = std::fs::read_to_string(case.join("result")).unwrap();
-        let out = kiln_ok(&["parse", "--format", "buildkit", case.join("Dockerfile").to_str().unwrap()]);
-        assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{}", case.display());
+        let out = kiln_ok(&[
+            "parse",
+            "--format",
+            "buildkit",
+            case.join("Dockerfile").to_str().unwrap(),
+        ]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            expected,
+            "{}",
+            case.display()
+        );
     }
 }
 
@@ -37,11 +50,20 @@ fn parse_json_keeps_heredocs_and_lines() {
     write(&file, "FROM scratch\nCOPY <<EOF /greeting\nhello\nEOF\n");
     let out = kiln_ok(&["parse", "--format", "json", "-f", file.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("hello\\n") && text.contains("\"EOF\""), "{text}");
+    assert!(
+        text.contains("hello\\n") && text.contains("\"EOF\""),
+        "{text}"
+    );
     let broken = dir.path().join("Broken");
     write(&broken, "FROM scratch\nRUN <<EOF\nno end\n");
-    let out = kiln().args(["parse", broken.to_str().unwrap()]).output().unwrap();
+    let out = kiln()
+        .args(["parse", broken.to_str().unwrap()])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
-    assert!(err.contains("Broken:2:") && err.contains("RUN <<EOF"), "{err}");
+    assert!(
+        err.contains("Broken:2:") && err.contains("RUN <<EOF"),
+        "{err}"
+    );
 }

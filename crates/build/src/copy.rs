@@ -61,7 +61,12 @@ impl CopyOptions {
 }
 
 /// Copy `items` to `dest` (absolute; a trailing `/` means a directory).
-pub fn copy_items(tree: &mut FsTree, items: &[SourceItem], dest: &str, opts: &CopyOptions) -> Result<(), CopyError> {
+pub fn copy_items(
+    tree: &mut FsTree,
+    items: &[SourceItem],
+    dest: &str,
+    opts: &CopyOptions,
+) -> Result<(), CopyError> {
     let dest_is_dir = dest.ends_with('/') || dest.ends_with("/.") || items.len() > 1;
     let dest = clean(dest);
     for item in items {
@@ -104,7 +109,12 @@ pub fn copy_items(tree: &mut FsTree, items: &[SourceItem], dest: &str, opts: &Co
     Ok(())
 }
 
-fn make_node(tree: &mut FsTree, e: &SrcEntry, opts: &CopyOptions, inodes: &mut HashMap<(u64, u64), u64>) -> Node {
+fn make_node(
+    tree: &mut FsTree,
+    e: &SrcEntry,
+    opts: &CopyOptions,
+    inodes: &mut HashMap<(u64, u64), u64>,
+) -> Node {
     let (uid, gid) = opts.owner(e);
     let inode = match e.link_key {
         Some(k) => *inodes.entry(k).or_insert_with(|| tree.new_inode()),
@@ -133,7 +143,11 @@ fn make_node(tree: &mut FsTree, e: &SrcEntry, opts: &CopyOptions, inodes: &mut H
         (_, None) => e.mode,
     };
     // Docker gives copied directories the time of the copy; files keep theirs.
-    let mtime = if matches!(e.kind, SrcKind::Dir) { opts.now } else { e.mtime };
+    let mtime = if matches!(e.kind, SrcKind::Dir) {
+        opts.now
+    } else {
+        e.mtime
+    };
     Node {
         kind,
         mode,
@@ -239,7 +253,9 @@ pub fn extract_archive(
         let (uid, gid) = opts
             .chown
             .unwrap_or((header.uid().unwrap_or(0), header.gid().unwrap_or(0)));
-        let mode = opts.chmod.unwrap_or(header.mode().unwrap_or(0o644) & 0o7777);
+        let mode = opts
+            .chmod
+            .unwrap_or(header.mode().unwrap_or(0o644) & 0o7777);
         let mtime = header.mtime().unwrap_or(0) as i64;
         let et = header.entry_type();
         let kind = match et {
@@ -263,7 +279,11 @@ pub fn extract_archive(
                     .map_err(|m| err(format!("hard link {raw:?} -> {link:?}: {m}")))?
                     .ok_or_else(|| err(format!("hard link {raw:?} has no target")))?;
                 let src = join(&dest_dir, &link_rel);
-                let Some(existing) = tree.get(&src).filter(|n| matches!(n.kind, NodeKind::File { .. })).cloned() else {
+                let Some(existing) = tree
+                    .get(&src)
+                    .filter(|n| matches!(n.kind, NodeKind::File { .. }))
+                    .cloned()
+                else {
                     return Err(err(format!("hard link {raw:?} -> {link:?}: target is not an earlier file of the archive")));
                 };
                 place_node(tree, &target, existing, opts)?;
@@ -285,7 +305,8 @@ pub fn extract_archive(
                     context: format!("creating {}", staged.display()),
                     source: e,
                 })?;
-                let size = std::io::copy(&mut entry, &mut out).map_err(|e| err(format!("entry {raw:?}: {e}")))?;
+                let size = std::io::copy(&mut entry, &mut out)
+                    .map_err(|e| err(format!("entry {raw:?}: {e}")))?;
                 NodeKind::File {
                     content: Content::Path(staged),
                     size,
@@ -309,7 +330,12 @@ pub fn extract_archive(
     Ok(())
 }
 
-fn place_node(tree: &mut FsTree, target: &str, node: Node, opts: &CopyOptions) -> Result<(), CopyError> {
+fn place_node(
+    tree: &mut FsTree,
+    target: &str,
+    node: Node,
+    opts: &CopyOptions,
+) -> Result<(), CopyError> {
     let parent = tree.resolve(parent_of(target), true)?;
     let parent = tree.mkdir_all(&parent, &mut |t| opts.new_dir(t))?;
     let path = join(&parent, base_name(target));
@@ -349,7 +375,10 @@ fn archive_rel(raw: &str) -> Result<Option<String>, String> {
 
 fn staging_file(dir: &Path) -> PathBuf {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    dir.join(format!("f{}", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)))
+    dir.join(format!(
+        "f{}",
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ))
 }
 
 #[cfg(test)]

@@ -81,7 +81,11 @@ struct Engine<'a> {
 }
 
 /// Build the plan's target stage.
-pub fn build(plan: &Plan, opts: &BuildOptions, progress: &mut dyn FnMut(StepEvent)) -> Result<BuiltImage, BuildError> {
+pub fn build(
+    plan: &Plan,
+    opts: &BuildOptions,
+    progress: &mut dyn FnMut(StepEvent),
+) -> Result<BuiltImage, BuildError> {
     let ignore = load_ignore(opts)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -121,7 +125,11 @@ pub fn build(plan: &Plan, opts: &BuildOptions, progress: &mut dyn FnMut(StepEven
         .remove(&plan.target)
         .ok_or_else(|| BuildError::Setup("target stage was not built".into()))?;
     if !opts.labels.is_empty() {
-        let labels = final_state.config.config.labels.get_or_insert_with(BTreeMap::new);
+        let labels = final_state
+            .config
+            .config
+            .labels
+            .get_or_insert_with(BTreeMap::new);
         for (k, v) in &opts.labels {
             labels.insert(k.clone(), v.clone());
         }
@@ -133,14 +141,23 @@ pub fn build(plan: &Plan, opts: &BuildOptions, progress: &mut dyn FnMut(StepEven
 fn load_ignore(opts: &BuildOptions) -> Result<IgnoreMatcher, BuildError> {
     let mut beside = opts.dockerfile.clone().into_os_string();
     beside.push(".dockerignore");
-    let candidates = [PathBuf::from(beside), opts.context_dir.join(".dockerignore")];
+    let candidates = [
+        PathBuf::from(beside),
+        opts.context_dir.join(".dockerignore"),
+    ];
     for path in candidates {
         match std::fs::read_to_string(&path) {
             Ok(text) => {
-                return IgnoreMatcher::parse(&text).map_err(|e| BuildError::Setup(format!("{}: {e}", path.display())));
+                return IgnoreMatcher::parse(&text)
+                    .map_err(|e| BuildError::Setup(format!("{}: {e}", path.display())));
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(BuildError::Setup(format!("reading {}: {e}", path.display()))),
+            Err(e) => {
+                return Err(BuildError::Setup(format!(
+                    "reading {}: {e}",
+                    path.display()
+                )))
+            }
         }
     }
     Ok(IgnoreMatcher::default())
@@ -148,7 +165,12 @@ fn load_ignore(opts: &BuildOptions) -> Result<IgnoreMatcher, BuildError> {
 
 /// The first line of an instruction, for messages.
 fn first_line(node: &AstNode) -> String {
-    node.original.lines().next().unwrap_or("").trim().to_string()
+    node.original
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string()
 }
 
 impl Engine<'_> {
@@ -156,7 +178,11 @@ impl Engine<'_> {
         BuildError::Step(self.plan.ast.error_in(node, message))
     }
 
-    fn build_stage(&mut self, index: usize, progress: &mut dyn FnMut(String)) -> Result<StageState, BuildError> {
+    fn build_stage(
+        &mut self,
+        index: usize,
+        progress: &mut dyn FnMut(String),
+    ) -> Result<StageState, BuildError> {
         let stage = &self.plan.stages[index];
         let mut state = match &stage.base {
             StageBase::Scratch => {
@@ -202,10 +228,12 @@ impl Engine<'_> {
         // ONBUILD triggers of the base run first, then are cleared.
         if let Some(triggers) = state.config.config.on_build.take() {
             for t in triggers {
-                let ast = kiln_dockerfile::parse(&self.plan.ast.file, &t)
-                    .map_err(|e| self.step_error(&stage.from, format!("ONBUILD trigger {t:?}: {}", e.message)))?;
+                let ast = kiln_dockerfile::parse(&self.plan.ast.file, &t).map_err(|e| {
+                    self.step_error(&stage.from, format!("ONBUILD trigger {t:?}: {}", e.message))
+                })?;
                 for node in &ast.nodes {
-                    let ins = from_node(node).map_err(|m| self.step_error(&stage.from, format!("ONBUILD {t:?}: {m}")))?;
+                    let ins = from_node(node)
+                        .map_err(|m| self.step_error(&stage.from, format!("ONBUILD {t:?}: {m}")))?;
                     progress(format!("ONBUILD {}", first_line(node)));
                     self.dispatch(&mut state, &stage.from, &ins)?;
                 }
@@ -243,7 +271,12 @@ impl Engine<'_> {
     }
 
     /// Write this step's changes as a layer (none: an empty history entry).
-    fn commit(&self, state: &mut StageState, node: &AstNode, created_by: String) -> Result<(), BuildError> {
+    fn commit(
+        &self,
+        state: &mut StageState,
+        node: &AstNode,
+        created_by: String,
+    ) -> Result<(), BuildError> {
         let entries = state.tree.take_changes();
         if entries.is_empty() {
             self.history(state, created_by, true);
@@ -253,7 +286,8 @@ impl Engine<'_> {
             compression: self.opts.compression,
             clamp_mtime: self.clamp,
         };
-        let info = write_layer(entries, &self.blobs, &options).map_err(|e| self.step_error(node, e.to_string()))?;
+        let info = write_layer(entries, &self.blobs, &options)
+            .map_err(|e| self.step_error(node, e.to_string()))?;
         state.layers.push(LayerBlob {
             digest: format!("sha256:{}", info.digest),
             diff_id: format!("sha256:{}", info.diff_id),
@@ -269,7 +303,12 @@ impl Engine<'_> {
         Ok(())
     }
 
-    fn dispatch(&mut self, state: &mut StageState, node: &AstNode, ins: &Instruction) -> Result<(), BuildError> {
+    fn dispatch(
+        &mut self,
+        state: &mut StageState,
+        node: &AstNode,
+        ins: &Instruction,
+    ) -> Result<(), BuildError> {
         match ins {
             Instruction::From { .. } => Err(self.step_error(node, "FROM is not allowed here")),
             Instruction::Run(_) => Err(self.step_error(
@@ -415,7 +454,12 @@ impl Engine<'_> {
         }
     }
 
-    fn workdir(&mut self, state: &mut StageState, node: &AstNode, w: &str) -> Result<(), BuildError> {
+    fn workdir(
+        &mut self,
+        state: &mut StageState,
+        node: &AstNode,
+        w: &str,
+    ) -> Result<(), BuildError> {
         let w = self.expand(state, node, w)?;
         let joined = if w.starts_with('/') {
             w.clone()
@@ -452,7 +496,13 @@ impl Engine<'_> {
         self.commit(state, node, format!("WORKDIR {path}"))
     }
 
-    fn copy(&mut self, state: &mut StageState, node: &AstNode, c: &CopyArgs, is_add: bool) -> Result<(), BuildError> {
+    fn copy(
+        &mut self,
+        state: &mut StageState,
+        node: &AstNode,
+        c: &CopyArgs,
+        is_add: bool,
+    ) -> Result<(), BuildError> {
         let kw = if is_add { "ADD" } else { "COPY" };
         let err = |e: &dyn std::fmt::Display| self.step_error(node, e.to_string());
         if c.checksum.is_some() {
@@ -472,7 +522,12 @@ impl Engine<'_> {
                     u32::from_str_radix(&m, 8)
                         .ok()
                         .filter(|v| *v <= 0o7777)
-                        .ok_or_else(|| self.step_error(node, format!("invalid --chmod={m}: expected an octal mode such as 0755")))?,
+                        .ok_or_else(|| {
+                            self.step_error(
+                                node,
+                                format!("invalid --chmod={m}: expected an octal mode such as 0755"),
+                            )
+                        })?,
                 )
             }
             None => None,
@@ -512,7 +567,10 @@ impl Engine<'_> {
                 text.push_str(&self.expand(state, node, e)?);
                 text.push('\n');
             }
-            Some(IgnoreMatcher::parse(&text).map_err(|e| self.step_error(node, format!("--exclude: {e}")))?)
+            Some(
+                IgnoreMatcher::parse(&text)
+                    .map_err(|e| self.step_error(node, format!("--exclude: {e}")))?,
+            )
         };
 
         // Sources: heredocs, another stage, or the build context.
@@ -526,10 +584,9 @@ impl Engine<'_> {
                         format!("--from={f}: no build stage of that name; copying from an image reference is not supported yet"),
                     )
                 })?;
-                from_state = self
-                    .states
-                    .get(&idx)
-                    .ok_or_else(|| self.step_error(node, format!("--from={f}: stage was not built")))?;
+                from_state = self.states.get(&idx).ok_or_else(|| {
+                    self.step_error(node, format!("--from={f}: stage was not built"))
+                })?;
                 Box::new(TreeFs {
                     tree: &from_state.tree,
                     name: f,
@@ -547,7 +604,7 @@ impl Engine<'_> {
             if let Some(h) = heredoc_for(src, &c.heredocs) {
                 let mut content = h.effective_content();
                 if h.expand {
-                    let mut lex = self.lex.clone();
+                    let mut lex = self.lex;
                     lex.raw_quotes = true;
                     lex.raw_escapes = true;
                     let env = |k: &str| {
@@ -600,7 +657,13 @@ impl Engine<'_> {
                     item.entries = keep;
                 }
                 let archive_path = match (&item.root().kind, is_add && c.from.is_none()) {
-                    (SrcKind::File { content: Content::Path(p), .. }, true) if is_archive(p) => Some(p.clone()),
+                    (
+                        SrcKind::File {
+                            content: Content::Path(p),
+                            ..
+                        },
+                        true,
+                    ) if is_archive(p) => Some(p.clone()),
                     _ => None,
                 };
                 match archive_path {
@@ -615,7 +678,13 @@ impl Engine<'_> {
         };
         if c.parents {
             for item in &items {
-                copy_items(&mut state.tree, std::slice::from_ref(item), &parents_dest(item), &opts).map_err(|e| err(&e))?;
+                copy_items(
+                    &mut state.tree,
+                    std::slice::from_ref(item),
+                    &parents_dest(item),
+                    &opts,
+                )
+                .map_err(|e| err(&e))?;
             }
         } else {
             // Several wildcard matches go into a directory, like several sources.
@@ -624,10 +693,12 @@ impl Engine<'_> {
             } else {
                 dest.clone()
             };
-            copy_items(&mut state.tree, &items, &dest_for_items, &opts).map_err(|e: CopyError| err(&e))?;
+            copy_items(&mut state.tree, &items, &dest_for_items, &opts)
+                .map_err(|e: CopyError| err(&e))?;
         }
         for (path, name) in &archives {
-            extract_archive(&mut state.tree, path, name, &dest, &opts, &self.staging).map_err(|e| err(&e))?;
+            extract_archive(&mut state.tree, path, name, &dest, &opts, &self.staging)
+                .map_err(|e| err(&e))?;
         }
         let created_by = format!("{kw} {} {}", shown_sources.join(" "), raw_dest);
         self.commit(state, node, created_by)
@@ -639,7 +710,12 @@ impl Engine<'_> {
             .stages
             .iter()
             .position(|s| s.name.as_deref() == Some(lower.as_str()))
-            .or_else(|| lower.parse::<usize>().ok().filter(|i| *i < self.plan.stages.len()))
+            .or_else(|| {
+                lower
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|i| *i < self.plan.stages.len())
+            })
     }
 }
 

@@ -103,7 +103,11 @@ impl FsTree {
 
     /// Direct children names of directory `dir`.
     pub fn children(&self, dir: &str) -> Vec<String> {
-        let prefix = if dir == "/" { "/".to_string() } else { format!("{dir}/") };
+        let prefix = if dir == "/" {
+            "/".to_string()
+        } else {
+            format!("{dir}/")
+        };
         self.nodes
             .range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
@@ -116,7 +120,11 @@ impl FsTree {
 
     /// All paths under `dir` (not `dir` itself), in order.
     pub fn descendants(&self, dir: &str) -> Vec<String> {
-        let prefix = if dir == "/" { "/".to_string() } else { format!("{dir}/") };
+        let prefix = if dir == "/" {
+            "/".to_string()
+        } else {
+            format!("{dir}/")
+        };
         self.nodes
             .range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
@@ -129,7 +137,12 @@ impl FsTree {
     /// `/`). With `follow_last` false the last component is not followed.
     /// Missing components are kept as they are.
     pub fn resolve(&self, path: &str, follow_last: bool) -> Result<String, TreeError> {
-        let mut pending: Vec<String> = path.split('/').filter(|c| !c.is_empty()).rev().map(String::from).collect();
+        let mut pending: Vec<String> = path
+            .split('/')
+            .filter(|c| !c.is_empty())
+            .rev()
+            .map(String::from)
+            .collect();
         let mut current: Vec<String> = Vec::new();
         let mut hops = 0;
         while let Some(comp) = pending.pop() {
@@ -160,7 +173,13 @@ impl FsTree {
                 if target.starts_with('/') {
                     current.clear();
                 }
-                pending.extend(target.split('/').filter(|c| !c.is_empty()).rev().map(String::from));
+                pending.extend(
+                    target
+                        .split('/')
+                        .filter(|c| !c.is_empty())
+                        .rev()
+                        .map(String::from),
+                );
             }
         }
         Ok(format!("/{}", current.join("/")))
@@ -186,7 +205,11 @@ impl FsTree {
 
     /// Create `path` and missing parents as directories (resolving links),
     /// returning the resolved path. `make` gives a new directory's node.
-    pub fn mkdir_all(&mut self, path: &str, make: &mut dyn FnMut(&mut FsTree) -> Node) -> Result<String, TreeError> {
+    pub fn mkdir_all(
+        &mut self,
+        path: &str,
+        make: &mut dyn FnMut(&mut FsTree) -> Node,
+    ) -> Result<String, TreeError> {
         let resolved = self.resolve(path, true)?;
         let mut cur = String::new();
         for comp in resolved.split('/').filter(|c| !c.is_empty()) {
@@ -202,7 +225,11 @@ impl FsTree {
                 }
             }
         }
-        Ok(if resolved.is_empty() { "/".into() } else { resolved })
+        Ok(if resolved.is_empty() {
+            "/".into()
+        } else {
+            resolved
+        })
     }
 
     /// Update a node in place (metadata change), marking it changed.
@@ -229,7 +256,9 @@ impl FsTree {
         let mut first_of_inode: HashMap<u64, String> = HashMap::new();
         let mut entries = Vec::new();
         for p in ordered {
-            let Some(node) = self.nodes.get(p.as_str()) else { continue };
+            let Some(node) = self.nodes.get(p.as_str()) else {
+                continue;
+            };
             let rel = p.trim_start_matches('/').to_string();
             let kind = match &node.kind {
                 NodeKind::Dir => EntryKind::Dir,

@@ -35,7 +35,8 @@ impl IgnoreMatcher {
             if cleaned.is_empty() || cleaned == "." {
                 continue;
             }
-            let regex = compile(&cleaned).map_err(|e| format!("line {}: bad pattern {body:?}: {e}", i + 1))?;
+            let regex = compile(&cleaned)
+                .map_err(|e| format!("line {}: bad pattern {body:?}: {e}", i + 1))?;
             patterns.push(Pattern { regex, exclusion });
         }
         Ok(IgnoreMatcher { patterns })
@@ -177,7 +178,10 @@ mod tests {
 
     #[test]
     fn dockerignore_semantics() {
-        let m = IgnoreMatcher::parse("# comment\n*.log\n!keep.log\nbuild\n**/tmp\n/docs/*.md\n!docs/README.md\n").unwrap();
+        let m = IgnoreMatcher::parse(
+            "# comment\n*.log\n!keep.log\nbuild\n**/tmp\n/docs/*.md\n!docs/README.md\n",
+        )
+        .unwrap();
         assert!(m.excluded("a.log"));
         assert!(!m.excluded("keep.log"));
         assert!(!m.excluded("sub/a.log"), "* does not cross /");

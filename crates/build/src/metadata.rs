@@ -44,10 +44,15 @@ pub fn expose_ports(words: &[String]) -> Result<Vec<String>, String> {
                 Some((a, b)) => (a, b),
                 None => (ports, ports),
             };
-            let parse = |p: &str| p.parse::<u16>().map_err(|_| format!("invalid containerPort: {ports}"));
+            let parse = |p: &str| {
+                p.parse::<u16>()
+                    .map_err(|_| format!("invalid containerPort: {ports}"))
+            };
             let (lo, hi) = (parse(lo)?, parse(hi)?);
             if hi < lo {
-                return Err(format!("invalid range specified for containerPort: {ports}"));
+                return Err(format!(
+                    "invalid range specified for containerPort: {ports}"
+                ));
             }
             for p in lo..=hi {
                 out.push(format!("{p}/{proto}"));
@@ -65,8 +70,14 @@ mod tests {
 
     #[test]
     fn ports() {
-        assert_eq!(expose_ports(&["80".into(), "90/UDP".into()]).unwrap(), vec!["80/tcp", "90/udp"]);
-        assert_eq!(expose_ports(&["8000-8002".into()]).unwrap(), vec!["8000/tcp", "8001/tcp", "8002/tcp"]);
+        assert_eq!(
+            expose_ports(&["80".into(), "90/UDP".into()]).unwrap(),
+            vec!["80/tcp", "90/udp"]
+        );
+        assert_eq!(
+            expose_ports(&["8000-8002".into()]).unwrap(),
+            vec!["8000/tcp", "8001/tcp", "8002/tcp"]
+        );
         assert!(expose_ports(&["http".into()]).is_err());
         assert!(expose_ports(&["80/xyz".into()]).is_err());
     }
@@ -74,10 +85,22 @@ mod tests {
     #[test]
     fn wrap() {
         let mut c = ContainerConfig::default();
-        assert_eq!(shell_wrap(&c, &Command::Shell("echo hi".into())), vec!["/bin/sh", "-c", "echo hi"]);
+        assert_eq!(
+            shell_wrap(&c, &Command::Shell("echo hi".into())),
+            vec!["/bin/sh", "-c", "echo hi"]
+        );
         c.shell = Some(vec!["/bin/bash".into(), "-ec".into()]);
-        assert_eq!(shell_wrap(&c, &Command::Shell("x".into())), vec!["/bin/bash", "-ec", "x"]);
-        assert_eq!(shell_wrap(&c, &Command::Exec(vec!["/a".into()])), vec!["/a"]);
-        assert_eq!(go_quoted_list(&["a b".into(), "\"".into()]), r#"["a b" "\""]"#);
+        assert_eq!(
+            shell_wrap(&c, &Command::Shell("x".into())),
+            vec!["/bin/bash", "-ec", "x"]
+        );
+        assert_eq!(
+            shell_wrap(&c, &Command::Exec(vec!["/a".into()])),
+            vec!["/a"]
+        );
+        assert_eq!(
+            go_quoted_list(&["a b".into(), "\"".into()]),
+            r#"["a b" "\""]"#
+        );
     }
 }

@@ -93,7 +93,10 @@ pub fn expand_source(fs: &dyn SourceFs, src: &str) -> Result<Vec<SourceItem>, So
     for p in paths {
         let resolved = fs.resolve(&p)?;
         if !fs.exists(&resolved) {
-            return Err(SourceError::NotFound(if p.is_empty() { ".".into() } else { p }, fs.describe()));
+            return Err(SourceError::NotFound(
+                if p.is_empty() { ".".into() } else { p },
+                fs.describe(),
+            ));
         }
         let name = p.rsplit('/').next().unwrap_or("").to_string();
         items.push(SourceItem {
@@ -111,13 +114,22 @@ fn glob(fs: &dyn SourceFs, dir: &str, comps: &[&str], out: &mut Vec<String>) {
         return;
     };
     let candidates: Vec<String> = if has_wildcard(first) {
-        fs.list(dir).into_iter().filter(|n| glob_match(first, n)).collect()
+        fs.list(dir)
+            .into_iter()
+            .filter(|n| glob_match(first, n))
+            .collect()
     } else {
         vec![first.to_string()]
     };
     for name in candidates {
-        let path = if dir.is_empty() { name } else { format!("{dir}/{name}") };
-        let Ok(resolved) = fs.resolve(&path) else { continue };
+        let path = if dir.is_empty() {
+            name
+        } else {
+            format!("{dir}/{name}")
+        };
+        let Ok(resolved) = fs.resolve(&path) else {
+            continue;
+        };
         if !fs.exists(&resolved) {
             continue;
         }
@@ -199,7 +211,12 @@ impl SourceFs for ContextFs {
     }
 
     fn resolve(&self, rel: &str) -> Result<String, SourceError> {
-        let mut pending: Vec<String> = rel.split('/').filter(|c| !c.is_empty()).rev().map(String::from).collect();
+        let mut pending: Vec<String> = rel
+            .split('/')
+            .filter(|c| !c.is_empty())
+            .rev()
+            .map(String::from)
+            .collect();
         let mut cur: Vec<String> = Vec::new();
         let mut hops = 0;
         while let Some(c) = pending.pop() {
@@ -228,7 +245,13 @@ impl SourceFs for ContextFs {
                     if target.starts_with('/') {
                         cur.clear();
                     }
-                    pending.extend(target.split('/').filter(|c| !c.is_empty()).rev().map(String::from));
+                    pending.extend(
+                        target
+                            .split('/')
+                            .filter(|c| !c.is_empty())
+                            .rev()
+                            .map(String::from),
+                    );
                 }
             }
         }
@@ -243,7 +266,11 @@ impl SourceFs for ContextFs {
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| {
-                let p = if rel.is_empty() { n.clone() } else { format!("{rel}/{n}") };
+                let p = if rel.is_empty() {
+                    n.clone()
+                } else {
+                    format!("{rel}/{n}")
+                };
                 !self.ignore.excluded(&p)
             })
             .collect();
@@ -261,13 +288,19 @@ impl SourceFs for ContextFs {
         };
         // An excluded directory is still there when an exception may
         // re-include something inside it.
-        rel.is_empty() || !self.ignore.excluded(rel) || (md.is_dir() && self.ignore.has_exceptions())
+        rel.is_empty()
+            || !self.ignore.excluded(rel)
+            || (md.is_dir() && self.ignore.has_exceptions())
     }
 
     fn collect(&self, rel: &str) -> Result<Vec<SrcEntry>, SourceError> {
         let root = self.abs(rel);
         let io = |e: std::io::Error| SourceError::Io {
-            path: if rel.is_empty() { ".".into() } else { rel.to_string() },
+            path: if rel.is_empty() {
+                ".".into()
+            } else {
+                rel.to_string()
+            },
             source: e,
         };
         let md = std::fs::metadata(&root).map_err(io)?;
@@ -285,8 +318,17 @@ impl SourceFs for ContextFs {
             .into_iter();
         while let Some(next) = it.next() {
             let e = next.map_err(|e| io(e.into()))?;
-            let below = e.path().strip_prefix(&root).unwrap_or(e.path()).to_string_lossy().into_owned();
-            let in_ctx = if rel.is_empty() { below.clone() } else { format!("{rel}/{below}") };
+            let below = e
+                .path()
+                .strip_prefix(&root)
+                .unwrap_or(e.path())
+                .to_string_lossy()
+                .into_owned();
+            let in_ctx = if rel.is_empty() {
+                below.clone()
+            } else {
+                format!("{rel}/{below}")
+            };
             let md = e.metadata().map_err(|e| io(e.into()))?;
             let entry = self.entry(below, e.path(), &md);
             if self.ignore.excluded(&in_ctx) {
@@ -349,7 +391,9 @@ impl SourceFs for TreeFs<'_> {
     }
 
     fn is_dir(&self, rel: &str) -> bool {
-        self.tree.get(&clean(&Self::abs(rel))).is_some_and(|n| n.is_dir())
+        self.tree
+            .get(&clean(&Self::abs(rel)))
+            .is_some_and(|n| n.is_dir())
     }
 
     fn exists(&self, rel: &str) -> bool {

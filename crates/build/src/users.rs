@@ -26,7 +26,11 @@ fn read_text(tree: &FsTree, path: &str) -> Option<String> {
         Content::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
         Content::Path(p) => {
             let mut s = String::new();
-            std::fs::File::open(p).ok()?.take(16 << 20).read_to_string(&mut s).ok()?;
+            std::fs::File::open(p)
+                .ok()?
+                .take(16 << 20)
+                .read_to_string(&mut s)
+                .ok()?;
             Some(s)
         }
     }
@@ -69,7 +73,7 @@ pub fn resolve_chown(tree: &FsTree, spec: &str) -> Result<(u64, u64), UserError>
     };
     let gid = match group {
         None => primary_gid,
-        Some(g) if g.is_empty() => return Err(UserError::Invalid(spec.to_string())),
+        Some("") => return Err(UserError::Invalid(spec.to_string())),
         Some(g) => match g.parse::<u64>() {
             Ok(n) => n,
             Err(_) => {
@@ -130,7 +134,11 @@ mod tests {
         assert_eq!(resolve_chown(&t, "10:20").unwrap(), (10, 20));
         let err = resolve_chown(&t, "app").unwrap_err().to_string();
         assert!(err.contains("app") && err.contains("/etc/passwd"), "{err}");
-        with_file(&mut t, "/etc/passwd", "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n");
+        with_file(
+            &mut t,
+            "/etc/passwd",
+            "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n",
+        );
         with_file(&mut t, "/etc/group", "root:x:0:\nstaff:x:50:\n");
         assert_eq!(resolve_chown(&t, "app").unwrap(), (1000, 1001));
         assert_eq!(resolve_chown(&t, "app:staff").unwrap(), (1000, 50));

@@ -106,8 +106,24 @@ impl Instruction {
 
 /// Every instruction keyword, lower case.
 pub const KEYWORDS: &[&str] = &[
-    "from", "run", "cmd", "entrypoint", "shell", "env", "label", "maintainer", "expose", "add", "copy", "volume",
-    "user", "workdir", "arg", "onbuild", "stopsignal", "healthcheck",
+    "from",
+    "run",
+    "cmd",
+    "entrypoint",
+    "shell",
+    "env",
+    "label",
+    "maintainer",
+    "expose",
+    "add",
+    "copy",
+    "volume",
+    "user",
+    "workdir",
+    "arg",
+    "onbuild",
+    "stopsignal",
+    "healthcheck",
 ];
 
 /// Parsed `--name[=value]` flags of one instruction.

@@ -461,12 +461,11 @@ mod tests {
 
     fn plan(src: &str, args: &[(&str, &str)], target: Option<&str>) -> Result<Plan, ParseError> {
         let ast = crate::parse("Dockerfile", src)?;
-        let mut o = PlanOptions::default();
-        o.build_args = args
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        o.target = target.map(str::to_string);
+        let o = PlanOptions {
+            build_args: args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            target: target.map(str::to_string),
+            ..PlanOptions::default()
+        };
         Plan::new(ast, o)
     }
 
