@@ -167,24 +167,8 @@ fn place(
     opts: &CopyOptions,
     inodes: &mut HashMap<(u64, u64), u64>,
 ) -> Result<(), CopyError> {
-    let parent = tree.resolve(parent_of(target), true)?;
-    let parent = tree.mkdir_all(&parent, &mut |t| opts.new_dir(t))?;
-    let path = join(&parent, base_name(target));
     let node = make_node(tree, e, opts, inodes);
-    match tree.get(&path) {
-        Some(old) if old.is_dir() && node.is_dir() => {
-            let (mode, uid, gid, mtime) = (node.mode, node.uid, node.gid, node.mtime);
-            tree.update(&path, |n| {
-                n.mode = mode;
-                n.uid = uid;
-                n.gid = gid;
-                n.mtime = mtime;
-            });
-            Ok(())
-        }
-        Some(old) if old.is_dir() => Err(CopyError::FileOntoDir(path)),
-        _ => Ok(tree.insert(&path, node)?),
-    }
+    place_node(tree, target, node, opts)
 }
 
 /// Whether a local file is a tar archive (possibly compressed), as ADD

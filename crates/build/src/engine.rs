@@ -247,16 +247,8 @@ impl Engine<'_> {
     }
 
     fn expand(&self, state: &StageState, node: &AstNode, word: &str) -> Result<String, BuildError> {
-        let env = |k: &str| {
-            state
-                .config
-                .config
-                .env_get(k)
-                .map(String::from)
-                .or_else(|| state.args.get(k).cloned())
-        };
         self.lex
-            .process_word(word, &env)
+            .process_word(word, &|k: &str| lookup(state, k))
             .map_err(|e| self.step_error(node, e.to_string()))
     }
 
@@ -607,15 +599,9 @@ impl Engine<'_> {
                     let mut lex = self.lex;
                     lex.raw_quotes = true;
                     lex.raw_escapes = true;
-                    let env = |k: &str| {
-                        state
-                            .config
-                            .config
-                            .env_get(k)
-                            .map(String::from)
-                            .or_else(|| state.args.get(k).cloned())
-                    };
-                    content = lex.process_word(&content, &env).map_err(|e| err(&e))?;
+                    content = lex
+                        .process_word(&content, &|k: &str| lookup(state, k))
+                        .map_err(|e| err(&e))?;
                 }
                 items.push(SourceItem {
                     name: h.name.clone(),
@@ -717,6 +703,16 @@ impl Engine<'_> {
                     .filter(|i| *i < self.plan.stages.len())
             })
     }
+}
+
+/// A variable as a step sees it: ENV wins over ARG.
+fn lookup(state: &StageState, key: &str) -> Option<String> {
+    state
+        .config
+        .config
+        .env_get(key)
+        .map(String::from)
+        .or_else(|| state.args.get(key).cloned())
 }
 
 /// The heredoc a COPY source word (`<<EOF`, `<<-"EOF"`) names.

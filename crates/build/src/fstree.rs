@@ -103,11 +103,7 @@ impl FsTree {
 
     /// Direct children names of directory `dir`.
     pub fn children(&self, dir: &str) -> Vec<String> {
-        let prefix = if dir == "/" {
-            "/".to_string()
-        } else {
-            format!("{dir}/")
-        };
+        let prefix = dir_prefix(dir);
         self.nodes
             .range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
@@ -120,11 +116,7 @@ impl FsTree {
 
     /// All paths under `dir` (not `dir` itself), in order.
     pub fn descendants(&self, dir: &str) -> Vec<String> {
-        let prefix = if dir == "/" {
-            "/".to_string()
-        } else {
-            format!("{dir}/")
-        };
+        let prefix = dir_prefix(dir);
         self.nodes
             .range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
@@ -137,52 +129,16 @@ impl FsTree {
     /// `/`). With `follow_last` false the last component is not followed.
     /// Missing components are kept as they are.
     pub fn resolve(&self, path: &str, follow_last: bool) -> Result<String, TreeError> {
-        let mut pending: Vec<String> = path
-            .split('/')
-            .filter(|c| !c.is_empty())
-            .rev()
-            .map(String::from)
-            .collect();
-        let mut current: Vec<String> = Vec::new();
-        let mut hops = 0;
-        while let Some(comp) = pending.pop() {
-            match comp.as_str() {
-                "." => continue,
-                ".." => {
-                    current.pop();
-                    continue;
-                }
-                _ => {}
-            }
-            current.push(comp);
-            let is_last = pending.is_empty();
-            let here = format!("/{}", current.join("/"));
-            if let Some(Node {
-                kind: NodeKind::Symlink(target),
+        let readlink = |p: &str| match self.nodes.get(&format!("/{p}")) {
+            Some(Node {
+                kind: NodeKind::Symlink(t),
                 ..
-            }) = self.nodes.get(&here)
-            {
-                if is_last && !follow_last {
-                    break;
-                }
-                hops += 1;
-                if hops > MAX_SYMLINKS {
-                    return Err(TreeError::SymlinkLoop(path.to_string()));
-                }
-                current.pop();
-                if target.starts_with('/') {
-                    current.clear();
-                }
-                pending.extend(
-                    target
-                        .split('/')
-                        .filter(|c| !c.is_empty())
-                        .rev()
-                        .map(String::from),
-                );
-            }
-        }
-        Ok(format!("/{}", current.join("/")))
+            }) => Some(t.clone()),
+            _ => None,
+        };
+        resolve_in_root(path, follow_last, readlink)
+            .map(|p| format!("/{p}"))
+            .ok_or_else(|| TreeError::SymlinkLoop(path.to_string()))
     }
 
     /// Insert or replace `path` (resolved, clean); its parent must be a
@@ -297,11 +253,71 @@ impl FsTree {
     }
 }
 
+/// Resolve the symlinks of `path` inside a root that links cannot leave
+/// (`..` stops at the root, absolute targets start from it). `readlink`
+/// gives the target of a root-relative path that is a symlink. Returns the
+/// root-relative result; `None` after too many links.
+pub fn resolve_in_root(
+    path: &str,
+    follow_last: bool,
+    readlink: impl Fn(&str) -> Option<String>,
+) -> Option<String> {
+    let mut pending: Vec<String> = path
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .rev()
+        .map(String::from)
+        .collect();
+    let mut current: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(comp) = pending.pop() {
+        match comp.as_str() {
+            "." => continue,
+            ".." => {
+                current.pop();
+                continue;
+            }
+            _ => {}
+        }
+        current.push(comp);
+        if pending.is_empty() && !follow_last {
+            break;
+        }
+        if let Some(target) = readlink(&current.join("/")) {
+            hops += 1;
+            if hops > MAX_SYMLINKS {
+                return None;
+            }
+            current.pop();
+            if target.starts_with('/') {
+                current.clear();
+            }
+            pending.extend(
+                target
+                    .split('/')
+                    .filter(|c| !c.is_empty())
+                    .rev()
+                    .map(String::from),
+            );
+        }
+    }
+    Some(current.join("/"))
+}
+
 /// Parent of a clean absolute path ("/" for "/a" and "/").
 pub fn parent_of(path: &str) -> &str {
     match path.rfind('/') {
         Some(0) | None => "/",
         Some(i) => &path[..i],
+    }
+}
+
+/// `dir` with a trailing slash: the key prefix of everything below it.
+fn dir_prefix(dir: &str) -> String {
+    if dir == "/" {
+        "/".to_string()
+    } else {
+        format!("{dir}/")
     }
 }
 

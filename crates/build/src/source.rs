@@ -2,7 +2,7 @@
 //! .dockerignore applied) or another stage's tree. Both give the same
 //! listing of entries, relative to the source path the user named.
 
-use crate::fstree::{FsTree, NodeKind};
+use crate::fstree::{resolve_in_root, FsTree, NodeKind};
 use crate::ignore::{clean, glob_match, has_wildcard, IgnoreMatcher};
 use kiln_layer::Content;
 use std::collections::{BTreeMap, BTreeSet};
@@ -211,51 +211,18 @@ impl SourceFs for ContextFs {
     }
 
     fn resolve(&self, rel: &str) -> Result<String, SourceError> {
-        let mut pending: Vec<String> = rel
-            .split('/')
-            .filter(|c| !c.is_empty())
-            .rev()
-            .map(String::from)
-            .collect();
-        let mut cur: Vec<String> = Vec::new();
-        let mut hops = 0;
-        while let Some(c) = pending.pop() {
-            match c.as_str() {
-                "." => continue,
-                ".." => {
-                    cur.pop();
-                    continue;
-                }
-                _ => {}
+        let readlink = |p: &str| {
+            let path = self.abs(p);
+            let md = std::fs::symlink_metadata(&path).ok()?;
+            if !md.file_type().is_symlink() {
+                return None;
             }
-            cur.push(c);
-            let p = self.abs(&cur.join("/"));
-            if let Ok(md) = std::fs::symlink_metadata(&p) {
-                if md.file_type().is_symlink() {
-                    hops += 1;
-                    if hops > 255 {
-                        return Err(SourceError::SymlinkLoop(rel.to_string()));
-                    }
-                    let target = std::fs::read_link(&p).map_err(|e| SourceError::Io {
-                        path: rel.to_string(),
-                        source: e,
-                    })?;
-                    let target = target.to_string_lossy().into_owned();
-                    cur.pop();
-                    if target.starts_with('/') {
-                        cur.clear();
-                    }
-                    pending.extend(
-                        target
-                            .split('/')
-                            .filter(|c| !c.is_empty())
-                            .rev()
-                            .map(String::from),
-                    );
-                }
-            }
-        }
-        Ok(cur.join("/"))
+            std::fs::read_link(&path)
+                .ok()
+                .map(|t| t.to_string_lossy().into_owned())
+        };
+        resolve_in_root(rel, true, readlink)
+            .ok_or_else(|| SourceError::SymlinkLoop(rel.to_string()))
     }
 
     fn list(&self, rel: &str) -> Vec<String> {

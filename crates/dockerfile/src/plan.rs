@@ -462,7 +462,10 @@ mod tests {
     fn plan(src: &str, args: &[(&str, &str)], target: Option<&str>) -> Result<Plan, ParseError> {
         let ast = crate::parse("Dockerfile", src)?;
         let o = PlanOptions {
-            build_args: args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            build_args: args
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             target: target.map(str::to_string),
             ..PlanOptions::default()
         };
