@@ -132,3 +132,73 @@ fn rich_context_matches_docker_buildkit() {
         "history entries and their empty_layer flags"
     );
 }
+
+/// The Kubernetes-pod case: kiln builds an image of itself (its binary and
+/// the shared libraries it links), and that image, run in a default
+/// container (no --privileged), builds the hello fixture.
+#[test]
+fn kiln_builds_inside_an_unprivileged_container() {
+    let Some(_) = docker() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let rootfs = work.path().join("ctx/rootfs");
+    let binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_kiln"));
+    std::fs::create_dir_all(&rootfs).unwrap();
+    std::fs::copy(&binary, rootfs.join("kiln")).unwrap();
+    // Shared libraries as ldd lists them, at the same absolute paths.
+    let ldd = run_ok(std::process::Command::new("ldd").arg(&binary));
+    for lib in ldd.split_whitespace().filter(|w| w.starts_with('/')) {
+        let dst = rootfs.join(lib.trim_start_matches('/'));
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::copy(lib, &dst).unwrap_or_else(|e| panic!("{lib}: {e}"));
+    }
+    write(
+        &work.path().join("ctx/Dockerfile"),
+        "FROM scratch\nCOPY rootfs/ /\nWORKDIR /tmp\nENV TMPDIR=/tmp\nENTRYPOINT [\"/kiln\"]\n",
+    );
+    let tar = work.path().join("kiln.tar");
+    let tag = "kiln-e2e/kiln:test";
+    kiln_ok(&[
+        "build",
+        "-c",
+        work.path().join("ctx").to_str().unwrap(),
+        "--tar-path",
+        tar.to_str().unwrap(),
+        "-d",
+        tag,
+        "--no-push",
+    ]);
+    run_ok(docker().unwrap().arg("load").arg("-i").arg(&tar));
+    let out = work.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let hello = repo_root().join("fixtures/hello");
+    let log = run_ok(
+        docker()
+            .unwrap()
+            .args(["run", "--rm", "-v"])
+            .arg(format!("{}:/ctx:ro", hello.display()))
+            .arg("-v")
+            .arg(format!("{}:/out", out.display()))
+            .args([
+                tag,
+                "build",
+                "-c",
+                "/ctx",
+                "--oci-layout-path",
+                "/out/layout",
+                "--digest-file",
+                "/out/digest",
+            ]),
+    );
+    let _ = docker().unwrap().args(["rmi", "-f", tag]).output();
+    assert!(log.is_empty(), "kiln logs to stderr, not stdout: {log}");
+    let digest = std::fs::read_to_string(out.join("digest")).unwrap();
+    let info = skopeo_inspect(
+        &format!("oci:{}:latest", out.join("layout").display()),
+        false,
+    );
+    assert_eq!(info["Digest"], digest.as_str());
+    assert_eq!(
+        info["Labels"]["org.opencontainers.image.title"],
+        "kiln hello"
+    );
+}
