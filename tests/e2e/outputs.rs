@@ -312,3 +312,60 @@ fn builds_as_an_unprivileged_user() {
     let info = skopeo_inspect(&format!("oci:{}:latest", layout.display()), false);
     assert_eq!(info["Layers"].as_array().unwrap().len(), 1);
 }
+
+/// Extended attributes of context files (user.*, file capabilities) travel
+/// into the layer as PAX `SCHILY.xattr.*` records.
+#[test]
+fn xattrs_are_kept_in_layers() {
+    let ctx = tempfile::tempdir().unwrap();
+    write(&ctx.path().join("tool"), "bin");
+    let set = std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import os,sys; os.setxattr(sys.argv[1], 'user.kiln', b'hello')")
+        .arg(ctx.path().join("tool"))
+        .status()
+        .unwrap();
+    if !set.success() {
+        eprintln!("!!!!!!!! SKIPPED: this file system does not take user xattrs !!!!!!!!");
+        return;
+    }
+    write(
+        &ctx.path().join("Dockerfile"),
+        "FROM scratch\nCOPY tool /tool\n",
+    );
+    let out = tempfile::tempdir().unwrap();
+    let tar = out.path().join("image.tar");
+    kiln_ok(&[
+        "build",
+        "-c",
+        ctx.path().to_str().unwrap(),
+        "--tar-path",
+        tar.to_str().unwrap(),
+    ]);
+    let unpacked = tempfile::tempdir().unwrap();
+    run_ok(
+        std::process::Command::new("tar")
+            .arg("-xf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(unpacked.path()),
+    );
+    let manifest = json(&std::fs::read_to_string(unpacked.path().join("manifest.json")).unwrap());
+    let layer = unpacked
+        .path()
+        .join(manifest[0]["Layers"][0].as_str().unwrap());
+    let mut archive = tar::Archive::new(std::fs::File::open(layer).unwrap());
+    let mut found = None;
+    for e in archive.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path().unwrap().to_str() == Some("tool") {
+            for ext in e.pax_extensions().unwrap().expect("PAX records") {
+                let ext = ext.unwrap();
+                if ext.key().unwrap() == "SCHILY.xattr.user.kiln" {
+                    found = Some(ext.value().unwrap().to_string());
+                }
+            }
+        }
+    }
+    assert_eq!(found.as_deref(), Some("hello"));
+}

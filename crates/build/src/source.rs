@@ -183,6 +183,11 @@ impl ContextFs {
             }
         };
         let link_key = (ft.is_file() && md.nlink() > 1).then(|| (md.dev(), md.ino()));
+        let xattrs = if ft.is_symlink() {
+            BTreeMap::new()
+        } else {
+            read_xattrs(path)
+        };
         SrcEntry {
             rel: rel_in_item,
             kind,
@@ -192,9 +197,27 @@ impl ContextFs {
             gid: 0,
             mtime: md.mtime(),
             link_key,
-            xattrs: BTreeMap::new(),
+            xattrs,
         }
     }
+}
+
+/// Extended attributes worth carrying into an image: file capabilities and
+/// `user.*` (SELinux labels and ACLs belong to the build host).
+fn read_xattrs(path: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let Ok(names) = xattr::list(path) else {
+        return out;
+    };
+    for name in names {
+        let name = name.to_string_lossy().into_owned();
+        if name == "security.capability" || name.starts_with("user.") {
+            if let Ok(Some(value)) = xattr::get(path, &name) {
+                out.insert(name, value);
+            }
+        }
+    }
+    out
 }
 
 fn libc_major(dev: u64) -> u32 {
