@@ -290,6 +290,7 @@ impl Engine<'_> {
                 Compression::Gzip(_) => MEDIA_TYPE_LAYER_GZIP.into(),
             },
             path: info.path,
+            source: None,
         });
         self.history(state, created_by, false);
         Ok(())

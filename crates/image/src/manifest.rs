@@ -24,6 +24,9 @@ pub struct LayerBlob {
     pub uncompressed_size: u64,
     pub media_type: String,
     pub path: PathBuf,
+    /// `registry/repository` the blob was pulled from (for cross-repository
+    /// mounts when pushing), if any.
+    pub source: Option<String>,
 }
 
 impl LayerBlob {

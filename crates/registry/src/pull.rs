@@ -1,0 +1,354 @@
+//! Pulling an image: the manifest by Accept (OCI and Docker schema 2, image
+//! indexes and manifest lists with platform selection), then the config and
+//! layers, each verified against its digest, layers several at a time.
+//! Mirrors and registry maps are tried first, with Kaniko's fallback rules.
+
+use crate::client::{status_error, Access, Call, Client};
+use crate::reference::{Reference, DOCKER_HUB};
+use crate::store::BlobStore;
+use crate::RegistryError;
+use kiln_image::ImageConfig;
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use serde_json::Value;
+use std::path::PathBuf;
+
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
+application/vnd.oci.image.index.v1+json, \
+application/vnd.docker.distribution.manifest.v2+json, \
+application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// The platform to select from an index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WantedPlatform {
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PulledLayer {
+    /// `sha256:<hex>` of the blob.
+    pub digest: String,
+    pub size: u64,
+    pub media_type: String,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct PulledImage {
+    /// Where it came from (a mirror, maybe), pinned to the manifest digest.
+    pub source: Reference,
+    pub manifest_digest: String,
+    pub config: ImageConfig,
+    pub layers: Vec<PulledLayer>,
+}
+
+/// The references to try for `reference`: maps, then docker.io mirrors,
+/// then the registry itself unless fallback is off.
+pub fn candidates(client: &Client, reference: &Reference) -> Vec<Reference> {
+    let o = &client.options;
+    let mut out = Vec::new();
+    for (orig, mirrors) in &o.registry_maps {
+        let orig = if orig == "index.docker.io" {
+            DOCKER_HUB
+        } else {
+            orig.as_str()
+        };
+        if orig == reference.registry {
+            out.extend(mirrors.iter().map(|m| reference.on_registry(m)));
+        }
+    }
+    if reference.registry == DOCKER_HUB {
+        out.extend(o.mirrors.iter().map(|m| reference.on_registry(m)));
+    }
+    if out.is_empty() || !o.skip_default_registry_fallback {
+        out.push(reference.clone());
+    }
+    out
+}
+
+pub fn pull(
+    client: &Client,
+    store: &BlobStore,
+    reference: &Reference,
+    platform: &WantedPlatform,
+) -> Result<PulledImage, RegistryError> {
+    let mut last = None;
+    let list = candidates(client, reference);
+    let n = list.len();
+    for (i, candidate) in list.into_iter().enumerate() {
+        match pull_from(client, store, &candidate, platform) {
+            Ok(p) => return Ok(p),
+            Err(e) if i + 1 < n => {
+                tracing::warn!("pulling {candidate} failed ({e}); trying the next registry");
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last
+        .unwrap_or_else(|| RegistryError::Config(format!("no registry to pull {reference} from"))))
+}
+
+/// GET a manifest; returns bytes, media type and digest.
+pub fn fetch_manifest(
+    client: &Client,
+    r: &Reference,
+    by: &str,
+) -> Result<(Vec<u8>, String, String), RegistryError> {
+    let what = format!("manifest {}@{by}", r.name());
+    let call = Call {
+        registry: &r.registry,
+        api_host: r.api_host(),
+        scopes: vec![r.scope(Access::Pull)],
+        access: Access::Pull,
+        what: what.clone(),
+    };
+    let path = format!("/v2/{}/manifests/{by}", r.repository);
+    let resp = client.send(&call, &|h, base| {
+        h.get(format!("{base}{path}"))
+            .header(ACCEPT, MANIFEST_ACCEPT)
+    })?;
+    if !resp.status().is_success() {
+        return Err(status_error(&what, resp));
+    }
+    let content_type = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.split(';').next().unwrap_or("").trim().to_string())
+        .unwrap_or_default();
+    let bytes = resp.bytes().map_err(|e| RegistryError::Transport {
+        what: what.clone(),
+        message: crate::client::transport_message(&e),
+    })?;
+    if bytes.len() > 4 << 20 {
+        return Err(RegistryError::Unsupported {
+            what,
+            message: "manifest larger than 4 MiB".into(),
+        });
+    }
+    let digest = kiln_image::sha256_digest(&bytes);
+    if by.starts_with("sha256:") && digest != by {
+        return Err(RegistryError::DigestMismatch {
+            what,
+            expected: by.to_string(),
+            actual: digest,
+        });
+    }
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| RegistryError::Unsupported {
+        what: what.clone(),
+        message: format!("not JSON: {e}"),
+    })?;
+    let media_type = value
+        .get("mediaType")
+        .and_then(Value::as_str)
+        .map(String::from)
+        .filter(|m| !m.is_empty())
+        .unwrap_or(content_type);
+    Ok((bytes.to_vec(), media_type, digest))
+}
+
+fn is_index(media_type: &str, v: &Value) -> bool {
+    media_type.contains("index")
+        || media_type.contains("manifest.list")
+        || v.get("manifests").is_some()
+}
+
+fn pull_from(
+    client: &Client,
+    store: &BlobStore,
+    r: &Reference,
+    platform: &WantedPlatform,
+) -> Result<PulledImage, RegistryError> {
+    let (mut bytes, mut media_type, mut digest) = fetch_manifest(client, r, r.manifest_ref())?;
+    let mut value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    if is_index(&media_type, &value) {
+        let chosen = select_platform(&value, platform).ok_or_else(|| RegistryError::NotFound {
+            what: format!("{r}"),
+            message: format!(
+                "no image for platform {}/{}{} in the index",
+                platform.os,
+                platform.architecture,
+                platform
+                    .variant
+                    .as_ref()
+                    .map(|v| format!("/{v}"))
+                    .unwrap_or_default()
+            ),
+        })?;
+        (bytes, media_type, digest) = fetch_manifest(client, r, &chosen)?;
+        value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    }
+    if media_type.contains("distribution.manifest.v1")
+        || value.get("schemaVersion").and_then(Value::as_u64) == Some(1)
+    {
+        return Err(RegistryError::Unsupported {
+            what: r.to_string(),
+            message: "Docker schema 1 manifests are not supported".into(),
+        });
+    }
+    let what = |d: &str| format!("blob {}@{d}", r.name());
+    let config_digest = value
+        .pointer("/config/digest")
+        .and_then(Value::as_str)
+        .ok_or_else(|| RegistryError::Unsupported {
+            what: r.to_string(),
+            message: "manifest has no config".into(),
+        })?
+        .to_string();
+    let config_path = fetch_blob(
+        client,
+        store,
+        r,
+        &config_digest,
+        value.pointer("/config/size").and_then(Value::as_u64),
+    )?;
+    let config_bytes = std::fs::read(&config_path)
+        .map_err(|e| RegistryError::io(format!("reading {}", config_path.display()), e))?;
+    let config: ImageConfig =
+        serde_json::from_slice(&config_bytes).map_err(|e| RegistryError::Unsupported {
+            what: what(&config_digest),
+            message: format!("image config: {e}"),
+        })?;
+
+    let layer_values = value
+        .get("layers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut wanted = Vec::new();
+    for l in &layer_values {
+        let d = l
+            .get("digest")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let size = l.get("size").and_then(Value::as_u64).unwrap_or(0);
+        let mt = l
+            .get("mediaType")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if !d.starts_with("sha256:") {
+            return Err(RegistryError::Unsupported {
+                what: r.to_string(),
+                message: format!("layer digest {d:?} is not sha256"),
+            });
+        }
+        wanted.push((d, size, mt));
+    }
+    let paths = download_all(client, store, r, &wanted)?;
+    let layers = wanted
+        .into_iter()
+        .zip(paths)
+        .map(|((digest, size, media_type), path)| PulledLayer {
+            digest,
+            size,
+            media_type,
+            path,
+        })
+        .collect();
+    Ok(PulledImage {
+        source: r.with_digest(&digest),
+        manifest_digest: digest,
+        config,
+        layers,
+    })
+}
+
+/// Index entry matching the platform (variant optional when not asked).
+fn select_platform(index: &Value, p: &WantedPlatform) -> Option<String> {
+    let manifests = index.get("manifests")?.as_array()?;
+    let matches = |m: &&Value, strict_variant: bool| {
+        let pl = m.get("platform");
+        let get = |k: &str| {
+            pl.and_then(|x| x.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+        };
+        get("os") == p.os
+            && get("architecture") == p.architecture
+            && match (&p.variant, strict_variant) {
+                (Some(v), true) => get("variant") == v,
+                (Some(v), false) => get("variant").is_empty() || get("variant") == v,
+                (None, _) => true,
+            }
+    };
+    manifests
+        .iter()
+        .find(|m| matches(m, true))
+        .or_else(|| manifests.iter().find(|m| matches(m, false)))
+        .and_then(|m| m.get("digest")?.as_str().map(String::from))
+}
+
+/// Download one blob into the store (skipped when already there).
+pub fn fetch_blob(
+    client: &Client,
+    store: &BlobStore,
+    r: &Reference,
+    digest: &str,
+    size: Option<u64>,
+) -> Result<PathBuf, RegistryError> {
+    if store.contains(digest) {
+        return Ok(store.path(digest));
+    }
+    let what = format!("blob {}@{digest}", r.name());
+    let call = Call {
+        registry: &r.registry,
+        api_host: r.api_host(),
+        scopes: vec![r.scope(Access::Pull)],
+        access: Access::Pull,
+        what: what.clone(),
+    };
+    let path = format!("/v2/{}/blobs/{digest}", r.repository);
+    let mut attempt = 0;
+    loop {
+        let mut resp = client.send(&call, &|h, base| h.get(format!("{base}{path}")))?;
+        if !resp.status().is_success() {
+            return Err(status_error(&what, resp));
+        }
+        tracing::debug!("downloading {what}");
+        match store.write_verified(digest, size, &mut resp, &what) {
+            // A connection that breaks mid-blob is retried like any transient failure.
+            Err(RegistryError::Transport { .. }) if attempt < client.options.pull_retries => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(500u64 << attempt.min(5)));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Download several blobs, a few at a time, in order of the list.
+fn download_all(
+    client: &Client,
+    store: &BlobStore,
+    r: &Reference,
+    wanted: &[(String, u64, String)],
+) -> Result<Vec<PathBuf>, RegistryError> {
+    const PARALLEL: usize = 3;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<PathBuf, RegistryError>>>> =
+        wanted.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..PARALLEL.min(wanted.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some((d, size, _)) = wanted.get(i) else {
+                    break;
+                };
+                let r = fetch_blob(client, store, r, d, Some(*size));
+                *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(|| Err(RegistryError::Config("download did not run".into())))
+        })
+        .collect()
+}

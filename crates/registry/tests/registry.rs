@@ -1,0 +1,260 @@
+//! The registry client against a real distribution registry.
+
+#[path = "../../../tests/support/registry.rs"]
+mod support;
+
+use kiln_image::{BuiltImage, ImageConfig, LayerBlob};
+use kiln_layer::{write_layer, Content, Entry, EntryKind, LayerOptions};
+use kiln_registry::{
+    pull, push, BlobStore, Client, Credential, Reference, RegistryError, RegistryOptions,
+    WantedPlatform,
+};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use support::{Options, TestRegistry};
+
+fn image(dir: &std::path::Path, text: &str) -> BuiltImage {
+    let entry = Entry {
+        path: "hello.txt".into(),
+        kind: EntryKind::File {
+            content: Content::Bytes(Arc::new(text.as_bytes().to_vec())),
+            size: text.len() as u64,
+        },
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        xattrs: BTreeMap::new(),
+    };
+    let info = write_layer(vec![entry], dir, &LayerOptions::default()).unwrap();
+    let layer = LayerBlob {
+        digest: format!("sha256:{}", info.digest),
+        diff_id: format!("sha256:{}", info.diff_id),
+        size: info.size,
+        uncompressed_size: info.uncompressed_size,
+        media_type: kiln_image::manifest::MEDIA_TYPE_LAYER_GZIP.into(),
+        path: info.path,
+        source: None,
+    };
+    let config = ImageConfig {
+        architecture: "amd64".into(),
+        os: "linux".into(),
+        ..Default::default()
+    };
+    BuiltImage::new(config, vec![layer]).unwrap()
+}
+
+fn platform() -> WantedPlatform {
+    WantedPlatform {
+        os: "linux".into(),
+        architecture: "amd64".into(),
+        variant: None,
+    }
+}
+
+fn insecure(reg: &TestRegistry) -> RegistryOptions {
+    RegistryOptions {
+        insecure_registries: vec![reg.addr.clone()],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn push_pull_skip_existing_and_mount() {
+    let reg = TestRegistry::start(Options::default());
+    let work = tempfile::tempdir().unwrap();
+    let img = image(work.path(), "hello");
+    let client = Client::new(insecure(&reg));
+    let dest = Reference::parse(&format!("{}/team/app:v1", reg.addr)).unwrap();
+    let first = push(&client, &dest, &img).unwrap();
+    assert_eq!((first.uploaded, first.existing, first.mounted), (2, 0, 0));
+    let uploads = reg.requests("PUT", "/blobs/uploads/");
+    assert_eq!(uploads, 2);
+
+    // Again: nothing is uploaded.
+    let again = push(&client, &dest, &img).unwrap();
+    assert_eq!((again.uploaded, again.existing), (0, 2));
+    assert_eq!(reg.requests("PUT", "/blobs/uploads/"), uploads);
+
+    // Pull it back: digests verified, files in the store.
+    let store = BlobStore::new(work.path().join("store"));
+    let pulled = pull(&client, &store, &dest, &platform()).unwrap();
+    assert_eq!(pulled.manifest_digest, img.manifest_digest);
+    assert_eq!(pulled.layers[0].digest, img.layers[0].digest);
+    assert_eq!(
+        std::fs::read(&pulled.layers[0].path).unwrap(),
+        std::fs::read(&img.layers[0].path).unwrap()
+    );
+
+    // To another repository, naming where the layer came from: mounted.
+    let mut derived = img.clone();
+    derived.layers[0].source = Some(dest.name());
+    let other = Reference::parse(&format!("{}/other/app:v1", reg.addr)).unwrap();
+    let report = push(&client, &other, &derived).unwrap();
+    assert_eq!(report.mounted, 1, "{report:?}");
+    assert_eq!(reg.requests("POST", "mount="), 1);
+    let back = pull(
+        &client,
+        &BlobStore::new(work.path().join("store2")),
+        &other,
+        &platform(),
+    )
+    .unwrap();
+    assert_eq!(back.manifest_digest, img.manifest_digest);
+}
+
+#[test]
+fn corrupted_blob_is_rejected_and_discarded() {
+    let reg = TestRegistry::start(Options::default());
+    let work = tempfile::tempdir().unwrap();
+    let img = image(work.path(), "precious");
+    let client = Client::new(insecure(&reg));
+    let dest = Reference::parse(&format!("{}/c/app:v1", reg.addr)).unwrap();
+    push(&client, &dest, &img).unwrap();
+    let data = reg.blob_data(&img.layers[0].digest);
+    let mut bytes = std::fs::read(&data).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&data, bytes).unwrap();
+    let store = BlobStore::new(work.path().join("store"));
+    let err = pull(&client, &store, &dest, &platform()).unwrap_err();
+    assert!(matches!(err, RegistryError::DigestMismatch { .. }), "{err}");
+    assert!(err.to_string().contains(&img.layers[0].digest), "{err}");
+    assert!(
+        !store.contains(&img.layers[0].digest),
+        "a bad blob never stays in the store"
+    );
+}
+
+#[test]
+fn htpasswd_right_and_wrong_password() {
+    let reg = TestRegistry::start(Options {
+        htpasswd: Some(("kiln".into(), "s3cret-pass".into())),
+        tls: true,
+    });
+    let work = tempfile::tempdir().unwrap();
+    let img = image(work.path(), "auth");
+    let dest = Reference::parse(&format!("{}/auth/app:v1", reg.addr)).unwrap();
+    let with = |password: &str| {
+        Client::new(RegistryOptions {
+            certificates: vec![(reg.addr.clone(), reg.ca.clone().unwrap())],
+            credentials: vec![(
+                reg.addr.clone(),
+                Credential::Basic {
+                    username: "kiln".into(),
+                    password: password.into(),
+                },
+            )],
+            ..Default::default()
+        })
+    };
+    push(&with("s3cret-pass"), &dest, &img).unwrap();
+    let err = push(&with("wrong"), &dest, &img).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, RegistryError::Unauthorized { .. }), "{msg}");
+    assert!(
+        msg.contains(&reg.addr) && msg.contains("wrong username or password"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("wrong\"") && !msg.contains("s3cret"),
+        "no secret in errors: {msg}"
+    );
+    // No credentials at all: a clear message too.
+    let anonymous = Client::new(RegistryOptions {
+        certificates: vec![(reg.addr.clone(), reg.ca.clone().unwrap())],
+        ..Default::default()
+    });
+    let store = BlobStore::new(work.path().join("s"));
+    let err = pull(&anonymous, &store, &dest, &platform())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&reg.addr) && err.contains("credentials"),
+        "{err}"
+    );
+}
+
+#[test]
+fn tls_with_private_ca_or_skip_verify() {
+    let reg = TestRegistry::start(Options {
+        htpasswd: None,
+        tls: true,
+    });
+    let work = tempfile::tempdir().unwrap();
+    let img = image(work.path(), "tls");
+    let dest = Reference::parse(&format!("{}/tls/app:v1", reg.addr)).unwrap();
+    // Untrusted CA: refused.
+    let plain = Client::new(RegistryOptions::default());
+    let err = push(&plain, &dest, &img).unwrap_err().to_string();
+    assert!(
+        err.contains("certificate") || err.contains("cannot connect"),
+        "{err}"
+    );
+    // Trusted through --registry-certificate.
+    let with_ca = Client::new(RegistryOptions {
+        certificates: vec![(reg.addr.clone(), reg.ca.clone().unwrap())],
+        ..Default::default()
+    });
+    push(&with_ca, &dest, &img).unwrap();
+    // Or not verified at all.
+    let skip = Client::new(RegistryOptions {
+        skip_tls_verify_registries: vec![reg.addr.clone()],
+        ..Default::default()
+    });
+    let pulled = pull(
+        &skip,
+        &BlobStore::new(work.path().join("s")),
+        &dest,
+        &platform(),
+    )
+    .unwrap();
+    assert_eq!(pulled.manifest_digest, img.manifest_digest);
+}
+
+#[test]
+fn registry_map_falls_back_to_the_original() {
+    let reg = TestRegistry::start(Options::default());
+    let work = tempfile::tempdir().unwrap();
+    let img = image(work.path(), "mirror");
+    let client = Client::new(insecure(&reg));
+    let dest = Reference::parse(&format!("{}/m/app:v1", reg.addr)).unwrap();
+    push(&client, &dest, &img).unwrap();
+    // A map to a mirror that does not answer: kiln falls back to the original.
+    let mut opts = insecure(&reg);
+    opts.registry_maps = vec![(reg.addr.clone(), vec!["127.0.0.1:9".into()])];
+    opts.insecure_registries.push("127.0.0.1:9".into());
+    let mapped = Client::new(opts.clone());
+    let pulled = pull(
+        &mapped,
+        &BlobStore::new(work.path().join("s")),
+        &dest,
+        &platform(),
+    )
+    .unwrap();
+    assert_eq!(pulled.source.registry, reg.addr);
+    // Without fallback the dead mirror is the answer.
+    opts.skip_default_registry_fallback = true;
+    let strict = Client::new(opts);
+    assert!(pull(
+        &strict,
+        &BlobStore::new(work.path().join("t")),
+        &dest,
+        &platform()
+    )
+    .is_err());
+    // A mirror that has the image is used (the registry maps onto itself under a path).
+    let mut via = insecure(&reg);
+    let mirrored = Reference::parse(&format!("{}/mirror/m/app:v1", reg.addr)).unwrap();
+    push(&client, &mirrored, &img).unwrap();
+    via.registry_maps = vec![(reg.addr.clone(), vec![format!("{}/mirror", reg.addr)])];
+    via.skip_default_registry_fallback = true;
+    let pulled = pull(
+        &Client::new(via),
+        &BlobStore::new(work.path().join("u")),
+        &dest,
+        &platform(),
+    )
+    .unwrap();
+    assert_eq!(pulled.source.repository, "mirror/m/app");
+}
