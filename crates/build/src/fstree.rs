@@ -53,8 +53,6 @@ pub enum TreeError {
     ReplaceDir(String),
 }
 
-const MAX_SYMLINKS: usize = 255;
-
 impl Default for FsTree {
     fn default() -> Self {
         Self::new(0)
@@ -253,56 +251,7 @@ impl FsTree {
     }
 }
 
-/// Resolve the symlinks of `path` inside a root that links cannot leave
-/// (`..` stops at the root, absolute targets start from it). `readlink`
-/// gives the target of a root-relative path that is a symlink. Returns the
-/// root-relative result; `None` after too many links.
-pub fn resolve_in_root(
-    path: &str,
-    follow_last: bool,
-    readlink: impl Fn(&str) -> Option<String>,
-) -> Option<String> {
-    let mut pending: Vec<String> = path
-        .split('/')
-        .filter(|c| !c.is_empty())
-        .rev()
-        .map(String::from)
-        .collect();
-    let mut current: Vec<String> = Vec::new();
-    let mut hops = 0;
-    while let Some(comp) = pending.pop() {
-        match comp.as_str() {
-            "." => continue,
-            ".." => {
-                current.pop();
-                continue;
-            }
-            _ => {}
-        }
-        current.push(comp);
-        if pending.is_empty() && !follow_last {
-            break;
-        }
-        if let Some(target) = readlink(&current.join("/")) {
-            hops += 1;
-            if hops > MAX_SYMLINKS {
-                return None;
-            }
-            current.pop();
-            if target.starts_with('/') {
-                current.clear();
-            }
-            pending.extend(
-                target
-                    .split('/')
-                    .filter(|c| !c.is_empty())
-                    .rev()
-                    .map(String::from),
-            );
-        }
-    }
-    Some(current.join("/"))
-}
+pub use kiln_layer::apply::resolve_in_root;
 
 /// Parent of a clean absolute path ("/" for "/a" and "/").
 pub fn parent_of(path: &str) -> &str {

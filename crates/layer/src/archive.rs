@@ -9,6 +9,7 @@ pub enum ArchiveCompression {
     Gzip,
     Bzip2,
     Xz,
+    Zstd,
 }
 
 /// The compression named by a stream's magic bytes.
@@ -19,6 +20,8 @@ pub fn detect_compression(head: &[u8]) -> ArchiveCompression {
         ArchiveCompression::Bzip2
     } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
         ArchiveCompression::Xz
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        ArchiveCompression::Zstd
     } else {
         ArchiveCompression::None
     }
@@ -65,6 +68,7 @@ pub fn open_archive<'a, R: Read + 'a>(
         ArchiveCompression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(buffered)),
         ArchiveCompression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(buffered)),
         ArchiveCompression::Xz => Box::new(xz2::read::XzDecoder::new_multi_decoder(buffered)),
+        ArchiveCompression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?),
     };
     Ok((kind, reader))
 }
@@ -83,6 +87,10 @@ mod tests {
         assert_eq!(
             detect_compression(&[0xfd, b'7', b'z', b'X', b'Z', 0, 0]),
             ArchiveCompression::Xz
+        );
+        assert_eq!(
+            detect_compression(&[0x28, 0xb5, 0x2f, 0xfd, 0]),
+            ArchiveCompression::Zstd
         );
         assert_eq!(detect_compression(b"hello"), ArchiveCompression::None);
         assert!(!looks_like_tar(&[0u8; 512]));

@@ -2,6 +2,7 @@
 //! compression and both digests computed in one streaming pass, and opening
 //! (possibly compressed) archives for reading.
 
+pub mod apply;
 pub mod archive;
 pub mod entry;
 pub mod hashing;

@@ -1,0 +1,375 @@
+//! Extracting a layer tar into a directory without letting anything leave
+//! it: entry paths are cleaned (`..` that would climb out is refused,
+//! absolute paths are taken relative to the root), every parent is resolved
+//! inside the root (a symlink planted by an earlier entry cannot redirect a
+//! later write outside), hard links must point inside, and the final
+//! component is never followed. Whiteouts and opaque markers are recorded,
+//! not written. Owners, devices and xattrs are applied where the process may
+//! and always recorded, so nothing is silently lost.
+
+use crate::archive::open_archive;
+use crate::hashing::HashingReader;
+use crate::LayerError;
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum AppliedKind {
+    Dir,
+    File {
+        size: u64,
+    },
+    Symlink {
+        target: String,
+    },
+    /// A hard link to an earlier path of this layer or a lower one.
+    Hardlink {
+        target: String,
+    },
+    Fifo,
+    CharDevice {
+        major: u32,
+        minor: u32,
+    },
+    BlockDevice {
+        major: u32,
+        minor: u32,
+    },
+    /// `.wh.NAME`: `path` is removed from the lower layers.
+    Whiteout,
+    /// `.wh..wh..opq`: the lower layers' contents of directory `path` are hidden.
+    Opaque,
+}
+
+/// One entry of an applied layer, as the tar said (owners and modes even
+/// where the file system could not take them).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AppliedEntry {
+    /// Clean, relative, no trailing slash ("" never appears).
+    pub path: String,
+    pub kind: AppliedKind,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: i64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub xattrs: BTreeMap<String, Vec<u8>>,
+}
+
+/// What extracting a layer found.
+#[derive(Debug, Clone)]
+pub struct Extracted {
+    pub entries: Vec<AppliedEntry>,
+    /// Hex sha256 of the uncompressed tar (the layer's diff_id).
+    pub diff_id: String,
+    pub uncompressed_size: u64,
+}
+
+/// Extract the (possibly compressed) layer `input` into `root`.
+pub fn extract_layer(input: impl Read, root: &Path, what: &str) -> Result<Extracted, LayerError> {
+    let invalid = |path: &str, m: String| LayerError::InvalidEntry {
+        path: format!("{what}: {path}"),
+        message: m,
+    };
+    let (_, reader) =
+        open_archive(input).map_err(|e| LayerError::io(format!("reading {what}"), e))?;
+    let mut archive = tar::Archive::new(HashingReader::new(reader));
+    let is_root = rustix_is_root();
+    let mut out = Vec::new();
+    let entries = archive
+        .entries()
+        .map_err(|e| LayerError::io(format!("reading {what}"), e))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| LayerError::io(format!("reading {what}"), e))?;
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let Some(rel) = clean_entry_path(&raw).map_err(|m| invalid(&raw, m))? else {
+            continue;
+        };
+        let header = entry.header().clone();
+        let mode = header.mode().unwrap_or(0o644) & 0o7777;
+        let uid = header.uid().unwrap_or(0);
+        let gid = header.gid().unwrap_or(0);
+        let mtime = header.mtime().unwrap_or(0) as i64;
+        let mut xattrs = BTreeMap::new();
+        if let Ok(Some(exts)) = entry.pax_extensions() {
+            for ext in exts.flatten() {
+                if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
+                    xattrs.insert(name.to_string(), ext.value_bytes().to_vec());
+                }
+            }
+        }
+        let (parent_rel, name) = match rel.rsplit_once('/') {
+            Some((p, n)) => (p.to_string(), n.to_string()),
+            None => (String::new(), rel.clone()),
+        };
+        let record = |kind: AppliedKind, path: String| AppliedEntry {
+            path,
+            kind,
+            mode,
+            uid,
+            gid,
+            mtime,
+            xattrs: xattrs.clone(),
+        };
+        // Whiteouts are metadata for whoever stacks the layers.
+        if name == ".wh..wh..opq" {
+            out.push(record(AppliedKind::Opaque, parent_rel));
+            continue;
+        }
+        if let Some(hidden) = name.strip_prefix(".wh.") {
+            let path = if parent_rel.is_empty() {
+                hidden.to_string()
+            } else {
+                format!("{parent_rel}/{hidden}")
+            };
+            out.push(record(AppliedKind::Whiteout, path));
+            continue;
+        }
+        let parent = ensure_dir_inside(root, &parent_rel).map_err(|m| invalid(&raw, m))?;
+        let dest = parent.join(&name);
+        let et = header.entry_type();
+        if et != tar::EntryType::Directory {
+            remove_existing(&dest)
+                .map_err(|e| LayerError::io(format!("{what}: replacing {rel}"), e))?;
+        }
+        let io = |e: std::io::Error| LayerError::io(format!("{what}: writing {rel}"), e);
+        let kind = match et {
+            tar::EntryType::Directory => {
+                match fs::symlink_metadata(&dest) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => {
+                        remove_existing(&dest).map_err(io)?;
+                        fs::create_dir(&dest).map_err(io)?;
+                    }
+                    Err(_) => fs::create_dir(&dest).map_err(io)?,
+                }
+                // Keep the directory writable for us; the real mode is recorded.
+                fs::set_permissions(&dest, fs::Permissions::from_mode(mode | 0o700)).map_err(io)?;
+                AppliedKind::Dir
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                let mut file = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&dest)
+                    .map_err(io)?;
+                let size = std::io::copy(&mut entry, &mut file).map_err(io)?;
+                fs::set_permissions(&dest, fs::Permissions::from_mode(mode & 0o777 | 0o600))
+                    .map_err(io)?;
+                AppliedKind::File { size }
+            }
+            tar::EntryType::Symlink => {
+                let target = link_name(&entry);
+                symlink(&target, &dest).map_err(io)?;
+                AppliedKind::Symlink { target }
+            }
+            tar::EntryType::Link => {
+                let target_raw = link_name(&entry);
+                let target = clean_entry_path(&target_raw)
+                    .map_err(|m| invalid(&raw, format!("hard link to {target_raw:?}: {m}")))?
+                    .ok_or_else(|| invalid(&raw, "hard link to the root".into()))?;
+                let (tp, tn) = match target.rsplit_once('/') {
+                    Some((p, n)) => (p.to_string(), n.to_string()),
+                    None => (String::new(), target.clone()),
+                };
+                let target_parent = resolve_inside(root, &tp).map_err(|m| invalid(&raw, m))?;
+                let source = target_parent.join(&tn);
+                match fs::symlink_metadata(&source) {
+                    Ok(m) if m.is_file() => fs::hard_link(&source, &dest).map_err(io)?,
+                    _ => return Err(invalid(&raw, format!("hard link to {target_raw:?}, which is not an earlier file of the layer"))),
+                }
+                AppliedKind::Hardlink { target }
+            }
+            tar::EntryType::Fifo | tar::EntryType::Char | tar::EntryType::Block => {
+                let major = header.device_major().ok().flatten().unwrap_or(0);
+                let minor = header.device_minor().ok().flatten().unwrap_or(0);
+                let kind = match et {
+                    tar::EntryType::Fifo => AppliedKind::Fifo,
+                    tar::EntryType::Char => AppliedKind::CharDevice { major, minor },
+                    _ => AppliedKind::BlockDevice { major, minor },
+                };
+                if let Err(e) = make_node(&dest, &kind, mode) {
+                    tracing::debug!("{what}: {rel}: device node not created ({e}); recorded in the layer's metadata");
+                }
+                kind
+            }
+            // PAX/GNU metadata records are consumed by the reader.
+            _ => continue,
+        };
+        if is_root {
+            let _ = std::os::unix::fs::lchown(&dest, Some(uid as u32), Some(gid as u32));
+        }
+        if !matches!(kind, AppliedKind::Symlink { .. }) {
+            for (k, v) in &xattrs {
+                let _ = xattr_set(&dest, k, v);
+            }
+        }
+        out.push(record(kind, rel));
+    }
+    // Hash to the very end (the zero blocks after the last entry count).
+    let mut rest = archive.into_inner();
+    std::io::copy(&mut rest, &mut std::io::sink())
+        .map_err(|e| LayerError::io(format!("reading {what}"), e))?;
+    let (diff_id, uncompressed_size) = rest.finish();
+    Ok(Extracted {
+        entries: out,
+        diff_id,
+        uncompressed_size,
+    })
+}
+
+fn link_name<R: Read>(entry: &tar::Entry<R>) -> String {
+    entry
+        .link_name_bytes()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+fn rustix_is_root() -> bool {
+    // SAFETY-free: geteuid via the proc file system is enough here.
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+fn xattr_set(path: &Path, key: &str, value: &[u8]) -> std::io::Result<()> {
+    xattr::set(path, key, value)
+}
+
+fn make_node(path: &Path, kind: &AppliedKind, mode: u32) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c =
+        CString::new(path.as_os_str().as_bytes()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    let (kind_bits, dev) = match kind {
+        AppliedKind::Fifo => (libc::S_IFIFO, 0),
+        AppliedKind::CharDevice { major, minor } => (libc::S_IFCHR, libc::makedev(*major, *minor)),
+        AppliedKind::BlockDevice { major, minor } => (libc::S_IFBLK, libc::makedev(*major, *minor)),
+        _ => return Ok(()),
+    };
+    // SAFETY: `c` is a valid NUL-terminated path; mknod has no other inputs.
+    let rc = unsafe { libc::mknod(c.as_ptr(), kind_bits | (mode & 0o7777), dev) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// An entry path made relative and clean; `None` for the root itself.
+/// `..` that would climb above the root is refused.
+pub fn clean_entry_path(raw: &str) -> Result<Option<String>, String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in raw.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return Err("path climbs out of the root with ..".into());
+                }
+            }
+            c => parts.push(c),
+        }
+    }
+    Ok((!parts.is_empty()).then(|| parts.join("/")))
+}
+
+/// The real path of directory `rel` inside `root`, symlinks resolved as if
+/// `root` were `/` (so they cannot lead out).
+fn resolve_inside(root: &Path, rel: &str) -> Result<PathBuf, String> {
+    let readlink = |p: &str| {
+        let path = root.join(p);
+        let md = fs::symlink_metadata(&path).ok()?;
+        if !md.file_type().is_symlink() {
+            return None;
+        }
+        fs::read_link(&path)
+            .ok()
+            .map(|t| t.to_string_lossy().into_owned())
+    };
+    let resolved =
+        resolve_in_root(rel, true, readlink).ok_or("too many levels of symbolic links")?;
+    Ok(if resolved.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(resolved)
+    })
+}
+
+/// Resolve `rel` inside `root` and create missing directories (0755).
+fn ensure_dir_inside(root: &Path, rel: &str) -> Result<PathBuf, String> {
+    let dir = resolve_inside(root, rel)?;
+    match fs::symlink_metadata(&dir) {
+        Ok(m) if m.is_dir() => Ok(dir),
+        Ok(_) => Err(format!("parent {rel:?} is not a directory")),
+        Err(_) => {
+            // Create each missing component (none can be a symlink: they
+            // were all resolved).
+            fs::create_dir_all(&dir).map_err(|e| format!("creating {rel:?}: {e}"))?;
+            Ok(dir)
+        }
+    }
+}
+
+fn remove_existing(path: &Path) -> std::io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Resolve the symlinks of `path` inside a root that links cannot leave
+/// (`..` stops at the root, absolute targets start from it). `readlink`
+/// gives the target of a root-relative path that is a symlink. With
+/// `follow_last` false the last component is kept as it is. Returns the
+/// root-relative result; `None` after too many links.
+pub fn resolve_in_root(
+    path: &str,
+    follow_last: bool,
+    readlink: impl Fn(&str) -> Option<String>,
+) -> Option<String> {
+    let mut pending: Vec<String> = path
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .rev()
+        .map(String::from)
+        .collect();
+    let mut current: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(comp) = pending.pop() {
+        match comp.as_str() {
+            "." => continue,
+            ".." => {
+                current.pop();
+                continue;
+            }
+            _ => {}
+        }
+        current.push(comp);
+        if pending.is_empty() && !follow_last {
+            break;
+        }
+        if let Some(target) = readlink(&current.join("/")) {
+            hops += 1;
+            if hops > 255 {
+                return None;
+            }
+            current.pop();
+            if target.starts_with('/') {
+                current.clear();
+            }
+            pending.extend(
+                target
+                    .split('/')
+                    .filter(|c| !c.is_empty())
+                    .rev()
+                    .map(String::from),
+            );
+        }
+    }
+    Some(current.join("/"))
+}

@@ -1,0 +1,255 @@
+//! Hostile layer tars: nothing may change outside the extraction root.
+
+use kiln_layer::apply::{extract_layer, AppliedKind};
+use std::path::Path;
+
+enum E<'a> {
+    File(&'a str, &'a [u8]),
+    Dir(&'a str),
+    Symlink(&'a str, &'a str),
+    Hardlink(&'a str, &'a str),
+    Char(&'a str, u32, u32),
+}
+
+/// A tar written with raw GNU headers, so names are exactly as given.
+fn tar_of(entries: &[E]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for e in entries {
+        let mut h = tar::Header::new_gnu();
+        let (name, link, data, ty): (&str, &str, &[u8], tar::EntryType) = match e {
+            E::File(n, d) => (n, "", d, tar::EntryType::Regular),
+            E::Dir(n) => (n, "", b"", tar::EntryType::Directory),
+            E::Symlink(n, t) => (n, t, b"", tar::EntryType::Symlink),
+            E::Hardlink(n, t) => (n, t, b"", tar::EntryType::Link),
+            E::Char(n, ..) => (n, "", b"", tar::EntryType::Char),
+        };
+        {
+            let gnu = h.as_gnu_mut().unwrap();
+            gnu.name[..name.len()].copy_from_slice(name.as_bytes());
+            gnu.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        }
+        h.set_entry_type(ty);
+        h.set_mode(if matches!(e, E::Dir(_)) { 0o755 } else { 0o644 });
+        h.set_size(data.len() as u64);
+        h.set_uid(1234);
+        h.set_gid(5678);
+        if let E::Char(_, major, minor) = e {
+            h.set_device_major(*major).unwrap();
+            h.set_device_minor(*minor).unwrap();
+        }
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// Every path under `dir` (relative), sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = walkdir(dir);
+    v.sort();
+    v
+}
+
+fn walkdir(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out
+}
+
+struct Sandbox {
+    outer: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        let outer = tempfile::tempdir().unwrap();
+        std::fs::create_dir(outer.path().join("root")).unwrap();
+        std::fs::write(outer.path().join("sentinel"), "untouched").unwrap();
+        Sandbox { outer }
+    }
+    fn root(&self) -> std::path::PathBuf {
+        self.outer.path().join("root")
+    }
+    /// Nothing outside root changed.
+    fn assert_outside_untouched(&self) {
+        let all = listing(self.outer.path());
+        let outside: Vec<&String> = all.iter().filter(|p| !p.starts_with("root")).collect();
+        assert_eq!(outside, vec!["sentinel"], "{all:?}");
+        assert_eq!(
+            std::fs::read_to_string(self.outer.path().join("sentinel")).unwrap(),
+            "untouched"
+        );
+    }
+}
+
+#[test]
+fn dot_dot_is_refused() {
+    let s = Sandbox::new();
+    let err = extract_layer(
+        &tar_of(&[E::File("../sentinel", b"pwned")])[..],
+        &s.root(),
+        "layer",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("../sentinel"), "{err}");
+    let err = extract_layer(
+        &tar_of(&[E::File("a/../../x", b"pwned")])[..],
+        &s.root(),
+        "layer",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("climbs out"), "{err}");
+    s.assert_outside_untouched();
+}
+
+#[test]
+fn absolute_paths_stay_inside() {
+    let s = Sandbox::new();
+    let abs = format!("{}/sentinel", s.outer.path().display());
+    extract_layer(
+        &tar_of(&[E::File(&abs, b"pwned"), E::File("/etc/x", b"in")])[..],
+        &s.root(),
+        "layer",
+    )
+    .unwrap();
+    s.assert_outside_untouched();
+    assert_eq!(
+        std::fs::read_to_string(s.root().join("etc/x")).unwrap(),
+        "in"
+    );
+    assert!(s.root().join(abs.trim_start_matches('/')).is_file());
+}
+
+#[test]
+fn symlink_then_write_through_stays_inside() {
+    let s = Sandbox::new();
+    let outer = s.outer.path().display().to_string();
+    let entries = [
+        E::Symlink("up", "../../.."),
+        E::File("up/escaped", b"pwned"),
+        E::Symlink("abs", &outer),
+        E::File("abs/sentinel", b"pwned"),
+        E::Symlink("dir/loop", "loop"),
+        E::Dir("real"),
+        E::Symlink("real/parent", ".."),
+        E::File("real/parent/top", b"top"),
+    ];
+    let applied = extract_layer(&tar_of(&entries)[..], &s.root(), "layer")
+        .unwrap()
+        .entries;
+    s.assert_outside_untouched();
+    assert_eq!(
+        std::fs::read_to_string(s.root().join("escaped")).unwrap(),
+        "pwned"
+    );
+    assert!(s
+        .root()
+        .join(outer.trim_start_matches('/'))
+        .join("sentinel")
+        .is_file());
+    assert_eq!(
+        std::fs::read_to_string(s.root().join("top")).unwrap(),
+        "top"
+    );
+    // The symlinks themselves are kept as the layer says.
+    assert_eq!(
+        std::fs::read_link(s.root().join("up")).unwrap().to_str(),
+        Some("../../..")
+    );
+    assert!(applied.iter().any(|e| e.path == "up"
+        && e.kind
+            == AppliedKind::Symlink {
+                target: "../../..".into()
+            }));
+    // A write through a symlink loop is refused, not followed forever.
+    let err = extract_layer(
+        &tar_of(&[E::File("dir/loop/x", b"x")])[..],
+        &s.root(),
+        "layer",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("symbolic links"), "{err}");
+    s.assert_outside_untouched();
+}
+
+#[test]
+fn hardlinks_to_outside_are_refused() {
+    let s = Sandbox::new();
+    for target in ["../sentinel", "/etc/passwd", "nothing-here"] {
+        let err = extract_layer(&tar_of(&[E::Hardlink("h", target)])[..], &s.root(), "layer")
+            .unwrap_err();
+        assert!(err.to_string().contains("hard link"), "{target}: {err}");
+    }
+    // Through a symlink planted to point outside: resolved inside, so no target.
+    let outer = s.outer.path().display().to_string();
+    let err = extract_layer(
+        &tar_of(&[E::Symlink("out", &outer), E::Hardlink("h2", "out/sentinel")])[..],
+        &s.root(),
+        "layer",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("hard link"), "{err}");
+    s.assert_outside_untouched();
+    // A hard link inside works.
+    let data = tar_of(&[E::File("f", b"data"), E::Hardlink("g", "f")]);
+    let ok = extract_layer(&data[..], &s.root(), "layer").unwrap();
+    // The diff_id is the sha256 of the whole uncompressed tar.
+    use sha2::Digest;
+    assert_eq!(ok.diff_id, hex::encode(sha2::Sha256::digest(&data)));
+    assert_eq!(ok.uncompressed_size, data.len() as u64);
+    let ok = ok.entries;
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(s.root().join("f")).unwrap().ino(),
+        std::fs::metadata(s.root().join("g")).unwrap().ino()
+    );
+    assert_eq!(ok[1].kind, AppliedKind::Hardlink { target: "f".into() });
+}
+
+#[test]
+fn devices_whiteouts_and_owners_are_recorded() {
+    let s = Sandbox::new();
+    let applied = extract_layer(
+        &tar_of(&[
+            E::Char("dev/null", 1, 3),
+            E::File("etc/.wh.gone", b""),
+            E::File("var/.wh..wh..opq", b""),
+            E::File("owned", b"x"),
+        ])[..],
+        &s.root(),
+        "layer",
+    )
+    .unwrap()
+    .entries;
+    s.assert_outside_untouched();
+    let kinds: Vec<(&str, &AppliedKind)> =
+        applied.iter().map(|e| (e.path.as_str(), &e.kind)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("dev/null", &AppliedKind::CharDevice { major: 1, minor: 3 }),
+            ("etc/gone", &AppliedKind::Whiteout),
+            ("var", &AppliedKind::Opaque),
+            ("owned", &AppliedKind::File { size: 1 }),
+        ]
+    );
+    assert_eq!(
+        (applied[3].uid, applied[3].gid),
+        (1234, 5678),
+        "owners recorded even when not applied"
+    );
+    assert!(
+        !s.root().join("etc/.wh.gone").exists(),
+        "whiteouts are not files"
+    );
+}
