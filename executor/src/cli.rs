@@ -70,8 +70,8 @@ pub struct BuildArgs {
     /// that builds are reproducible.
     #[arg(long)]
     pub reproducible: bool,
-    /// Image name(s) for the result. Pushing arrives with registry support;
-    /// until then use it with --no-push to name the docker archive's image.
+    /// Where to push the image (repeatable); with --no-push it only names
+    /// the outputs.
     #[arg(short = 'd', long = "destination")]
     pub destinations: Vec<String>,
     /// Do not push.
@@ -89,6 +89,55 @@ pub struct BuildArgs {
     /// Layer compression.
     #[arg(long, value_enum, default_value = "gzip")]
     pub compression: CompressionArg,
+    /// kiln's local state (pulled blobs, extracted layers, work files).
+    /// Default: $KILN_DIR, else ${XDG_CACHE_HOME:-$HOME/.cache}/kiln.
+    #[arg(long = "kiln-dir", alias = "kaniko-dir", value_name = "DIR")]
+    pub kiln_dir: Option<PathBuf>,
+    /// Platform to build for and to pull base images for (os/arch[/variant]).
+    #[arg(long = "custom-platform", value_name = "PLATFORM")]
+    pub custom_platform: Option<String>,
+    /// Use plain HTTP for every registry.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Use plain HTTP when pulling.
+    #[arg(long = "insecure-pull")]
+    pub insecure_pull: bool,
+    /// Use plain HTTP for this registry (host[:port]).
+    #[arg(long = "insecure-registry", value_name = "REGISTRY")]
+    pub insecure_registries: Vec<String>,
+    /// Do not verify TLS certificates of any registry.
+    #[arg(long = "skip-tls-verify")]
+    pub skip_tls_verify: bool,
+    /// Do not verify TLS certificates when pulling.
+    #[arg(long = "skip-tls-verify-pull")]
+    pub skip_tls_verify_pull: bool,
+    /// Do not verify the TLS certificate of this registry.
+    #[arg(long = "skip-tls-verify-registry", value_name = "REGISTRY")]
+    pub skip_tls_verify_registries: Vec<String>,
+    /// Trust this CA certificate (PEM) for a registry: REGISTRY=PATH.
+    #[arg(long = "registry-certificate", value_name = "REGISTRY=PATH")]
+    pub registry_certificates: Vec<String>,
+    /// A mirror of docker.io, tried before it (host[/path]).
+    #[arg(long = "registry-mirror", value_name = "MIRROR")]
+    pub registry_mirrors: Vec<String>,
+    /// Pull from mirrors instead of a registry: ORIGINAL=MIRROR[;MIRROR...].
+    #[arg(long = "registry-map", value_name = "ORIGINAL=MIRRORS")]
+    pub registry_maps: Vec<String>,
+    /// Never fall back to the original registry when mirrors fail.
+    #[arg(long = "skip-default-registry-fallback")]
+    pub skip_default_registry_fallback: bool,
+    /// Extra attempts for a failing download.
+    #[arg(long = "image-download-retry", default_value_t = 3)]
+    pub image_download_retry: u32,
+    /// Extra attempts for a failing push request.
+    #[arg(long = "push-retry", default_value_t = 3)]
+    pub push_retry: u32,
+    /// Write `registry/repo@digest` of each pushed destination to this file.
+    #[arg(long = "image-name-with-digest-file", value_name = "FILE")]
+    pub image_name_with_digest_file: Option<PathBuf>,
+    /// Write `registry/repo:tag@digest` of each pushed destination to this file.
+    #[arg(long = "image-name-tag-with-digest-file", value_name = "FILE")]
+    pub image_name_tag_with_digest_file: Option<PathBuf>,
     /// gzip level, 1 (fast) to 9 (small).
     #[arg(long = "compression-level", default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
     pub compression_level: u32,

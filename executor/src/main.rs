@@ -6,8 +6,9 @@ mod logging;
 use clap::Parser;
 use cli::{BuildArgs, Cli, Command, CompressionArg, ParseArgs, ParseFormat};
 use kiln_build::{BuildOptions, StepEvent};
-use kiln_dockerfile::{BuildArgs as ArgMap, Plan, PlanOptions};
+use kiln_dockerfile::{BuildArgs as ArgMap, Plan, PlanOptions, Platform};
 use kiln_layer::Compression;
+use kiln_registry::{Reference, RegistryOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -104,20 +105,19 @@ fn source_date_epoch() -> Result<Option<i64>, String> {
 fn build(args: BuildArgs) -> Result<(), String> {
     if args.oci_layout_path.is_none() && args.tar_path.is_none() && args.destinations.is_empty() {
         return Err(
-            "no output: give --oci-layout-path DIR and/or --tar-path FILE \
-                    (pushing with -d/--destination arrives with registry support)"
+            "no output: give -d/--destination to push, or --oci-layout-path DIR / --tar-path FILE"
                 .into(),
         );
     }
-    if !args.destinations.is_empty() && !args.no_push {
-        return Err(format!(
-            "-d {}: pushing to a registry is not supported yet; add --no-push to use the name only for the outputs",
-            args.destinations[0]
-        ));
-    }
-    if args.oci_layout_path.is_none() && args.tar_path.is_none() {
+    if args.no_push && args.oci_layout_path.is_none() && args.tar_path.is_none() {
         return Err("--no-push without --oci-layout-path or --tar-path would build an image and throw it away".into());
     }
+    // Destinations are checked before any work.
+    let destinations: Vec<Reference> = args
+        .destinations
+        .iter()
+        .map(|d| Reference::parse(d).map_err(|e| format!("-d {d}: {e}")))
+        .collect::<Result<_, _>>()?;
     let context = args.context.clone();
     if !context.is_dir() {
         return Err(format!("context {}: not a directory", context.display()));
@@ -130,19 +130,27 @@ fn build(args: BuildArgs) -> Result<(), String> {
     let src = read_dockerfile(&dockerfile)?;
     let file_name = dockerfile.display().to_string();
     let ast = kiln_dockerfile::parse(&file_name, &src).map_err(|e| e.to_string())?;
-    let options = PlanOptions {
+    let mut options = PlanOptions {
         build_args: build_arg_map(&args.build_args)?,
         target: args.target.clone(),
         ..PlanOptions::default()
     };
+    if let Some(p) = &args.custom_platform {
+        options.target_platform =
+            Platform::parse(p).map_err(|e| format!("--custom-platform {p}: {e}"))?;
+    }
     let plan = Plan::new(ast, options).map_err(|e| e.to_string())?;
     for unused in plan.unused_build_args() {
         tracing::warn!("build arg {unused} was given but no ARG declares it");
     }
+    let kiln_dir = kiln_dir(args.kiln_dir.clone())?;
+    let tmp = kiln_dir.join("tmp");
+    std::fs::create_dir_all(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
     let work = tempfile::Builder::new()
-        .prefix("kiln-build-")
-        .tempdir()
-        .map_err(|e| format!("creating a work directory: {e}"))?;
+        .prefix("build-")
+        .tempdir_in(&tmp)
+        .map_err(|e| format!("creating a work directory in {}: {e}", tmp.display()))?;
+    let registry = registry_options(&args)?;
     let build_options = BuildOptions {
         context_dir: context,
         dockerfile: dockerfile.clone(),
@@ -154,6 +162,8 @@ fn build(args: BuildArgs) -> Result<(), String> {
             CompressionArg::Gzip => Compression::Gzip(args.compression_level),
             CompressionArg::None => Compression::None,
         },
+        kiln_dir,
+        registry: registry.clone(),
     };
     let started = std::time::Instant::now();
     let several_stages = plan.order.len() > 1;
@@ -178,9 +188,42 @@ fn build(args: BuildArgs) -> Result<(), String> {
         tracing::info!("wrote OCI layout {} (ref {ref_name})", dir.display());
     }
     if let Some(path) = &args.tar_path {
-        kiln_image::docker_archive::write_docker_archive(path, &image, &tags)
+        let open_tar = |layer: &kiln_image::LayerBlob| -> std::io::Result<Box<dyn std::io::Read>> {
+            let file = std::fs::File::open(&layer.path)?;
+            Ok(kiln_layer::open_archive(file)?.1)
+        };
+        kiln_image::docker_archive::write_docker_archive(path, &image, &tags, &open_tar)
             .map_err(|e| format!("writing docker archive {}: {e}", path.display()))?;
         tracing::info!("wrote docker archive {}", path.display());
+    }
+    if !args.no_push && !destinations.is_empty() {
+        let client = kiln_registry::Client::new(registry);
+        let mut with_digest = String::new();
+        let mut with_tag_digest = String::new();
+        for dest in &destinations {
+            let report = kiln_registry::push(&client, dest, &image)
+                .map_err(|e| format!("pushing {dest}: {e}"))?;
+            tracing::info!(
+                "pushed {dest}@{} ({} blobs uploaded, {} mounted, {} already there)",
+                image.manifest_digest,
+                report.uploaded,
+                report.mounted,
+                report.existing
+            );
+            with_digest.push_str(&format!("{}@{}\n", dest.name(), image.manifest_digest));
+            with_tag_digest.push_str(&format!(
+                "{}:{}@{}\n",
+                dest.name(),
+                dest.tag.as_deref().unwrap_or("latest"),
+                image.manifest_digest
+            ));
+        }
+        if let Some(path) = &args.image_name_with_digest_file {
+            write_digest(path, &with_digest)?;
+        }
+        if let Some(path) = &args.image_name_tag_with_digest_file {
+            write_digest(path, &with_tag_digest)?;
+        }
     }
     if let Some(path) = &args.digest_file {
         write_digest(path, &image.manifest_digest)?;
@@ -194,6 +237,67 @@ fn build(args: BuildArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn write_digest(path: &PathBuf, digest: &str) -> Result<(), String> {
-    std::fs::write(path, digest).map_err(|e| format!("writing digest file {}: {e}", path.display()))
+/// `--kiln-dir`, else `$KILN_DIR`, else `${XDG_CACHE_HOME:-$HOME/.cache}/kiln`.
+fn kiln_dir(flag: Option<PathBuf>) -> Result<PathBuf, String> {
+    if let Some(d) = flag {
+        return Ok(d);
+    }
+    if let Some(d) = std::env::var_os("KILN_DIR").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d));
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d).join("kiln"));
+    }
+    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        Some(h) => Ok(PathBuf::from(h).join(".cache").join("kiln")),
+        None => Err("no place for kiln's state: give --kiln-dir or set KILN_DIR".into()),
+    }
+}
+
+fn registry_options(args: &BuildArgs) -> Result<RegistryOptions, String> {
+    let certificates = args
+        .registry_certificates
+        .iter()
+        .map(|c| match c.split_once('=') {
+            Some((r, p)) if !r.is_empty() && !p.is_empty() => Ok((r.to_string(), PathBuf::from(p))),
+            _ => Err(format!(
+                "--registry-certificate {c:?}: expected REGISTRY=PATH"
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let registry_maps = args
+        .registry_maps
+        .iter()
+        .map(|m| match m.split_once('=') {
+            Some((orig, mirrors)) if !orig.is_empty() && !mirrors.is_empty() => Ok((
+                orig.to_string(),
+                mirrors
+                    .split(';')
+                    .filter(|x| !x.is_empty())
+                    .map(String::from)
+                    .collect(),
+            )),
+            _ => Err(format!(
+                "--registry-map {m:?}: expected ORIGINAL=MIRROR[;MIRROR...]"
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RegistryOptions {
+        // Kaniko's pull-only variants: kiln uses one setting for both ways.
+        insecure: args.insecure || args.insecure_pull,
+        insecure_registries: args.insecure_registries.clone(),
+        skip_tls_verify: args.skip_tls_verify || args.skip_tls_verify_pull,
+        skip_tls_verify_registries: args.skip_tls_verify_registries.clone(),
+        certificates,
+        mirrors: args.registry_mirrors.clone(),
+        registry_maps,
+        skip_default_registry_fallback: args.skip_default_registry_fallback,
+        pull_retries: args.image_download_retry,
+        push_retries: args.push_retry,
+        credentials: Vec::new(),
+    })
+}
+
+fn write_digest(path: &PathBuf, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
 }

@@ -17,6 +17,11 @@ pub fn repo_root() -> PathBuf {
 pub fn kiln() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
     c.env_remove("SOURCE_DATE_EPOCH");
+    // kiln's state for the tests stays in the target directory.
+    c.env(
+        "KILN_DIR",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("kiln-dir"),
+    );
     c
 }
 

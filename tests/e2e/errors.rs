@@ -84,9 +84,19 @@ fn build_errors_name_the_instruction() {
         err.contains("Dockerfile:2:5: RUN is not supported yet"),
         "{err}"
     );
-    let err = build_fails("FROM debian:bookworm\n", &[], &[]);
+    // A registry nobody answers on: one clear error at the FROM line.
+    let err = build_fails(
+        "FROM 127.0.0.1:9/nothing/here:1\n",
+        &[],
+        &[
+            "--insecure-registry",
+            "127.0.0.1:9",
+            "--image-download-retry",
+            "0",
+        ],
+    );
     assert!(
-        err.contains("Dockerfile:1:") && err.contains("debian:bookworm"),
+        err.contains("Dockerfile:1:") && err.contains("127.0.0.1:9/nothing/here"),
         "{err}"
     );
     let err = build_fails("FROM scratch\nCOPY missing.txt /\n", &[], &[]);
@@ -176,20 +186,22 @@ fn a_build_without_output_is_refused() {
         err.contains("no output") && err.contains("--oci-layout-path"),
         "{err}"
     );
+    // A destination nobody answers on: the push fails naming it.
     let out = kiln()
         .args([
             "build",
             "-c",
             hello.to_str().unwrap(),
             "-d",
-            "registry.example/x:1",
+            "127.0.0.1:9/x:1",
         ])
+        .args(["--insecure-registry", "127.0.0.1:9", "--push-retry", "0"])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        err.contains("registry.example/x:1") && err.contains("not supported yet"),
+        err.contains("pushing 127.0.0.1:9/x:1") && err.contains("cannot connect"),
         "{err}"
     );
 }

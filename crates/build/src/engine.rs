@@ -5,6 +5,7 @@
 use crate::copy::{copy_items, extract_archive, is_archive, CopyError, CopyOptions};
 use crate::fstree::{FsTree, Node, NodeKind};
 use crate::ignore::{clean, IgnoreMatcher};
+use crate::layerstore::LayerStore;
 use crate::metadata::{expose_ports, go_quoted_list, shell_wrap};
 use crate::source::{expand_source, ContextFs, SourceFs, SourceItem, SrcEntry, SrcKind, TreeFs};
 use crate::users::resolve_chown;
@@ -15,6 +16,7 @@ use kiln_image::config::{rfc3339, Empty};
 use kiln_image::manifest::{MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR};
 use kiln_image::{BuiltImage, Healthcheck, History, ImageConfig, LayerBlob};
 use kiln_layer::{write_layer, Compression, Content, LayerOptions};
+use kiln_registry::{pull, BlobStore, Client, Reference, RegistryOptions, WantedPlatform};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,6 +37,9 @@ pub struct BuildOptions {
     /// Where layer blobs and staged files go.
     pub work_dir: PathBuf,
     pub compression: Compression,
+    /// kiln's local state: pulled blobs and extracted layers.
+    pub kiln_dir: PathBuf,
+    pub registry: RegistryOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +83,11 @@ struct Engine<'a> {
     clamp: Option<i64>,
     staging: PathBuf,
     blobs: PathBuf,
+    client: Client,
+    blob_store: BlobStore,
+    layer_store: LayerStore,
+    /// Images pulled in this build (FROM and COPY --from), by reference.
+    images: HashMap<String, StageState>,
 }
 
 /// Build the plan's target stage.
@@ -105,6 +115,10 @@ pub fn build(
         clamp,
         staging: opts.work_dir.join("staging"),
         blobs: opts.work_dir.join("blobs"),
+        client: Client::new(opts.registry.clone()),
+        blob_store: BlobStore::new(opts.kiln_dir.join("blobs")),
+        layer_store: LayerStore::new(opts.kiln_dir.join("layers")),
+        images: HashMap::new(),
     };
     let total: usize = plan.order.iter().map(|i| plan.stages[*i].steps.len()).sum();
     let mut done = 0;
@@ -216,13 +230,15 @@ impl Engine<'_> {
                 s
             }
             StageBase::Image(r) => {
-                return Err(self.step_error(
-                    &stage.from,
-                    format!(
-                        "base image {r:?}: pulling images from a registry is not supported yet; \
-                         this version builds FROM scratch and FROM earlier stages only"
-                    ),
-                ))
+                let platform = match &stage.platform {
+                    Some(p) => Platform::parse(p).map_err(|e| self.step_error(&stage.from, e))?,
+                    None => self.plan.options.target_platform.clone(),
+                };
+                let from = stage.from.clone();
+                let mut s = self.image_state(r, &platform, &from)?;
+                s.args.clear();
+                s.cmd_set = false;
+                s
             }
         };
         // ONBUILD triggers of the base run first, then are cleared.
@@ -497,6 +513,13 @@ impl Engine<'_> {
         is_add: bool,
     ) -> Result<(), BuildError> {
         let kw = if is_add { "ADD" } else { "COPY" };
+        if let Some(f) = &c.from {
+            let f = self.expand(state, node, f)?;
+            if self.stage_index(&f).is_none() {
+                let platform = self.plan.options.target_platform.clone();
+                self.image_state(&f, &platform, node)?;
+            }
+        }
         let err = |e: &dyn std::fmt::Display| self.step_error(node, e.to_string());
         if c.checksum.is_some() {
             return Err(self.step_error(node, "--checksum can only be used with a URL source"));
@@ -571,15 +594,15 @@ impl Engine<'_> {
         let source_fs: Box<dyn SourceFs + '_> = match &c.from {
             Some(f) => {
                 let f = self.expand(state, node, f)?;
-                let idx = self.stage_index(&f).ok_or_else(|| {
-                    self.step_error(
-                        node,
-                        format!("--from={f}: no build stage of that name; copying from an image reference is not supported yet"),
-                    )
-                })?;
-                from_state = self.states.get(&idx).ok_or_else(|| {
-                    self.step_error(node, format!("--from={f}: stage was not built"))
-                })?;
+                from_state = match self.stage_index(&f) {
+                    Some(idx) => self.states.get(&idx).ok_or_else(|| {
+                        self.step_error(node, format!("--from={f}: stage was not built"))
+                    })?,
+                    // Not a stage: an image reference (pulled above).
+                    None => self.images.get(&f).ok_or_else(|| {
+                        self.step_error(node, format!("--from={f}: image was not pulled"))
+                    })?,
+                };
                 Box::new(TreeFs {
                     tree: &from_state.tree,
                     name: f,
@@ -691,6 +714,88 @@ impl Engine<'_> {
         self.commit(state, node, created_by)
     }
 
+    /// The state an image starts a stage with: its file system from the
+    /// layer store (pulled and extracted when missing), its config and
+    /// layers. Cached per reference for the build.
+    fn image_state(
+        &mut self,
+        reference: &str,
+        platform: &Platform,
+        node: &AstNode,
+    ) -> Result<StageState, BuildError> {
+        if let Some(s) = self.images.get(reference) {
+            return Ok(s.clone());
+        }
+        let r = Reference::parse(reference).map_err(|e| self.step_error(node, e.to_string()))?;
+        let wanted = WantedPlatform {
+            os: platform.os.clone(),
+            architecture: platform.arch.clone(),
+            variant: platform.variant.clone(),
+        };
+        tracing::info!("pulling {r}");
+        let pulled = pull(&self.client, &self.blob_store, &r, &wanted)
+            .map_err(|e| self.step_error(node, e.to_string()))?;
+        let diff_ids = pulled.config.rootfs.diff_ids.clone();
+        if diff_ids.len() != pulled.layers.len() {
+            return Err(self.step_error(
+                node,
+                format!(
+                    "{r}: the config lists {} layers, the manifest {}",
+                    diff_ids.len(),
+                    pulled.layers.len()
+                ),
+            ));
+        }
+        let mut tree = FsTree::new(self.now);
+        let mut layers = Vec::new();
+        for (layer, diff_id) in pulled.layers.iter().zip(&diff_ids) {
+            let what = format!("layer {} of {r}", layer.digest);
+            let media_type = oci_layer_media_type(&layer.media_type).ok_or_else(|| {
+                self.step_error(
+                    node,
+                    format!("{what}: unsupported media type {:?}", layer.media_type),
+                )
+            })?;
+            let stored = self
+                .layer_store
+                .get_or_extract(diff_id, &layer.path, &what)
+                .map_err(|e| self.step_error(node, e))?;
+            tree.apply_layer(&stored.root, &stored.entries)
+                .map_err(|e| self.step_error(node, format!("{what}: {e}")))?;
+            layers.push(LayerBlob {
+                digest: layer.digest.clone(),
+                diff_id: diff_id.clone(),
+                size: layer.size,
+                uncompressed_size: stored.uncompressed_size,
+                media_type,
+                path: layer.path.clone(),
+                source: Some(pulled.source.name()),
+            });
+        }
+        let mut config = pulled.config;
+        if config.config.env_get("PATH").is_none() {
+            config.config.env_set("PATH", DEFAULT_PATH);
+        }
+        if config.architecture != platform.arch || config.os != platform.os {
+            tracing::warn!(
+                "{r} is {}/{}, not the requested {}/{}",
+                config.os,
+                config.architecture,
+                platform.os,
+                platform.arch
+            );
+        }
+        let state = StageState {
+            tree,
+            config,
+            layers,
+            args: BTreeMap::new(),
+            cmd_set: false,
+        };
+        self.images.insert(reference.to_string(), state.clone());
+        Ok(state)
+    }
+
     fn stage_index(&self, name: &str) -> Option<usize> {
         let lower = name.to_ascii_lowercase();
         self.plan
@@ -704,6 +809,23 @@ impl Engine<'_> {
                     .filter(|i| *i < self.plan.stages.len())
             })
     }
+}
+
+/// The OCI media type of a layer blob (docker's names map to OCI's).
+fn oci_layer_media_type(media_type: &str) -> Option<String> {
+    Some(
+        match media_type {
+            "application/vnd.docker.image.rootfs.diff.tar.gzip"
+            | "application/vnd.oci.image.layer.v1.tar+gzip" => MEDIA_TYPE_LAYER_GZIP,
+            "application/vnd.docker.image.rootfs.diff.tar"
+            | "application/vnd.oci.image.layer.v1.tar" => MEDIA_TYPE_LAYER_TAR,
+            "application/vnd.oci.image.layer.v1.tar+zstd" => {
+                "application/vnd.oci.image.layer.v1.tar+zstd"
+            }
+            _ => return None,
+        }
+        .to_string(),
+    )
 }
 
 /// A variable as a step sees it: ENV wins over ARG.

@@ -3,8 +3,10 @@
 //! file). Content is never loaded; layers stream it when they are written.
 //! Each step's changes are tracked so the step's layer holds exactly them.
 
+use kiln_layer::apply::{AppliedEntry, AppliedKind};
 use kiln_layer::{Content, Entry, EntryKind};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeKind {
@@ -192,6 +194,111 @@ impl FsTree {
             f(n);
             self.changed.insert(path.to_string());
         }
+    }
+
+    /// Remove `path` and everything below it.
+    pub fn remove(&mut self, path: &str) {
+        if path == "/" {
+            return;
+        }
+        for p in self.descendants(path) {
+            self.nodes.remove(&p);
+            self.changed.remove(&p);
+        }
+        self.nodes.remove(path);
+        self.changed.remove(path);
+    }
+
+    /// Stack a layer extracted under `root` on this tree: whiteouts remove,
+    /// opaque directories hide what lower layers had in them, hard links
+    /// share the inode of their target. The tree's change set is untouched
+    /// (a base image's layers are not a new layer).
+    pub fn apply_layer(&mut self, root: &Path, entries: &[AppliedEntry]) -> Result<(), TreeError> {
+        let saved = std::mem::take(&mut self.changed);
+        let result = self.apply_entries(root, entries);
+        self.changed = saved;
+        result
+    }
+
+    fn apply_entries(&mut self, root: &Path, entries: &[AppliedEntry]) -> Result<(), TreeError> {
+        for e in entries.iter().filter(|e| e.kind == AppliedKind::Opaque) {
+            let dir = self.resolve(&format!("/{}", e.path), true)?;
+            for child in self.children(&dir) {
+                self.remove(&join(&dir, &child));
+            }
+        }
+        for e in entries {
+            let abs = format!("/{}", e.path);
+            let parent = self.resolve(parent_of(&abs), true)?;
+            let now = e.mtime;
+            let parent = self.mkdir_all(&parent, &mut |t| Node {
+                kind: NodeKind::Dir,
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                mtime: now,
+                xattrs: BTreeMap::new(),
+                inode: t.new_inode(),
+            })?;
+            let path = join(&parent, base_name(&abs));
+            let kind = match &e.kind {
+                AppliedKind::Opaque => continue,
+                AppliedKind::Whiteout => {
+                    self.remove(&path);
+                    continue;
+                }
+                AppliedKind::Hardlink { target } => {
+                    let t = self.resolve(&format!("/{target}"), false)?;
+                    let Some(node) = self.nodes.get(&t).cloned() else {
+                        return Err(TreeError::NotADirectory(format!("hard link target {t}")));
+                    };
+                    if self.nodes.get(&path).is_some_and(Node::is_dir) {
+                        self.remove(&path);
+                    }
+                    self.nodes.insert(path, node);
+                    continue;
+                }
+                AppliedKind::Dir => NodeKind::Dir,
+                AppliedKind::File { size } => NodeKind::File {
+                    content: Content::Path(root.join(&e.path)),
+                    size: *size,
+                },
+                AppliedKind::Symlink { target } => NodeKind::Symlink(target.clone()),
+                AppliedKind::Fifo => NodeKind::Fifo,
+                AppliedKind::CharDevice { major, minor } => NodeKind::CharDevice {
+                    major: *major,
+                    minor: *minor,
+                },
+                AppliedKind::BlockDevice { major, minor } => NodeKind::BlockDevice {
+                    major: *major,
+                    minor: *minor,
+                },
+            };
+            let is_dir = matches!(kind, NodeKind::Dir);
+            match self.nodes.get(&path) {
+                // A directory over a directory updates its metadata only.
+                Some(old) if old.is_dir() && is_dir => {}
+                Some(old) if old.is_dir() => self.remove(&path),
+                _ => {}
+            }
+            let inode = match self.nodes.get(&path) {
+                Some(n) if is_dir => n.inode,
+                _ => self.new_inode(),
+            };
+            self.nodes.insert(
+                path,
+                Node {
+                    kind,
+                    mode: e.mode,
+                    uid: e.uid,
+                    gid: e.gid,
+                    mtime: e.mtime,
+                    xattrs: e.xattrs.clone(),
+                    inode,
+                },
+            );
+        }
+        Ok(())
     }
 
     /// The changes since the last call, as layer entries: changed paths and

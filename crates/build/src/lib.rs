@@ -5,6 +5,7 @@ pub mod copy;
 pub mod engine;
 pub mod fstree;
 pub mod ignore;
+pub mod layerstore;
 mod metadata;
 pub mod source;
 pub mod users;

@@ -1,9 +1,9 @@
 //! docker-archive (`docker save` format): `manifest.json`, the config as
 //! `<hex>.json`, and each layer uncompressed as `<diff_id hex>/layer.tar`
-//! (gzip layers are decompressed while they stream into the archive).
+//! (the caller's `open_tar` decompresses while the layer streams in).
 
 use crate::layout::hex_of;
-use crate::manifest::BuiltImage;
+use crate::manifest::{BuiltImage, LayerBlob};
 use crate::ImageError;
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -11,13 +11,17 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 
+/// Opens a layer blob as its uncompressed tar stream.
+pub type OpenTar<'a> = &'a dyn Fn(&LayerBlob) -> std::io::Result<Box<dyn Read>>;
+
 pub fn write_docker_archive(
     path: &Path,
     image: &BuiltImage,
     repo_tags: &[String],
+    open_tar: OpenTar,
 ) -> Result<(), ImageError> {
     let tmp = path.with_extension("kiln-tmp");
-    let result = write_to(&tmp, image, repo_tags).and_then(|_| {
+    let result = write_to(&tmp, image, repo_tags, open_tar).and_then(|_| {
         std::fs::rename(&tmp, path)
             .map_err(|e| ImageError::io(format!("writing {}", path.display()), e))
     });
@@ -27,7 +31,12 @@ pub fn write_docker_archive(
     result
 }
 
-fn write_to(path: &Path, image: &BuiltImage, repo_tags: &[String]) -> Result<(), ImageError> {
+fn write_to(
+    path: &Path,
+    image: &BuiltImage,
+    repo_tags: &[String],
+    open_tar: OpenTar,
+) -> Result<(), ImageError> {
     let file = File::create(path)
         .map_err(|e| ImageError::io(format!("creating {}", path.display()), e))?;
     let mut tar = tar::Builder::new(BufWriter::with_capacity(1 << 20, file));
@@ -43,13 +52,8 @@ fn write_to(path: &Path, image: &BuiltImage, repo_tags: &[String]) -> Result<(),
         if written.insert(dir.clone()) {
             let mut header = dir_header(&format!("{dir}/"));
             tar.append(&header, std::io::empty()).map_err(io)?;
-            let blob = File::open(&layer.path)
+            let reader = open_tar(layer)
                 .map_err(|e| ImageError::io(format!("reading {}", layer.path.display()), e))?;
-            let reader: Box<dyn Read> = if layer.is_gzip() {
-                Box::new(flate2::read::GzDecoder::new(std::io::BufReader::new(blob)))
-            } else {
-                Box::new(blob)
-            };
             header = file_header(&name, layer.uncompressed_size);
             tar.append(&header, reader.take(layer.uncompressed_size))
                 .map_err(io)?;

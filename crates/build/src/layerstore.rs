@@ -1,0 +1,122 @@
+//! Extracted layers, kept once per diff_id under kiln's directory:
+//! `layers/<diff_id hex>/root/` holds the files, `entries.json` what the tar
+//! said about each (owners, modes, devices, whiteouts). A layer is extracted
+//! into a temporary directory and renamed into place only when complete and
+//! its diff_id checked, so concurrent builds and crashes never see half a
+//! layer; the loser of a race simply uses the winner's copy.
+
+use kiln_layer::apply::{extract_layer, AppliedEntry};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct LayerStore {
+    dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredLayer {
+    pub root: PathBuf,
+    pub entries: Vec<AppliedEntry>,
+    pub uncompressed_size: u64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Index {
+    uncompressed_size: u64,
+    entries: Vec<AppliedEntry>,
+}
+
+impl LayerStore {
+    pub fn new(dir: impl Into<PathBuf>) -> LayerStore {
+        LayerStore { dir: dir.into() }
+    }
+
+    /// The extracted layer `diff_id` (`sha256:<hex>`), extracting `blob`
+    /// first if it is not stored yet.
+    pub fn get_or_extract(
+        &self,
+        diff_id: &str,
+        blob: &Path,
+        what: &str,
+    ) -> Result<StoredLayer, String> {
+        let hex = diff_id.strip_prefix("sha256:").unwrap_or(diff_id);
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("{what}: invalid diff_id {diff_id:?}"));
+        }
+        let final_dir = self.dir.join(hex);
+        if let Some(layer) = self.load(&final_dir) {
+            return Ok(layer);
+        }
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| format!("creating {}: {e}", self.dir.display()))?;
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let tmp = self.dir.join(format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let result = (|| {
+            let root = tmp.join("root");
+            std::fs::create_dir_all(&root)
+                .map_err(|e| format!("creating {}: {e}", root.display()))?;
+            let file = std::fs::File::open(blob)
+                .map_err(|e| format!("{what}: opening {}: {e}", blob.display()))?;
+            let extracted = extract_layer(
+                std::io::BufReader::with_capacity(1 << 20, file),
+                &root,
+                what,
+            )
+            .map_err(|e| e.to_string())?;
+            if extracted.diff_id != hex {
+                return Err(format!(
+                    "{what}: diff_id mismatch: the config says {diff_id}, the layer is sha256:{}",
+                    extracted.diff_id
+                ));
+            }
+            let index = Index {
+                uncompressed_size: extracted.uncompressed_size,
+                entries: extracted.entries,
+            };
+            let json = serde_json::to_vec(&index).map_err(|e| e.to_string())?;
+            std::fs::write(tmp.join("entries.json"), json)
+                .map_err(|e| format!("writing layer index: {e}"))?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            remove_tree(&tmp);
+            return Err(e);
+        }
+        if std::fs::rename(&tmp, &final_dir).is_err() {
+            // Another build stored it first: use theirs.
+            remove_tree(&tmp);
+        }
+        self.load(&final_dir).ok_or_else(|| {
+            format!(
+                "{what}: extracted layer missing from {}",
+                final_dir.display()
+            )
+        })
+    }
+
+    fn load(&self, dir: &Path) -> Option<StoredLayer> {
+        let bytes = std::fs::read(dir.join("entries.json")).ok()?;
+        let index: Index = serde_json::from_slice(&bytes).ok()?;
+        Some(StoredLayer {
+            root: dir.join("root"),
+            entries: index.entries,
+            uncompressed_size: index.uncompressed_size,
+        })
+    }
+}
+
+/// Remove a directory tree, making directories writable first (layers may
+/// hold read-only directories).
+fn remove_tree(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for e in walkdir::WalkDir::new(dir).into_iter().flatten() {
+        if e.file_type().is_dir() {
+            let _ = std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o755));
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
