@@ -2,9 +2,12 @@
 //! umoci and (where an engine answers) docker check what it wrote.
 
 mod common;
+#[path = "../support/registry.rs"]
+mod support;
 
 mod docker;
 mod errors;
 mod features;
 mod outputs;
 mod parse;
+mod registry;

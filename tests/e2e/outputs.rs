@@ -298,6 +298,7 @@ fn builds_as_an_unprivileged_user() {
             layout.to_str().unwrap(),
         ])
         .env("TMPDIR", work.path())
+        .env("KILN_DIR", work.path().join("kiln-dir"))
         .output()
         .unwrap();
     assert!(

@@ -1,0 +1,330 @@
+//! Against the real registry: a busybox base image built by kiln from
+//! Debian's busybox-static and pushed; an image FROM it pushed to another
+//! repository; read back with skopeo, umoci and docker.
+
+use crate::common::*;
+use crate::support::{Options, TestRegistry};
+use std::path::Path;
+
+/// A context whose Dockerfile makes a busybox base image: `ADD rootfs.tar /`.
+fn busybox_context(dir: &Path, extra: &str) {
+    let busybox = Path::new("/bin/busybox");
+    assert!(
+        busybox.is_file(),
+        "/bin/busybox is missing: install Debian's busybox-static (the README's test command does)"
+    );
+    let rootfs = dir.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
+    for applet in ["sh", "cat", "echo", "ls", "pwd"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+    write(
+        &rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+    );
+    write(&rootfs.join("etc/group"), "root:x:0:\napp:x:1000:\n");
+    run_ok(
+        std::process::Command::new("tar")
+            .args(["--owner=0", "--group=0", "--numeric-owner", "-C"])
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(dir.join("rootfs.tar"))
+            .arg("."),
+    );
+    std::fs::remove_dir_all(&rootfs).unwrap();
+    write(
+        &dir.join("Dockerfile"),
+        &format!("FROM scratch\nADD rootfs.tar /\nCMD [\"/bin/sh\"]\n{extra}"),
+    );
+}
+
+const APP: &str = r#"ARG BASE
+FROM ${BASE}
+ARG BASE
+ENV GREETING=hello-from-kiln
+WORKDIR /app
+COPY msg.txt .
+COPY --chown=app:app msg.txt /home/app/owned.txt
+COPY --from=${BASE} /etc/passwd /copied-passwd
+CMD ["/bin/sh", "-c", "cat /app/msg.txt; echo $GREETING; pwd"]
+"#;
+
+fn reg_args(reg: &TestRegistry) -> Vec<String> {
+    vec!["--insecure-registry".into(), reg.addr.clone()]
+}
+
+fn build(ctx: &Path, dest: &str, extra: &[String]) -> String {
+    let out = kiln()
+        .args(["build", "-c", ctx.to_str().unwrap(), "-d", dest])
+        .args(extra)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "kiln build -d {dest} failed:\n{stderr}"
+    );
+    stderr
+}
+
+#[test]
+fn busybox_base_pushed_then_an_image_from_it() {
+    let reg = TestRegistry::start(Options::default());
+    let base_ctx = tempfile::tempdir().unwrap();
+    busybox_context(base_ctx.path(), "");
+    let base = format!("{}/base/busybox:1", reg.addr);
+    build(base_ctx.path(), &base, &reg_args(&reg));
+
+    let app_ctx = tempfile::tempdir().unwrap();
+    write(&app_ctx.path().join("msg.txt"), "hi from the context\n");
+    write(&app_ctx.path().join("Dockerfile"), APP);
+    let app = format!("{}/apps/app:1", reg.addr);
+    let names = app_ctx.path().join("names");
+    let mut args = reg_args(&reg);
+    args.extend(["--build-arg".into(), format!("BASE={base}")]);
+    args.extend([
+        "--image-name-with-digest-file".into(),
+        names.to_str().unwrap().into(),
+    ]);
+    build(app_ctx.path(), &app, &args);
+
+    // skopeo reads what was pushed.
+    let info = json(&run_ok(
+        tool("skopeo")
+            .args(["inspect", "--tls-verify=false"])
+            .arg(format!("docker://{app}")),
+    ));
+    let digest = info["Digest"].as_str().unwrap().to_string();
+    assert_eq!(
+        std::fs::read_to_string(&names).unwrap(),
+        format!("{}/apps/app@{digest}\n", reg.addr)
+    );
+    assert_eq!(
+        info["Layers"].as_array().unwrap().len(),
+        5,
+        "base + WORKDIR + 3 COPY: {info}"
+    );
+    let env: Vec<String> = serde_json::from_value(info["Env"].clone()).unwrap();
+    assert!(
+        env.contains(&"GREETING=hello-from-kiln".to_string()),
+        "{env:?}"
+    );
+
+    // skopeo copy to an OCI layout, umoci unpack: file by file.
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("layout");
+    run_ok(
+        tool("skopeo")
+            .args(["copy", "--src-tls-verify=false"])
+            .arg(format!("docker://{app}"))
+            .arg(format!("oci:{}:latest", layout.display())),
+    );
+    let bundle = umoci_unpack(&layout, "latest");
+    let root = bundle.path().join("b/rootfs");
+    assert_eq!(
+        std::fs::read(root.join("bin/busybox")).unwrap(),
+        std::fs::read("/bin/busybox").unwrap()
+    );
+    assert_eq!(
+        std::fs::read_link(root.join("bin/sh")).unwrap().to_str(),
+        Some("busybox")
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("app/msg.txt")).unwrap(),
+        "hi from the context\n"
+    );
+    assert!(std::fs::read_to_string(root.join("copied-passwd"))
+        .unwrap()
+        .contains("app:x:1000"));
+    if is_root() {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(root.join("home/app/owned.txt")).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid()),
+            (1000, 1000),
+            "--chown by name from the base image's passwd"
+        );
+    }
+    let config = skopeo_inspect(&format!("oci:{}:latest", layout.display()), true);
+    assert_eq!(config["config"]["WorkingDir"], "/app");
+    assert_eq!(
+        config["config"]["Cmd"][2],
+        "cat /app/msg.txt; echo $GREETING; pwd"
+    );
+    assert_eq!(
+        config["history"].as_array().unwrap().len(),
+        2 + 6,
+        "base history (ADD, CMD) kept"
+    );
+
+    // The same image again: no blob is uploaded.
+    let uploads = reg.requests("PUT", "/blobs/uploads/");
+    let log = build(app_ctx.path(), &app, &args);
+    assert_eq!(reg.requests("PUT", "/blobs/uploads/"), uploads, "{log}");
+    assert!(log.contains("0 blobs uploaded"), "{log}");
+
+    // To another repository: the base layer is mounted, not uploaded.
+    let other = format!("{}/other/app:1", reg.addr);
+    let log = build(app_ctx.path(), &other, &args);
+    assert!(reg.requests("POST", "mount=") >= 1, "{log}");
+    assert!(log.contains("1 mounted"), "{log}");
+
+    // docker pulls it from the registry and runs it as the Dockerfile says.
+    if let Some(mut d) = docker() {
+        run_ok(d.arg("pull").arg(&app));
+        let said = run_ok(docker().unwrap().args(["run", "--rm"]).arg(&app));
+        assert_eq!(said, "hi from the context\nhello-from-kiln\n/app\n");
+        let _ = docker().unwrap().args(["rmi", "-f"]).arg(&app).output();
+    }
+}
+
+#[test]
+fn onbuild_triggers_of_a_base_image_run() {
+    let reg = TestRegistry::start(Options::default());
+    let base_ctx = tempfile::tempdir().unwrap();
+    busybox_context(
+        base_ctx.path(),
+        "ONBUILD COPY trigger.txt /from-trigger.txt\n",
+    );
+    let base = format!("{}/base/onbuild:1", reg.addr);
+    build(base_ctx.path(), &base, &reg_args(&reg));
+    let ctx = tempfile::tempdir().unwrap();
+    write(&ctx.path().join("trigger.txt"), "triggered\n");
+    write(&ctx.path().join("Dockerfile"), &format!("FROM {base}\n"));
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("layout");
+    let o = kiln()
+        .args([
+            "build",
+            "-c",
+            ctx.path().to_str().unwrap(),
+            "--oci-layout-path",
+            layout.to_str().unwrap(),
+        ])
+        .args(reg_args(&reg))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let bundle = umoci_unpack(&layout, "latest");
+    assert_eq!(
+        std::fs::read_to_string(bundle.path().join("b/rootfs/from-trigger.txt")).unwrap(),
+        "triggered\n"
+    );
+    let config = skopeo_inspect(&format!("oci:{}:latest", layout.display()), true);
+    assert!(
+        config["config"]["OnBuild"].is_null(),
+        "triggers are consumed"
+    );
+    assert_eq!(
+        config["config"]["Cmd"],
+        serde_json::json!(["/bin/sh"]),
+        "config inherited"
+    );
+}
+
+#[test]
+fn credentials_from_docker_config_over_tls() {
+    let reg = TestRegistry::start(Options {
+        htpasswd: Some(("builder".into(), "Pa55-w0rd".into())),
+        tls: true,
+    });
+    let docker_config = tempfile::tempdir().unwrap();
+    let set_password = |password: &str| {
+        use base64_auth::encode;
+        write(
+            &docker_config.path().join("config.json"),
+            &format!(
+                r#"{{"auths": {{"{}": {{"auth": "{}"}}}}}}"#,
+                reg.addr,
+                encode(&format!("builder:{password}"))
+            ),
+        );
+    };
+    let hello = repo_root().join("fixtures/hello");
+    let dest = format!("{}/private/hello:1", reg.addr);
+    let ca = format!("{}={}", reg.addr, reg.ca.as_ref().unwrap().display());
+    let push = |extra: &[&str]| {
+        kiln()
+            .args([
+                "build",
+                "-c",
+                hello.to_str().unwrap(),
+                "-d",
+                &dest,
+                "-v",
+                "trace",
+                "--push-retry",
+                "0",
+            ])
+            .args(extra)
+            .env("DOCKER_CONFIG", docker_config.path())
+            .output()
+            .unwrap()
+    };
+    set_password("Pa55-w0rd");
+    let ok = push(&["--registry-certificate", &ca]);
+    let log = String::from_utf8_lossy(&ok.stderr).into_owned();
+    assert!(ok.status.success(), "{log}");
+    assert!(
+        !log.contains("Pa55-w0rd") && !log.contains(&base64_auth::encode("builder:Pa55-w0rd")),
+        "secret in the log"
+    );
+    // --skip-tls-verify-registry instead of the CA.
+    let ok = push(&["--skip-tls-verify-registry", &reg.addr]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    // Untrusted certificate: refused.
+    let bad = push(&[]);
+    assert_eq!(bad.status.code(), Some(1));
+    // Wrong password: one clear error naming the registry, no secret.
+    set_password("not-it");
+    let bad = push(&["--registry-certificate", &ca]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("authentication to {} failed", reg.addr)),
+        "{err}"
+    );
+    assert!(!err.contains("not-it"), "secret in the log: {err}");
+    let info = json(&run_ok(
+        tool("skopeo")
+            .args([
+                "inspect",
+                "--tls-verify=false",
+                "--creds",
+                "builder:Pa55-w0rd",
+            ])
+            .arg(format!("docker://{dest}")),
+    ));
+    assert_eq!(
+        info["Labels"]["org.opencontainers.image.title"],
+        "kiln hello"
+    );
+}
+
+/// Standard base64 for a config.json `auth` field.
+mod base64_auth {
+    pub fn encode(s: &str) -> String {
+        const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let b = s.as_bytes();
+        let mut out = String::new();
+        for chunk in b.chunks(3) {
+            let n = (chunk[0] as u32) << 16
+                | (*chunk.get(1).unwrap_or(&0) as u32) << 8
+                | *chunk.get(2).unwrap_or(&0) as u32;
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+}
