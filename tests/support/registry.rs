@@ -205,3 +205,89 @@ impl Drop for TestRegistry {
         let _ = self.child.wait();
     }
 }
+
+/// A fault-injecting proxy in front of a registry: the first requests whose
+/// request line contains `needle` get `fault` (a 503, a 429 with
+/// Retry-After, or a dropped connection); everything else is forwarded.
+pub struct FaultProxy {
+    pub addr: String,
+    pub faults_served: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    Status503,
+    TooManyRequests,
+    DropConnection,
+}
+
+impl FaultProxy {
+    pub fn start(upstream: &str, needle: &str, fault: Fault, count: usize) -> FaultProxy {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let served = Arc::new(AtomicUsize::new(0));
+        let served2 = served.clone();
+        let upstream = upstream.to_string();
+        let needle = needle.to_string();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut client) = conn else { continue };
+                let upstream = upstream.clone();
+                let needle = needle.clone();
+                let served = served2.clone();
+                std::thread::spawn(move || {
+                    // Read the request head.
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match client.read(&mut byte) {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    let line = String::from_utf8_lossy(&head)
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
+                    if line.contains(&needle) && served.load(Ordering::SeqCst) < count {
+                        served.fetch_add(1, Ordering::SeqCst);
+                        let reply: &[u8] = match fault {
+                            Fault::Status503 => b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                            Fault::TooManyRequests => b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                            Fault::DropConnection => b"",
+                        };
+                        let _ = client.write_all(reply);
+                        let _ = client.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
+                    let Ok(mut server) = std::net::TcpStream::connect(&upstream) else {
+                        return;
+                    };
+                    // One request per connection, so every request passes the check.
+                    head.truncate(head.len() - 2);
+                    head.extend_from_slice(b"Connection: close\r\n\r\n");
+                    if server.write_all(&head).is_err() {
+                        return;
+                    }
+                    let mut c2 = client.try_clone().unwrap();
+                    let mut s2 = server.try_clone().unwrap();
+                    let t = std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut c2, &mut s2);
+                        let _ = s2.shutdown(std::net::Shutdown::Write);
+                    });
+                    let _ = std::io::copy(&mut server, &mut client);
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    let _ = t.join();
+                });
+            }
+        });
+        FaultProxy {
+            addr,
+            faults_served: served,
+        }
+    }
+}

@@ -258,3 +258,58 @@ fn registry_map_falls_back_to_the_original() {
     .unwrap();
     assert_eq!(pulled.source.repository, "mirror/m/app");
 }
+
+#[test]
+fn transient_failures_are_retried_then_reported() {
+    use support::{Fault, FaultProxy};
+    let reg = TestRegistry::start(Options::default());
+    let work = tempfile::tempdir().unwrap();
+    let img = image(work.path(), "flaky");
+    let direct = Client::new(insecure(&reg));
+    let dest = Reference::parse(&format!("{}/flaky/app:v1", reg.addr)).unwrap();
+    push(&direct, &dest, &img).unwrap();
+    for (i, fault) in [
+        Fault::Status503,
+        Fault::TooManyRequests,
+        Fault::DropConnection,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let proxy = FaultProxy::start(&reg.addr, "/blobs/sha256:", fault, 2);
+        let via = Reference::parse(&format!("{}/flaky/app:v1", proxy.addr)).unwrap();
+        let opts = |retries| RegistryOptions {
+            insecure_registries: vec![proxy.addr.clone()],
+            pull_retries: retries,
+            ..Default::default()
+        };
+        // Two faults, two retries: the pull succeeds.
+        let store = BlobStore::new(work.path().join(format!("ok{i}")));
+        let pulled = pull(&Client::new(opts(2)), &store, &via, &platform())
+            .unwrap_or_else(|e| panic!("{fault:?}: {e}"));
+        assert_eq!(pulled.manifest_digest, img.manifest_digest);
+        assert_eq!(
+            proxy
+                .faults_served
+                .load(std::sync::atomic::Ordering::SeqCst),
+            2
+        );
+        // Faults beyond the budget: a clear error, nothing half-stored.
+        let proxy = FaultProxy::start(&reg.addr, "/blobs/sha256:", fault, 100);
+        let via = Reference::parse(&format!("{}/flaky/app:v1", proxy.addr)).unwrap();
+        let store = BlobStore::new(work.path().join(format!("bad{i}")));
+        let client = Client::new(RegistryOptions {
+            insecure_registries: vec![proxy.addr.clone()],
+            pull_retries: 1,
+            ..Default::default()
+        });
+        let err = pull(&client, &store, &via, &platform())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("blob") && err.contains(&proxy.addr),
+            "{fault:?}: {err}"
+        );
+        assert!(!store.contains(&img.config_digest));
+    }
+}
