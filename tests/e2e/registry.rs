@@ -328,3 +328,114 @@ mod base64_auth {
         out
     }
 }
+
+/// Air-gapped: `FROM kiln-test/busybox` (a docker.io name) is served by a
+/// --registry-mirror; without fallback docker.io is never asked. Two builds
+/// at once share one fresh --kiln-dir safely.
+#[test]
+fn registry_mirror_and_concurrent_builds_share_the_layer_store() {
+    let reg = TestRegistry::start(Options::default());
+    let base_ctx = tempfile::tempdir().unwrap();
+    busybox_context(base_ctx.path(), "");
+    build(
+        base_ctx.path(),
+        &format!("{}/kiln-test/busybox:1", reg.addr),
+        &reg_args(&reg),
+    );
+
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        &ctx.path().join("Dockerfile"),
+        "FROM kiln-test/busybox:1\nCOPY Dockerfile /\n",
+    );
+    let kiln_dir = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|i| {
+            kiln()
+                .args(["build", "-c", ctx.path().to_str().unwrap()])
+                .arg("--oci-layout-path")
+                .arg(out.path().join(format!("l{i}")))
+                .args([
+                    "--registry-mirror",
+                    &reg.addr,
+                    "--skip-default-registry-fallback",
+                ])
+                .args(reg_args(&reg))
+                .arg("--kiln-dir")
+                .arg(kiln_dir.path())
+                .env("SOURCE_DATE_EPOCH", "1700000000")
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let d0 = skopeo_inspect(
+        &format!("oci:{}:latest", out.path().join("l0").display()),
+        false,
+    );
+    let d1 = skopeo_inspect(
+        &format!("oci:{}:latest", out.path().join("l1").display()),
+        false,
+    );
+    assert_eq!(d0["Digest"], d1["Digest"]);
+    // One extracted copy of the base layer, no temporary leftovers.
+    let layers: Vec<String> = std::fs::read_dir(kiln_dir.path().join("layers"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(layers.len(), 1, "{layers:?}");
+    assert!(!layers[0].starts_with(".tmp"), "{layers:?}");
+    let bundle = umoci_unpack(&out.path().join("l0"), "latest");
+    assert!(bundle.path().join("b/rootfs/bin/busybox").is_file());
+}
+
+/// credHelpers: an external docker-credential-* program gives the password.
+#[test]
+fn credential_helper_program() {
+    let reg = TestRegistry::start(Options {
+        htpasswd: Some(("helped".into(), "from-helper".into())),
+        tls: true,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    write(
+        &bin.join("docker-credential-kilntest"),
+        "#!/bin/sh\nread server\necho \"{\\\"ServerURL\\\":\\\"$server\\\",\\\"Username\\\":\\\"helped\\\",\\\"Secret\\\":\\\"from-helper\\\"}\"\n",
+    );
+    chmod(&bin.join("docker-credential-kilntest"), 0o755);
+    write(
+        &dir.path().join("config.json"),
+        &format!(r#"{{"credHelpers": {{"{}": "kilntest"}}}}"#, reg.addr),
+    );
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let hello = repo_root().join("fixtures/hello");
+    let names = dir.path().join("names");
+    let o = kiln()
+        .args(["build", "-c", hello.to_str().unwrap()])
+        .arg("-d")
+        .arg(format!("{}/helped/hello:v2", reg.addr))
+        .args(["--skip-tls-verify-registry", &reg.addr])
+        .arg("--image-name-tag-with-digest-file")
+        .arg(&names)
+        .env("DOCKER_CONFIG", dir.path())
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("from-helper"));
+    let line = std::fs::read_to_string(&names).unwrap();
+    assert!(
+        line.starts_with(&format!("{}/helped/hello:v2@sha256:", reg.addr)),
+        "{line}"
+    );
+}

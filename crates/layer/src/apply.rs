@@ -192,7 +192,8 @@ pub fn extract_layer(input: impl Read, root: &Path, what: &str) -> Result<Extrac
                     _ => AppliedKind::BlockDevice { major, minor },
                 };
                 if let Err(e) = make_node(&dest, &kind, mode) {
-                    tracing::debug!("{what}: {rel}: device node not created ({e}); recorded in the layer's metadata");
+                    tracing::debug!("{what}: {rel}: not created ({e})");
+                    not_created.push(rel.clone());
                 }
                 kind
             }
@@ -208,6 +209,15 @@ pub fn extract_layer(input: impl Read, root: &Path, what: &str) -> Result<Extrac
             }
         }
         out.push(record(kind, rel));
+    }
+    if !not_created.is_empty() {
+        // Reported, never lost: the entries keep them for the image.
+        tracing::warn!(
+            "{what}: {} device node(s) or fifo(s) could not be created on disk here ({}{}); they stay in the image",
+            not_created.len(),
+            not_created[..not_created.len().min(3)].join(", "),
+            if not_created.len() > 3 { ", ..." } else { "" }
+        );
     }
     // Hash to the very end (the zero blocks after the last entry count).
     let mut rest = archive.into_inner();

@@ -313,3 +313,78 @@ fn transient_failures_are_retried_then_reported() {
         assert!(!store.contains(&img.config_digest));
     }
 }
+
+/// An image index with two platforms: the wanted one is chosen.
+#[test]
+fn index_platform_selection() {
+    let reg = TestRegistry::start(Options::default());
+    let work = tempfile::tempdir().unwrap();
+    let client = Client::new(insecure(&reg));
+    let mut images = Vec::new();
+    for (arch, variant, text) in [("amd64", None, "x86"), ("arm64", Some("v8"), "arm")] {
+        let mut img = image(work.path(), text);
+        img.config.architecture = arch.into();
+        img.config.variant = variant.map(String::from);
+        let img = BuiltImage::new(img.config.clone(), img.layers.clone()).unwrap();
+        let r = Reference::parse(&format!("{}/multi/app:{arch}", reg.addr)).unwrap();
+        push(&client, &r, &img).unwrap();
+        images.push((arch, variant, img));
+    }
+    let manifests: Vec<serde_json::Value> = images
+        .iter()
+        .map(|(arch, variant, img)| {
+            let mut platform = serde_json::json!({"os": "linux", "architecture": arch});
+            if let Some(v) = variant {
+                platform["variant"] = serde_json::json!(v);
+            }
+            serde_json::json!({
+                "mediaType": kiln_image::manifest::MEDIA_TYPE_MANIFEST,
+                "digest": img.manifest_digest,
+                "size": img.manifest_bytes.len(),
+                "platform": platform,
+            })
+        })
+        .collect();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": kiln_image::manifest::MEDIA_TYPE_INDEX,
+        "manifests": manifests,
+    });
+    let resp = reqwest::blocking::Client::new()
+        .put(format!("http://{}/v2/multi/app/manifests/all", reg.addr))
+        .header("Content-Type", kiln_image::manifest::MEDIA_TYPE_INDEX)
+        .body(serde_json::to_vec(&index).unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let all = Reference::parse(&format!("{}/multi/app:all", reg.addr)).unwrap();
+    let store = BlobStore::new(work.path().join("s"));
+    let arm = pull(
+        &client,
+        &store,
+        &all,
+        &WantedPlatform {
+            os: "linux".into(),
+            architecture: "arm64".into(),
+            variant: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(arm.manifest_digest, images[1].2.manifest_digest);
+    assert_eq!(arm.config.architecture, "arm64");
+    let amd = pull(&client, &store, &all, &platform()).unwrap();
+    assert_eq!(amd.manifest_digest, images[0].2.manifest_digest);
+    let err = pull(
+        &client,
+        &store,
+        &all,
+        &WantedPlatform {
+            os: "linux".into(),
+            architecture: "s390x".into(),
+            variant: None,
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("linux/s390x"), "{err}");
+}
