@@ -79,6 +79,7 @@ pub fn extract_layer(input: impl Read, root: &Path, what: &str) -> Result<Extrac
     let mut archive = tar::Archive::new(HashingReader::new(reader));
     let is_root = rustix_is_root();
     let mut out = Vec::new();
+    let mut not_created: Vec<String> = Vec::new();
     let entries = archive
         .entries()
         .map_err(|e| LayerError::io(format!("reading {what}"), e))?;
