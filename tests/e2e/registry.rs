@@ -229,6 +229,7 @@ fn credentials_from_docker_config_over_tls() {
     let reg = TestRegistry::start(Options {
         htpasswd: Some(("builder".into(), "Pa55-w0rd".into())),
         tls: true,
+        ..Default::default()
     });
     let docker_config = tempfile::tempdir().unwrap();
     let set_password = |password: &str| {
@@ -400,6 +401,7 @@ fn credential_helper_program() {
     let reg = TestRegistry::start(Options {
         htpasswd: Some(("helped".into(), "from-helper".into())),
         tls: true,
+        ..Default::default()
     });
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("bin");

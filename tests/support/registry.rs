@@ -23,6 +23,9 @@ pub struct TestRegistry {
 pub struct Options {
     pub htpasswd: Option<(String, String)>,
     pub tls: bool,
+    /// Bearer challenges pointing at this token realm (the registry's
+    /// `silly` access controller: it demands a token, any token).
+    pub bearer_realm: Option<String>,
 }
 
 fn need(tool: &str) {
@@ -140,6 +143,11 @@ impl TestRegistry {
             config.push_str(&format!(
                 "auth:\n  htpasswd:\n    realm: kiln-test\n    path: {}\n",
                 file.display()
+            ));
+        }
+        if let Some(realm) = &options.bearer_realm {
+            config.push_str(&format!(
+                "auth:\n  silly:\n    realm: {realm}\n    service: kiln-test\n"
             ));
         }
         let config_path = dir.path().join("config.yml");

@@ -253,3 +253,24 @@ fn devices_whiteouts_and_owners_are_recorded() {
         "whiteouts are not files"
     );
 }
+
+#[test]
+fn zstd_and_gzip_layers_extract_with_the_same_diff_id() {
+    use std::io::Write;
+    let tar = tar_of(&[E::Dir("d"), E::File("d/f", b"content")]);
+    let zst = zstd::encode_all(&tar[..], 3).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    let gz = gz.finish().unwrap();
+    let mut ids = Vec::new();
+    for data in [&tar, &zst, &gz] {
+        let s = Sandbox::new();
+        let got = extract_layer(&data[..], &s.root(), "layer").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(s.root().join("d/f")).unwrap(),
+            "content"
+        );
+        ids.push(got.diff_id);
+    }
+    assert!(ids.iter().all(|i| *i == ids[0]), "{ids:?}");
+}

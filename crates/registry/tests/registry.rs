@@ -131,6 +131,7 @@ fn htpasswd_right_and_wrong_password() {
     let reg = TestRegistry::start(Options {
         htpasswd: Some(("kiln".into(), "s3cret-pass".into())),
         tls: true,
+        ..Default::default()
     });
     let work = tempfile::tempdir().unwrap();
     let img = image(work.path(), "auth");
@@ -180,6 +181,7 @@ fn tls_with_private_ca_or_skip_verify() {
     let reg = TestRegistry::start(Options {
         htpasswd: None,
         tls: true,
+        ..Default::default()
     });
     let work = tempfile::tempdir().unwrap();
     let img = image(work.path(), "tls");
@@ -387,4 +389,99 @@ fn index_platform_selection() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("linux/s390x"), "{err}");
+}
+
+/// A token service for the bearer flow: it checks Basic credentials and
+/// the requested scope, and records each request line.
+fn token_service(
+    user: &'static str,
+    password: &'static str,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use base64::Engine;
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    );
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let mut auth = String::new();
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap() == 0 || h == "\r\n" {
+                    break;
+                }
+                if let Some(v) = h
+                    .strip_prefix("authorization: ")
+                    .or_else(|| h.strip_prefix("Authorization: "))
+                {
+                    auth = v.trim().to_string();
+                }
+            }
+            seen2.lock().unwrap().push(line.clone());
+            let mut conn = conn;
+            let ok = auth == expected
+                && line.contains("service=kiln-test")
+                && line.contains("scope=repository%3A");
+            let reply = if ok {
+                let body = r#"{"token":"issued-token"}"#;
+                format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+            } else {
+                "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_string()
+            };
+            let _ = conn.write_all(reply.as_bytes());
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn bearer_token_flow() {
+    let (token_addr, seen) = token_service("tokuser", "tokpass");
+    let reg = TestRegistry::start(Options {
+        bearer_realm: Some(format!("http://{token_addr}/token")),
+        ..Default::default()
+    });
+    let work = tempfile::tempdir().unwrap();
+    let img = image(work.path(), "bearer");
+    let dest = Reference::parse(&format!("{}/tok/app:v1", reg.addr)).unwrap();
+    let client = |password: &str| {
+        let mut o = insecure(&reg);
+        o.credentials = vec![(
+            reg.addr.clone(),
+            Credential::Basic {
+                username: "tokuser".into(),
+                password: password.into(),
+            },
+        )];
+        Client::new(o)
+    };
+    push(&client("tokpass"), &dest, &img).unwrap();
+    let pulled = pull(
+        &client("tokpass"),
+        &BlobStore::new(work.path().join("s")),
+        &dest,
+        &platform(),
+    )
+    .unwrap();
+    assert_eq!(pulled.manifest_digest, img.manifest_digest);
+    let lines = seen.lock().unwrap().clone();
+    assert!(
+        lines.iter().any(|l| l.contains("pull%2Cpush")),
+        "push asked for a push scope: {lines:?}"
+    );
+    // Wrong password: the token service refuses; one clear error.
+    let err = push(&client("nope"), &dest, &img).unwrap_err().to_string();
+    assert!(
+        err.contains(&reg.addr) && err.contains("wrong username or password"),
+        "{err}"
+    );
 }
