@@ -413,25 +413,43 @@ fn token_service(
             let mut line = String::new();
             reader.read_line(&mut line).unwrap();
             let mut auth = String::new();
+            let mut length = 0usize;
             loop {
                 let mut h = String::new();
                 if reader.read_line(&mut h).unwrap() == 0 || h == "\r\n" {
                     break;
                 }
-                if let Some(v) = h
-                    .strip_prefix("authorization: ")
-                    .or_else(|| h.strip_prefix("Authorization: "))
-                {
-                    auth = v.trim().to_string();
+                let lower = h.to_ascii_lowercase();
+                if lower.starts_with("authorization: ") {
+                    auth = h["authorization: ".len()..].trim().to_string();
+                }
+                if let Some(v) = lower.strip_prefix("content-length: ") {
+                    length = v.trim().parse().unwrap_or(0);
                 }
             }
-            seen2.lock().unwrap().push(line.clone());
+            let mut body = vec![0u8; length];
+            std::io::Read::read_exact(&mut reader, &mut body).unwrap();
+            let body = String::from_utf8_lossy(&body).into_owned();
+            seen2.lock().unwrap().push(format!("{line} {body}"));
             let mut conn = conn;
-            let ok = auth == expected
-                && line.contains("service=kiln-test")
-                && line.contains("scope=repository%3A");
+            // GET with Basic credentials, or POST of an OAuth2 refresh token
+            // (an identity token from config.json).
+            let ok = if line.starts_with("POST") {
+                body.contains("grant_type=refresh_token")
+                    && body.contains("refresh_token=identity-abc")
+                    && body.contains("service=kiln-test")
+                    && body.contains("scope=repository%3A")
+            } else {
+                auth == expected
+                    && line.contains("service=kiln-test")
+                    && line.contains("scope=repository%3A")
+            };
             let reply = if ok {
-                let body = r#"{"token":"issued-token"}"#;
+                let body = if line.starts_with("POST") {
+                    r#"{"access_token":"issued-token"}"#
+                } else {
+                    r#"{"token":"issued-token"}"#
+                };
                 format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
             } else {
                 "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -478,6 +496,21 @@ fn bearer_token_flow() {
         lines.iter().any(|l| l.contains("pull%2Cpush")),
         "push asked for a push scope: {lines:?}"
     );
+    // An identity token is exchanged by POST for an access token.
+    let mut o = insecure(&reg);
+    o.credentials = vec![(
+        reg.addr.clone(),
+        Credential::IdentityToken("identity-abc".into()),
+    )];
+    let pulled = pull(
+        &Client::new(o),
+        &BlobStore::new(work.path().join("t")),
+        &dest,
+        &platform(),
+    )
+    .unwrap();
+    assert_eq!(pulled.manifest_digest, img.manifest_digest);
+    assert!(seen.lock().unwrap().iter().any(|l| l.starts_with("POST")));
     // Wrong password: the token service refuses; one clear error.
     let err = push(&client("nope"), &dest, &img).unwrap_err().to_string();
     assert!(
