@@ -190,9 +190,33 @@ fn onbuild_triggers_of_a_base_image_run() {
     );
     let base = format!("{}/base/onbuild:1", reg.addr);
     build(base_ctx.path(), &base, &reg_args(&reg));
+    // The base as Docker schema 2 (docker's media types), as registries
+    // holding docker-built images serve it.
+    let v2s2 = format!("{}/base/onbuild-v2s2:1", reg.addr);
+    run_ok(
+        tool("skopeo")
+            .args([
+                "copy",
+                "--format",
+                "v2s2",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+            ])
+            .arg(format!("docker://{base}"))
+            .arg(format!("docker://{v2s2}")),
+    );
+    let raw = run_ok(
+        tool("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{v2s2}")),
+    );
+    assert!(
+        raw.contains("application/vnd.docker.distribution.manifest.v2+json"),
+        "{raw}"
+    );
     let ctx = tempfile::tempdir().unwrap();
     write(&ctx.path().join("trigger.txt"), "triggered\n");
-    write(&ctx.path().join("Dockerfile"), &format!("FROM {base}\n"));
+    write(&ctx.path().join("Dockerfile"), &format!("FROM {v2s2}\n"));
     let out = tempfile::tempdir().unwrap();
     let layout = out.path().join("layout");
     let o = kiln()
