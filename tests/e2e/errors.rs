@@ -205,3 +205,35 @@ fn a_build_without_output_is_refused() {
         "{err}"
     );
 }
+
+/// A context symlink pointing out of the context is resolved inside it: the
+/// host's files are never copied.
+#[test]
+fn context_symlinks_cannot_leave_the_context() {
+    for target in ["/etc", "../../../../../../etc"] {
+        let ctx = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(target, ctx.path().join("escape")).unwrap();
+        write(
+            &ctx.path().join("Dockerfile"),
+            "FROM scratch\nCOPY escape/passwd /stolen\n",
+        );
+        let out = tempfile::tempdir().unwrap();
+        let o = kiln()
+            .args([
+                "build",
+                "-c",
+                ctx.path().to_str().unwrap(),
+                "--oci-layout-path",
+            ])
+            .arg(out.path().join("l"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{target}: the host's /etc/passwd was copied: {err}"
+        );
+        assert!(err.contains("escape/passwd: not found"), "{err}");
+    }
+}
