@@ -171,6 +171,8 @@ impl Client {
             }
             let result = req.send();
             let transient_wait = match &result {
+                // A certificate that is not trusted will not become trusted.
+                Err(e) if transport_message(e).contains("certificate") => None,
                 Err(e) if e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() => {
                     Some(None)
                 }
