@@ -43,6 +43,13 @@ pub struct ParseArgs {
     pub dockerfile: Option<PathBuf>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IsolationArg {
+    Auto,
+    Userns,
+    Chroot,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum CompressionArg {
     Gzip,
@@ -138,6 +145,14 @@ pub struct BuildArgs {
     /// Write `registry/repo:tag@digest` of each pushed destination to this file.
     #[arg(long = "image-name-tag-with-digest-file", value_name = "FILE")]
     pub image_name_tag_with_digest_file: Option<PathBuf>,
+    /// How RUN steps are isolated: auto (user namespaces when not root,
+    /// else namespaces if permitted, else chroot), userns, or chroot (root
+    /// without namespaces, e.g. in a Kubernetes pod).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub isolation: IsolationArg,
+    /// A path whose changes by RUN steps never go into a layer (repeatable).
+    #[arg(long = "ignore-path", value_name = "PATH")]
+    pub ignore_paths: Vec<String>,
     /// gzip level, 1 (fast) to 9 (small).
     #[arg(long = "compression-level", default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
     pub compression_level: u32,

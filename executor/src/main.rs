@@ -4,7 +4,7 @@ mod cli;
 mod logging;
 
 use clap::Parser;
-use cli::{BuildArgs, Cli, Command, CompressionArg, ParseArgs, ParseFormat};
+use cli::{BuildArgs, Cli, Command, CompressionArg, IsolationArg, ParseArgs, ParseFormat};
 use kiln_build::{BuildOptions, StepEvent};
 use kiln_dockerfile::{BuildArgs as ArgMap, Plan, PlanOptions, Platform};
 use kiln_layer::Compression;
@@ -13,10 +13,35 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Re-executed inside a user namespace: finish the handshake first,
+    // while the process is single-threaded.
+    if let Err(e) = kiln_sandbox::finish_entering() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    // The sandbox helper: kiln runs itself to set up each RUN step.
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if raw.get(1).map(|a| a == "__run").unwrap_or(false) {
+        let Some(spec) = raw.get(2) else {
+            return ExitCode::from(125);
+        };
+        let code = kiln_sandbox::helper::helper_main(std::path::Path::new(spec));
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
     let cli = Cli::parse();
     if let Err(e) = logging::init(&cli.verbosity) {
         eprintln!("error: {e}");
         return ExitCode::from(2);
+    }
+    // Not root: build as root of a user namespace (subordinate IDs mapped).
+    if let Command::Build(args) = &cli.command {
+        if args.isolation != IsolationArg::Chroot {
+            match kiln_sandbox::enter_user_namespace() {
+                Ok(Some(code)) => return ExitCode::from(code.clamp(0, 255) as u8),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("{e}; RUN steps will not be possible"),
+            }
+        }
     }
     let result = match cli.command {
         Command::Build(args) => build(*args),
@@ -164,6 +189,12 @@ fn build(args: BuildArgs) -> Result<(), String> {
         },
         kiln_dir,
         registry: registry.clone(),
+        isolation: match args.isolation {
+            IsolationArg::Auto => kiln_build::IsolationMode::Auto,
+            IsolationArg::Userns => kiln_build::IsolationMode::Userns,
+            IsolationArg::Chroot => kiln_build::IsolationMode::Chroot,
+        },
+        ignore_paths: args.ignore_paths.clone(),
     };
     let started = std::time::Instant::now();
     let several_stages = plan.order.len() > 1;

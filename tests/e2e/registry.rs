@@ -304,7 +304,11 @@ fn credentials_from_docker_config_over_tls() {
         String::from_utf8_lossy(&ok.stderr)
     );
     let ok = push(&["--skip-tls-verify"]);
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     // Untrusted certificate: refused.
     let bad = push(&[]);
     assert_eq!(bad.status.code(), Some(1));

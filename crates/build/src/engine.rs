@@ -7,10 +7,12 @@ use crate::fstree::{FsTree, Node, NodeKind};
 use crate::ignore::{clean, IgnoreMatcher};
 use crate::layerstore::LayerStore;
 use crate::metadata::{expose_ports, go_quoted_list, shell_wrap};
+use crate::run::{decide, run as run_in_sandbox, Isolation, IsolationMode, Rootfs, StepRequest};
 use crate::source::{expand_source, ContextFs, SourceFs, SourceItem, SrcEntry, SrcKind, TreeFs};
-use crate::users::resolve_chown;
-use kiln_dockerfile::instructions::{from_node, CopyArgs, Instruction};
+use crate::users::{resolve_chown, resolve_user};
+use kiln_dockerfile::instructions::{from_node, CopyArgs, Instruction, RunArgs};
 use kiln_dockerfile::shell::Lex;
+use kiln_dockerfile::Command;
 use kiln_dockerfile::{Heredoc, Node as AstNode, Plan, Platform, StageBase};
 use kiln_image::config::{rfc3339, Empty};
 use kiln_image::manifest::{MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR};
@@ -40,6 +42,10 @@ pub struct BuildOptions {
     /// kiln's local state: pulled blobs and extracted layers.
     pub kiln_dir: PathBuf,
     pub registry: RegistryOptions,
+    /// `--isolation`.
+    pub isolation: IsolationMode,
+    /// `--ignore-path`: paths RUN changes are never taken from.
+    pub ignore_paths: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +76,8 @@ struct StageState {
     /// Declared ARGs with values, visible to this stage's steps.
     args: BTreeMap<String, String>,
     cmd_set: bool,
+    /// The stage's root on disk, once a RUN needed it.
+    rootfs: Option<Rootfs>,
 }
 
 struct Engine<'a> {
@@ -88,6 +96,9 @@ struct Engine<'a> {
     layer_store: LayerStore,
     /// Images pulled in this build (FROM and COPY --from), by reference.
     images: HashMap<String, StageState>,
+    /// How RUN steps are isolated, decided at the first RUN.
+    isolation: Option<Isolation>,
+    steps_run: usize,
 }
 
 /// Build the plan's target stage.
@@ -119,6 +130,8 @@ pub fn build(
         blob_store: BlobStore::new(opts.kiln_dir.join("blobs")),
         layer_store: LayerStore::new(opts.kiln_dir.join("layers")),
         images: HashMap::new(),
+        isolation: None,
+        steps_run: 0,
     };
     let total: usize = plan.order.iter().map(|i| plan.stages[*i].steps.len()).sum();
     let mut done = 0;
@@ -217,6 +230,7 @@ impl Engine<'_> {
                     layers: Vec::new(),
                     args: BTreeMap::new(),
                     cmd_set: false,
+                    rootfs: None,
                 }
             }
             StageBase::Stage(i) => {
@@ -227,6 +241,11 @@ impl Engine<'_> {
                     .ok_or_else(|| self.step_error(&stage.from, "base stage was not built"))?;
                 s.args.clear();
                 s.cmd_set = false;
+                // Overlay roots are read-only below the steps: a new stage
+                // can stack on them. A directory root changes as steps run.
+                if !matches!(self.isolation, Some(Isolation::Overlay { .. })) {
+                    s.rootfs = None;
+                }
                 s
             }
             StageBase::Image(r) => {
@@ -320,10 +339,7 @@ impl Engine<'_> {
     ) -> Result<(), BuildError> {
         match ins {
             Instruction::From { .. } => Err(self.step_error(node, "FROM is not allowed here")),
-            Instruction::Run(_) => Err(self.step_error(
-                node,
-                "RUN is not supported yet: running commands needs the sandbox, which this version does not have",
-            )),
+            Instruction::Run(r) => self.run(state, node, r),
             Instruction::Arg(decls) => {
                 for (k, default) in decls {
                     let value = match self.plan.options.build_args.get(k) {
@@ -369,7 +385,12 @@ impl Engine<'_> {
                         return Err(self.step_error(node, "LABEL names can not be blank"));
                     }
                     text.push(format!("{k}={v}"));
-                    state.config.config.labels.get_or_insert_with(BTreeMap::new).insert(k, v);
+                    state
+                        .config
+                        .config
+                        .labels
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(k, v);
                 }
                 self.history(state, format!("LABEL {}", text.join(" ")), true);
                 Ok(())
@@ -407,7 +428,11 @@ impl Engine<'_> {
                     words.push(self.expand(state, node, p)?);
                 }
                 let parsed = expose_ports(&words).map_err(|e| self.step_error(node, e))?;
-                let map = state.config.config.exposed_ports.get_or_insert_with(BTreeMap::new);
+                let map = state
+                    .config
+                    .config
+                    .exposed_ports
+                    .get_or_insert_with(BTreeMap::new);
                 for p in &parsed {
                     map.insert(p.clone(), Empty {});
                 }
@@ -420,9 +445,16 @@ impl Engine<'_> {
                 for v in vols {
                     let v = self.expand(state, node, v)?;
                     if v.trim().is_empty() {
-                        return Err(self.step_error(node, "VOLUME specified can not be an empty string"));
+                        return Err(
+                            self.step_error(node, "VOLUME specified can not be an empty string")
+                        );
                     }
-                    state.config.config.volumes.get_or_insert_with(BTreeMap::new).insert(v.clone(), Empty {});
+                    state
+                        .config
+                        .config
+                        .volumes
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(v.clone(), Empty {});
                     added.push(v);
                 }
                 self.history(state, format!("VOLUME [{}]", added.join(" ")), true);
@@ -449,12 +481,21 @@ impl Engine<'_> {
                     start_interval: h.start_interval_ns,
                     retries: h.retries,
                 };
-                self.history(state, format!("HEALTHCHECK {}", go_quoted_list(&h.test)), true);
+                self.history(
+                    state,
+                    format!("HEALTHCHECK {}", go_quoted_list(&h.test)),
+                    true,
+                );
                 state.config.config.healthcheck = Some(hc);
                 Ok(())
             }
             Instruction::Onbuild(trigger) => {
-                state.config.config.on_build.get_or_insert_with(Vec::new).push(trigger.clone());
+                state
+                    .config
+                    .config
+                    .on_build
+                    .get_or_insert_with(Vec::new)
+                    .push(trigger.clone());
                 Ok(())
             }
             Instruction::Workdir(w) => self.workdir(state, node, w),
@@ -714,6 +755,79 @@ impl Engine<'_> {
         self.commit(state, node, created_by)
     }
 
+    fn run(
+        &mut self,
+        state: &mut StageState,
+        node: &AstNode,
+        r: &RunArgs,
+    ) -> Result<(), BuildError> {
+        if !r.mounts.is_empty() {
+            return Err(self.step_error(node, "RUN --mount is not supported yet"));
+        }
+        if r.security.as_deref().is_some_and(|s| s != "sandbox") {
+            return Err(self.step_error(node, "RUN --security=insecure is not supported"));
+        }
+        let no_network = match r.network.as_deref() {
+            None | Some("default") | Some("host") => false,
+            Some("none") => true,
+            Some(other) => {
+                return Err(self.step_error(
+                    node,
+                    format!("RUN --network={other}: expected default, none or host"),
+                ))
+            }
+        };
+        if self.isolation.is_none() {
+            let iso = decide(self.opts.isolation, &self.opts.work_dir)
+                .map_err(|e| self.step_error(node, e))?;
+            self.isolation = Some(iso);
+        }
+        let Some(iso) = self.isolation.clone() else {
+            return Err(self.step_error(node, "no isolation"));
+        };
+        let argv = run_argv(&state.config.config, r);
+        // The image's Env, then the ARGs the step can see (not persisted).
+        let mut env: Vec<String> = state.config.config.env.clone().unwrap_or_default();
+        for (k, v) in &state.args {
+            if state.config.config.env_get(k).is_none() {
+                env.push(format!("{k}={v}"));
+            }
+        }
+        let (uid, gid, groups) = resolve_user(&state.tree, &state.config.config.user)
+            .map_err(|e| self.step_error(node, e.to_string()))?;
+        let cwd = if state.config.config.working_dir.is_empty() {
+            "/".to_string()
+        } else {
+            state.config.config.working_dir.clone()
+        };
+        self.steps_run += 1;
+        let req = StepRequest {
+            argv: argv.clone(),
+            env,
+            cwd,
+            uid,
+            gid,
+            groups,
+            no_network,
+            ignore: self.opts.ignore_paths.clone(),
+            step_dir: self.opts.work_dir.join(format!("step-{}", self.steps_run)),
+        };
+        let line = node.start_line;
+        let log = move |l: &str| tracing::info!("  line {line} | {l}");
+        let code = run_in_sandbox(&mut state.tree, &mut state.rootfs, &iso, req, &log)
+            .map_err(|e| self.step_error(node, e))?;
+        if code != 0 {
+            return Err(self.step_error(
+                node,
+                format!(
+                    "the command {} did not complete successfully: exit code {code}",
+                    go_quoted_list(&argv)
+                ),
+            ));
+        }
+        self.commit(state, node, format!("RUN {}", argv.join(" ")))
+    }
+
     /// The state an image starts a stage with: its file system from the
     /// layer store (pulled and extracted when missing), its config and
     /// layers. Cached per reference for the build.
@@ -791,6 +905,7 @@ impl Engine<'_> {
             layers,
             args: BTreeMap::new(),
             cmd_set: false,
+            rootfs: None,
         };
         self.images.insert(reference.to_string(), state.clone());
         Ok(state)
@@ -826,6 +941,35 @@ fn oci_layer_media_type(media_type: &str) -> Option<String> {
         }
         .to_string(),
     )
+}
+
+/// The command a RUN executes: exec form as is; shell form through SHELL,
+/// with heredocs passed to the shell as written (a RUN that is only a
+/// heredoc runs the heredoc's text as the script).
+fn run_argv(config: &kiln_image::ContainerConfig, r: &RunArgs) -> Vec<String> {
+    match &r.command {
+        Command::Exec(v) => v.clone(),
+        Command::Shell(line) => {
+            let trimmed = line.trim();
+            let script = match r.heredocs.as_slice() {
+                [] => line.clone(),
+                [h] if heredoc_for(trimmed, &r.heredocs).is_some() => h.effective_content(),
+                hs => {
+                    let mut s = line.clone();
+                    for h in hs {
+                        s.push('\n');
+                        s.push_str(&h.content);
+                        if !h.content.ends_with('\n') && !h.content.is_empty() {
+                            s.push('\n');
+                        }
+                        s.push_str(&h.name);
+                    }
+                    s
+                }
+            };
+            shell_wrap(config, &Command::Shell(script))
+        }
+    }
 }
 
 /// A variable as a step sees it: ENV wins over ARG.

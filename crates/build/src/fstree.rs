@@ -42,6 +42,10 @@ impl Node {
 pub struct FsTree {
     nodes: BTreeMap<String, Node>,
     changed: BTreeSet<String>,
+    /// Paths this step removed that existed before it (whiteouts).
+    deleted: BTreeSet<String>,
+    /// Directories this step replaced: lower contents hidden (opaque).
+    opaque: BTreeSet<String>,
     next_inode: u64,
 }
 
@@ -80,6 +84,8 @@ impl FsTree {
         FsTree {
             nodes,
             changed: BTreeSet::new(),
+            deleted: BTreeSet::new(),
+            opaque: BTreeSet::new(),
             next_inode: 2,
         }
     }
@@ -91,6 +97,11 @@ impl FsTree {
 
     pub fn get(&self, path: &str) -> Option<&Node> {
         self.nodes.get(path)
+    }
+
+    /// Every path and node, parents before children.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Node)> {
+        self.nodes.iter()
     }
 
     pub fn len(&self) -> usize {
@@ -154,9 +165,18 @@ impl FsTree {
             Some(n) if n.is_dir() => {}
             _ => return Err(TreeError::NotADirectory(parent.to_string())),
         }
+        self.undelete(path, node.is_dir());
         self.changed.insert(path.to_string());
         self.nodes.insert(path.to_string(), node);
         Ok(())
+    }
+
+    /// A path removed earlier in this step is there again: no whiteout; a
+    /// directory hides what it had below (opaque).
+    fn undelete(&mut self, path: &str, is_dir: bool) {
+        if self.deleted.remove(path) && is_dir {
+            self.opaque.insert(path.to_string());
+        }
     }
 
     /// Create `path` and missing parents as directories (resolving links),
@@ -176,6 +196,7 @@ impl FsTree {
                 Some(_) => return Err(TreeError::NotADirectory(cur)),
                 None => {
                     let node = make(self);
+                    self.undelete(&cur, true);
                     self.changed.insert(cur.clone());
                     self.nodes.insert(cur.clone(), node);
                 }
@@ -204,9 +225,25 @@ impl FsTree {
         for p in self.descendants(path) {
             self.nodes.remove(&p);
             self.changed.remove(&p);
+            self.deleted.remove(&p);
+            self.opaque.remove(&p);
         }
-        self.nodes.remove(path);
+        if self.nodes.remove(path).is_some() {
+            self.deleted.insert(path.to_string());
+        }
         self.changed.remove(path);
+        self.opaque.remove(path);
+    }
+
+    /// Hide everything below directory `dir` (an opaque directory).
+    pub fn clear_dir(&mut self, dir: &str) {
+        for child in self.children(dir) {
+            self.remove(&join(dir, &child));
+        }
+        // The children's whiteouts are implied by the opaque marker.
+        let prefix = dir_prefix(dir);
+        self.deleted.retain(|p| !p.starts_with(&prefix));
+        self.opaque.insert(dir.to_string());
     }
 
     /// Stack a layer extracted under `root` on this tree: whiteouts remove,
@@ -214,18 +251,20 @@ impl FsTree {
     /// share the inode of their target. The tree's change set is untouched
     /// (a base image's layers are not a new layer).
     pub fn apply_layer(&mut self, root: &Path, entries: &[AppliedEntry]) -> Result<(), TreeError> {
-        let saved = std::mem::take(&mut self.changed);
+        let saved = (
+            std::mem::take(&mut self.changed),
+            std::mem::take(&mut self.deleted),
+            std::mem::take(&mut self.opaque),
+        );
         let result = self.apply_entries(root, entries);
-        self.changed = saved;
+        (self.changed, self.deleted, self.opaque) = saved;
         result
     }
 
     fn apply_entries(&mut self, root: &Path, entries: &[AppliedEntry]) -> Result<(), TreeError> {
         for e in entries.iter().filter(|e| e.kind == AppliedKind::Opaque) {
             let dir = self.resolve(&format!("/{}", e.path), true)?;
-            for child in self.children(&dir) {
-                self.remove(&join(&dir, &child));
-            }
+            self.clear_dir(&dir);
         }
         for e in entries {
             let abs = format!("/{}", e.path);
@@ -304,7 +343,20 @@ impl FsTree {
     /// The changes since the last call, as layer entries: changed paths and
     /// their parent directories, hard links within the layer kept.
     pub fn take_changes(&mut self) -> Vec<Entry> {
-        let changed = std::mem::take(&mut self.changed);
+        let mut changed = std::mem::take(&mut self.changed);
+        let deleted = std::mem::take(&mut self.deleted);
+        let opaque = std::mem::take(&mut self.opaque);
+        // Whiteouts need their parent directories in the layer too.
+        for p in deleted.iter().chain(opaque.iter()) {
+            let parent = if opaque.contains(p) {
+                p.as_str()
+            } else {
+                parent_of(p)
+            };
+            if parent != "/" {
+                changed.insert(parent.to_string());
+            }
+        }
         let mut paths: BTreeSet<String> = BTreeSet::new();
         for p in &changed {
             let mut cur = p.as_str();
@@ -353,6 +405,35 @@ impl FsTree {
                 mtime: node.mtime,
                 xattrs: node.xattrs.clone(),
             });
+        }
+        let marker = |path: String| Entry {
+            path,
+            kind: EntryKind::File {
+                content: Content::Bytes(std::sync::Arc::new(Vec::new())),
+                size: 0,
+            },
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            xattrs: BTreeMap::new(),
+        };
+        for p in &deleted {
+            let rel = p.trim_start_matches('/');
+            let (dir, name) = rel.rsplit_once('/').map_or(("", rel), |(d, n)| (d, n));
+            entries.push(marker(if dir.is_empty() {
+                format!(".wh.{name}")
+            } else {
+                format!("{dir}/.wh.{name}")
+            }));
+        }
+        for p in &opaque {
+            let rel = p.trim_start_matches('/');
+            entries.push(marker(if rel.is_empty() {
+                ".wh..wh..opq".into()
+            } else {
+                format!("{rel}/.wh..wh..opq")
+            }));
         }
         entries
     }

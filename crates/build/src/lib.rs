@@ -6,8 +6,11 @@ pub mod engine;
 pub mod fstree;
 pub mod ignore;
 pub mod layerstore;
+pub mod materialize;
 mod metadata;
+mod run;
 pub mod source;
 pub mod users;
 
 pub use engine::{build, BuildError, BuildOptions, StepEvent, DEFAULT_PATH};
+pub use run::IsolationMode;

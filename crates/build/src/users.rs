@@ -95,6 +95,44 @@ pub fn resolve_chown(tree: &FsTree, spec: &str) -> Result<(u64, u64), UserError>
     Ok((uid, gid))
 }
 
+/// The user a RUN step runs as (`USER` value): uid, gid and supplementary
+/// groups from the image's /etc/passwd and /etc/group. Empty means root.
+pub fn resolve_user(tree: &FsTree, spec: &str) -> Result<(u32, u32, Vec<u32>), UserError> {
+    if spec.is_empty() {
+        return Ok((0, 0, Vec::new()));
+    }
+    let (uid, gid) = resolve_chown(tree, spec)?;
+    let (user, _) = spec.split_once(':').unwrap_or((spec, ""));
+    // Supplementary groups: those listing the user by name.
+    let name = match user.parse::<u64>() {
+        Ok(n) => read_text(tree, "/etc/passwd")
+            .and_then(|p| {
+                p.lines()
+                    .map(|l| l.split(':').collect::<Vec<_>>())
+                    .find(|f| f.get(2).and_then(|s| s.parse::<u64>().ok()) == Some(n))
+                    .map(|f| f[0].to_string())
+            })
+            .unwrap_or_default(),
+        Err(_) => user.to_string(),
+    };
+    let mut groups = vec![gid as u32];
+    if !name.is_empty() {
+        if let Some(text) = read_text(tree, "/etc/group") {
+            for l in text.lines() {
+                let f: Vec<&str> = l.split(':').collect();
+                if f.len() >= 4 && f[3].split(',').any(|m| m == name) {
+                    if let Ok(g) = f[2].parse::<u32>() {
+                        if !groups.contains(&g) {
+                            groups.push(g);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok((uid as u32, gid as u32, groups))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

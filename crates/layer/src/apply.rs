@@ -250,7 +250,8 @@ fn xattr_set(path: &Path, key: &str, value: &[u8]) -> std::io::Result<()> {
     xattr::set(path, key, value)
 }
 
-fn make_node(path: &Path, kind: &AppliedKind, mode: u32) -> std::io::Result<()> {
+/// Create a fifo or device node (needs privilege for devices).
+pub fn make_node(path: &Path, kind: &AppliedKind, mode: u32) -> std::io::Result<()> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     let c =

@@ -1,0 +1,122 @@
+//! Writing the image's file system out as a real directory tree, for the
+//! steps that run commands in it. Owners, modes, times, xattrs, hard links
+//! and (where permitted) device nodes are as the image says.
+
+use crate::fstree::{FsTree, NodeKind};
+use kiln_layer::apply::{make_node, AppliedKind};
+use kiln_layer::Content;
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Materialize `tree` under `root` (which must not exist yet).
+pub fn materialize(tree: &FsTree, root: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(root).map_err(|e| format!("creating {}: {e}", root.display()))?;
+    let mut first_of_inode: HashMap<u64, PathBuf> = HashMap::new();
+    let mut dirs: Vec<(PathBuf, u32, i64)> = Vec::new();
+    let mut chown_failed = 0usize;
+    let mut nodes_failed = 0usize;
+    for (path, node) in tree.iter() {
+        let dest = if path == "/" {
+            root.to_path_buf()
+        } else {
+            root.join(path.trim_start_matches('/'))
+        };
+        let io = |e: std::io::Error| format!("materializing {path}: {e}");
+        match &node.kind {
+            NodeKind::Dir => {
+                if path != "/" {
+                    std::fs::create_dir(&dest).map_err(io)?;
+                }
+                // Writable for now; the real mode is set when done.
+                std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755))
+                    .map_err(io)?;
+                dirs.push((dest.clone(), node.mode, node.mtime));
+            }
+            NodeKind::File { content, .. } => {
+                if let Some(first) = first_of_inode.get(&node.inode) {
+                    std::fs::hard_link(first, &dest).map_err(io)?;
+                    continue;
+                }
+                match content {
+                    Content::Path(src) => {
+                        std::fs::copy(src, &dest).map_err(io)?;
+                    }
+                    Content::Bytes(b) => std::fs::write(&dest, b.as_slice()).map_err(io)?,
+                }
+                first_of_inode.insert(node.inode, dest.clone());
+            }
+            NodeKind::Symlink(target) => std::os::unix::fs::symlink(target, &dest).map_err(io)?,
+            NodeKind::Fifo | NodeKind::CharDevice { .. } | NodeKind::BlockDevice { .. } => {
+                let kind = match &node.kind {
+                    NodeKind::Fifo => AppliedKind::Fifo,
+                    NodeKind::CharDevice { major, minor } => AppliedKind::CharDevice {
+                        major: *major,
+                        minor: *minor,
+                    },
+                    NodeKind::BlockDevice { major, minor } => AppliedKind::BlockDevice {
+                        major: *major,
+                        minor: *minor,
+                    },
+                    _ => unreachable!("matched above"),
+                };
+                if make_node(&dest, &kind, node.mode).is_err() {
+                    nodes_failed += 1;
+                    continue;
+                }
+            }
+        }
+        if std::os::unix::fs::lchown(&dest, Some(node.uid as u32), Some(node.gid as u32)).is_err() {
+            chown_failed += 1;
+        }
+        if !matches!(node.kind, NodeKind::Symlink(_)) {
+            for (k, v) in &node.xattrs {
+                let _ = xattr::set(&dest, k, v);
+            }
+        }
+        if !matches!(node.kind, NodeKind::Symlink(_) | NodeKind::Dir) {
+            // After chown, which clears setuid bits.
+            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(node.mode))
+                .map_err(io)?;
+        }
+        set_mtime(&dest, node.mtime);
+    }
+    // Directories last, deepest first: their times and modes stay.
+    for (dir, mode, mtime) in dirs.iter().rev() {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(*mode))
+            .map_err(|e| format!("materializing {}: {e}", dir.display()))?;
+        set_mtime(dir, *mtime);
+    }
+    if chown_failed > 0 {
+        tracing::warn!("{chown_failed} files could not be given their owners here (IDs not mapped); steps see them as root's");
+    }
+    if nodes_failed > 0 {
+        tracing::warn!(
+            "{nodes_failed} device nodes could not be created here; they stay in the image"
+        );
+    }
+    Ok(())
+}
+
+/// Set a path's mtime (and atime) without following a final symlink.
+pub fn set_mtime(path: &Path, mtime: i64) {
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+        return;
+    };
+    let t = libc::timespec {
+        tv_sec: mtime as libc::time_t,
+        tv_nsec: 0,
+    };
+    let times = [t, t];
+    // SAFETY: valid path and a two-element timespec array.
+    unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+}

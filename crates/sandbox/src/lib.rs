@@ -1,0 +1,38 @@
+//! The sandbox: running a RUN step's command inside an image's root file
+//! system without a daemon.
+//!
+//! - `userns`: an unprivileged kiln re-executes itself inside a new user
+//!   namespace (IDs mapped from /etc/subuid and /etc/subgid through
+//!   newuidmap/newgidmap), where it is root: it can own files as any image
+//!   ID, mount overlayfs with `userxattr`, proc, devpts and tmpfs.
+//! - `run`: each step runs in a helper process (`kiln __run SPEC`) that
+//!   makes mount, pid, ipc and uts namespaces, mounts the step's root
+//!   (overlay of the stage root and earlier steps' upper directories),
+//!   /proc and a minimal /dev, binds resolv.conf and hosts, chroots,
+//!   becomes the step's user and execs the command.
+//! - chroot mode: for root where namespaces and mounts are blocked (a
+//!   Kubernetes pod): the command runs chrooted in the stage's root
+//!   directory, nothing is mounted, and the caller diffs the tree.
+
+mod sys;
+
+pub mod helper;
+pub mod run;
+pub mod spec;
+pub mod userns;
+
+pub use run::{probe_mounts, run_step, StepOutput};
+pub use spec::{RootSpec, RunSpec};
+pub use userns::{enter_user_namespace, finish_entering, in_user_namespace};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}

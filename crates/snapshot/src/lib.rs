@@ -1,0 +1,304 @@
+//! What a step changed, as a list of changes under the root:
+//!
+//! - `upper_changes`: from an overlay upper directory, O(changed files): a
+//!   character device 0/0 is a deletion (whiteout), a directory marked
+//!   opaque hides what lower layers had in it.
+//! - `index` + `tree_diff`: the fallback without overlay: the tree's
+//!   metadata before the step, compared with the tree after it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File { size: u64 },
+    Symlink(String),
+    Fifo,
+    CharDevice { major: u32, minor: u32 },
+    BlockDevice { major: u32, minor: u32 },
+    Socket,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    pub kind: Kind,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: i64,
+    pub xattrs: BTreeMap<String, Vec<u8>>,
+    /// Where the entry is on disk (content of files).
+    pub disk: PathBuf,
+    /// (device, inode) of files with more than one link.
+    pub link_key: Option<(u64, u64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// `path` and everything below it are gone.
+    Deleted(String),
+    /// Directory `path` hides everything lower layers had in it.
+    Opaque(String),
+    /// `path` was added or changed.
+    Upsert(String, Meta),
+}
+
+impl Change {
+    pub fn path(&self) -> &str {
+        match self {
+            Change::Deleted(p) | Change::Opaque(p) | Change::Upsert(p, _) => p,
+        }
+    }
+}
+
+/// Paths (absolute, clean) a snapshot never reports: the kernel's file
+/// systems and what the sandbox injects.
+pub fn is_ignored(path: &str, ignore: &[String]) -> bool {
+    ["/proc", "/sys", "/dev"]
+        .iter()
+        .any(|p| path.starts_with(&format!("{p}/")))
+        || ignore
+            .iter()
+            .any(|p| path == p || path.starts_with(&format!("{p}/")))
+}
+
+fn major(dev: u64) -> u32 {
+    (((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0x0000_0fff)) as u32
+}
+
+fn minor(dev: u64) -> u32 {
+    (((dev >> 12) & 0xffff_ff00) | (dev & 0x0000_00ff)) as u32
+}
+
+/// Metadata of one entry on disk; overlay's own xattrs are left out.
+pub fn meta_of(path: &Path, md: &std::fs::Metadata) -> Meta {
+    let ft = md.file_type();
+    let kind = if ft.is_dir() {
+        Kind::Dir
+    } else if ft.is_symlink() {
+        Kind::Symlink(
+            std::fs::read_link(path)
+                .map(|t| t.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        )
+    } else if ft.is_fifo() {
+        Kind::Fifo
+    } else if ft.is_char_device() {
+        Kind::CharDevice {
+            major: major(md.rdev()),
+            minor: minor(md.rdev()),
+        }
+    } else if ft.is_block_device() {
+        Kind::BlockDevice {
+            major: major(md.rdev()),
+            minor: minor(md.rdev()),
+        }
+    } else if ft.is_socket() {
+        Kind::Socket
+    } else {
+        Kind::File { size: md.len() }
+    };
+    let mut xattrs = BTreeMap::new();
+    if !ft.is_symlink() {
+        if let Ok(names) = xattr::list(path) {
+            for n in names {
+                let n = n.to_string_lossy().into_owned();
+                if n.contains(".overlay.")
+                    || n.starts_with("security.selinux")
+                    || n.starts_with("system.")
+                {
+                    continue;
+                }
+                if let Ok(Some(v)) = xattr::get(path, &n) {
+                    xattrs.insert(n, v);
+                }
+            }
+        }
+    }
+    Meta {
+        link_key: (ft.is_file() && md.nlink() > 1).then(|| (md.dev(), md.ino())),
+        kind,
+        mode: md.mode() & 0o7777,
+        uid: md.uid() as u64,
+        gid: md.gid() as u64,
+        mtime: md.mtime(),
+        xattrs,
+        disk: path.to_path_buf(),
+    }
+}
+
+fn is_opaque(path: &Path) -> bool {
+    ["user.overlay.opaque", "trusted.overlay.opaque"]
+        .iter()
+        .any(|k| matches!(xattr::get(path, k), Ok(Some(v)) if v == b"y"))
+}
+
+fn abs(rel: &Path) -> String {
+    format!("/{}", rel.to_string_lossy())
+}
+
+/// The changes an overlay upper directory holds.
+pub fn upper_changes(upper: &Path, ignore: &[String]) -> std::io::Result<Vec<Change>> {
+    let mut out = Vec::new();
+    let mut it = walkdir::WalkDir::new(upper)
+        .follow_links(false)
+        .min_depth(1)
+        .sort_by_file_name()
+        .into_iter();
+    while let Some(e) = it.next() {
+        let e = e.map_err(std::io::Error::other)?;
+        let rel = e.path().strip_prefix(upper).unwrap_or(e.path());
+        let path = abs(rel);
+        if is_ignored(&path, ignore) {
+            if e.file_type().is_dir() {
+                it.skip_current_dir();
+            }
+            continue;
+        }
+        let md = e.path().symlink_metadata()?;
+        if md.file_type().is_char_device() && md.rdev() == 0 {
+            out.push(Change::Deleted(path));
+            continue;
+        }
+        if md.is_dir() && is_opaque(e.path()) {
+            out.push(Change::Opaque(path.clone()));
+        }
+        out.push(Change::Upsert(path, meta_of(e.path(), &md)));
+    }
+    Ok(out)
+}
+
+/// What the fallback diff compares: enough metadata that an unchanged
+/// entry is recognised without reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+    pub ino: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub link: Option<PathBuf>,
+}
+
+pub type Index = HashMap<String, Stamp>;
+
+fn stamp(path: &Path, md: &std::fs::Metadata) -> Stamp {
+    Stamp {
+        size: md.len(),
+        mtime_ns: md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128,
+        ctime_ns: md.ctime() as i128 * 1_000_000_000 + md.ctime_nsec() as i128,
+        ino: md.ino(),
+        mode: md.mode(),
+        uid: md.uid(),
+        gid: md.gid(),
+        link: md
+            .file_type()
+            .is_symlink()
+            .then(|| std::fs::read_link(path).unwrap_or_default()),
+    }
+}
+
+/// The metadata of every entry under `root` (the fallback's "before").
+pub fn index(root: &Path, ignore: &[String]) -> std::io::Result<Index> {
+    let mut out = Index::new();
+    let mut it = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .min_depth(1)
+        .into_iter();
+    while let Some(e) = it.next() {
+        let e = e.map_err(std::io::Error::other)?;
+        let path = abs(e.path().strip_prefix(root).unwrap_or(e.path()));
+        if is_ignored(&path, ignore) {
+            if e.file_type().is_dir() {
+                it.skip_current_dir();
+            }
+            continue;
+        }
+        let md = e.path().symlink_metadata()?;
+        out.insert(path, stamp(e.path(), &md));
+    }
+    Ok(out)
+}
+
+/// Changes of the tree under `root` since `before` was taken.
+pub fn tree_diff(root: &Path, before: &Index, ignore: &[String]) -> std::io::Result<Vec<Change>> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut it = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .min_depth(1)
+        .sort_by_file_name()
+        .into_iter();
+    while let Some(e) = it.next() {
+        let e = e.map_err(std::io::Error::other)?;
+        let path = abs(e.path().strip_prefix(root).unwrap_or(e.path()));
+        if is_ignored(&path, ignore) {
+            if e.file_type().is_dir() {
+                it.skip_current_dir();
+            }
+            continue;
+        }
+        let md = e.path().symlink_metadata()?;
+        let now = stamp(e.path(), &md);
+        seen.insert(path.clone());
+        if before.get(&path) != Some(&now) {
+            out.push(Change::Upsert(path, meta_of(e.path(), &md)));
+        }
+    }
+    // Deleted: only the topmost missing path of a removed subtree.
+    let mut gone: Vec<&String> = before.keys().filter(|p| !seen.contains(*p)).collect();
+    gone.sort();
+    let mut last: Option<&str> = None;
+    for p in gone {
+        if let Some(l) = last {
+            if p.starts_with(&format!("{l}/")) {
+                continue;
+            }
+        }
+        out.push(Change::Deleted(p.clone()));
+        last = Some(p);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fallback_diff_sees_adds_changes_and_deletes() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("keep/sub")).unwrap();
+        std::fs::write(r.join("keep/a"), "1").unwrap();
+        std::fs::write(r.join("keep/sub/b"), "2").unwrap();
+        std::fs::create_dir_all(r.join("gone/deep")).unwrap();
+        std::fs::write(r.join("gone/deep/x"), "x").unwrap();
+        std::fs::create_dir_all(r.join("proc")).unwrap();
+        let before = index(r, &[]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(r.join("keep/a"), "changed").unwrap();
+        std::fs::write(r.join("new"), "n").unwrap();
+        std::fs::write(r.join("proc/ignored"), "p").unwrap();
+        std::fs::remove_dir_all(r.join("gone")).unwrap();
+        let changes = tree_diff(r, &before, &[]).unwrap();
+        let paths: Vec<String> = changes
+            .iter()
+            .map(|c| match c {
+                Change::Deleted(p) => format!("-{p}"),
+                Change::Opaque(p) => format!("o{p}"),
+                Change::Upsert(p, _) => format!("+{p}"),
+            })
+            .collect();
+        assert!(paths.contains(&"+/keep/a".to_string()), "{paths:?}");
+        assert!(paths.contains(&"+/new".to_string()), "{paths:?}");
+        assert!(paths.contains(&"-/gone".to_string()), "{paths:?}");
+        assert!(!paths.iter().any(|p| p.contains("gone/deep")), "{paths:?}");
+        assert!(!paths.iter().any(|p| p.contains("ignored")), "{paths:?}");
+        assert!(!paths.contains(&"+/keep/sub/b".to_string()), "{paths:?}");
+    }
+}
