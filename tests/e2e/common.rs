@@ -103,10 +103,11 @@ pub fn docker_archive_fs(archive: &Path) -> (BTreeMap<String, FileInfo>, serde_j
     let manifest = json(&std::fs::read_to_string(dir.path().join("manifest.json")).unwrap());
     let config_name = manifest[0]["Config"].as_str().unwrap();
     let config = json(&std::fs::read_to_string(dir.path().join(config_name)).unwrap());
-    let mut fs = BTreeMap::new();
+    let mut fs: BTreeMap<String, FileInfo> = BTreeMap::new();
     for layer in manifest[0]["Layers"].as_array().unwrap() {
         let file = std::fs::File::open(dir.path().join(layer.as_str().unwrap())).unwrap();
         let mut archive = tar::Archive::new(file);
+        let mut this_layer: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
         for e in archive.entries().unwrap() {
             let mut e = e.unwrap();
             let path = e
@@ -115,6 +116,23 @@ pub fn docker_archive_fs(archive: &Path) -> (BTreeMap<String, FileInfo>, serde_j
                 .to_string_lossy()
                 .trim_end_matches('/')
                 .to_string();
+            // Whiteouts and opaque markers act on the lower layers.
+            let (parent, name) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
+            let under = |p: &str, dir: &str| dir.is_empty() || p.starts_with(&format!("{dir}/"));
+            if name == ".wh..wh..opq" {
+                fs.retain(|p, _| !under(p, parent) || this_layer.contains(p));
+                continue;
+            }
+            if let Some(hidden) = name.strip_prefix(".wh.") {
+                let gone = if parent.is_empty() {
+                    hidden.to_string()
+                } else {
+                    format!("{parent}/{hidden}")
+                };
+                fs.retain(|p, _| *p != gone && !p.starts_with(&format!("{gone}/")));
+                continue;
+            }
+            this_layer.insert(path.clone());
             let h = e.header().clone();
             let kind = match h.entry_type() {
                 tar::EntryType::Directory => 'd',

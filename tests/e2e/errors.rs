@@ -79,9 +79,11 @@ fn parse_errors_name_file_line_and_column_and_show_the_line() {
 
 #[test]
 fn build_errors_name_the_instruction() {
+    // No shell in scratch: the exit code propagates with the step's line.
     let err = build_fails("FROM scratch\nRUN echo hi\n", &[], &[]);
+    assert!(err.contains("exec /bin/sh: No such file"), "{err}");
     assert!(
-        err.contains("Dockerfile:2:5: RUN is not supported yet"),
+        err.contains("Dockerfile:2:5: the command [\"/bin/sh\" \"-c\" \"echo hi\"] did not complete successfully: exit code 127"),
         "{err}"
     );
     // A registry nobody answers on: one clear error at the FROM line.

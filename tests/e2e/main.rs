@@ -11,3 +11,4 @@ mod features;
 mod outputs;
 mod parse;
 mod registry;
+mod run;

@@ -7,7 +7,7 @@ use crate::support::{Options, TestRegistry};
 use std::path::Path;
 
 /// A context whose Dockerfile makes a busybox base image: `ADD rootfs.tar /`.
-fn busybox_context(dir: &Path, extra: &str) {
+pub fn busybox_context(dir: &Path, extra: &str) {
     let busybox = Path::new("/bin/busybox");
     assert!(
         busybox.is_file(),
@@ -16,7 +16,10 @@ fn busybox_context(dir: &Path, extra: &str) {
     let rootfs = dir.join("rootfs");
     std::fs::create_dir_all(rootfs.join("bin")).unwrap();
     std::fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
-    for applet in ["sh", "cat", "echo", "ls", "pwd"] {
+    for applet in [
+        "sh", "cat", "echo", "ls", "pwd", "mkdir", "rm", "chown", "chmod", "ln", "touch", "id",
+        "mv", "sleep", "test",
+    ] {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
     }
     write(
@@ -50,11 +53,11 @@ COPY --from=${BASE} /etc/passwd /copied-passwd
 CMD ["/bin/sh", "-c", "cat /app/msg.txt; echo $GREETING; pwd"]
 "#;
 
-fn reg_args(reg: &TestRegistry) -> Vec<String> {
+pub fn reg_args(reg: &TestRegistry) -> Vec<String> {
     vec!["--insecure-registry".into(), reg.addr.clone()]
 }
 
-fn build(ctx: &Path, dest: &str, extra: &[String]) -> String {
+pub fn build(ctx: &Path, dest: &str, extra: &[String]) -> String {
     let out = kiln()
         .args(["build", "-c", ctx.to_str().unwrap(), "-d", dest])
         .args(extra)

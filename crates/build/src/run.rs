@@ -116,7 +116,9 @@ pub(crate) fn run(
     };
     // What the sandbox adds and the snapshot must not report.
     let mut ignore = req.ignore.clone();
-    for p in ["/proc", "/sys", "/dev", "/etc/resolv.conf", "/etc/hosts"] {
+    // The mount points /proc, /sys and /dev stay (as with BuildKit), their
+    // contents never do.
+    for p in ["/etc/resolv.conf", "/etc/hosts"] {
         if tree.get(p).is_none() {
             ignore.push(p.to_string());
         }
@@ -229,6 +231,10 @@ fn inject_chroot_files(
             restore.push((target.clone(), std::fs::read(&target).ok()));
             let _ = std::fs::copy(src, &target);
         }
+    }
+    // The same mount points the namespaced modes have.
+    for d in ["proc", "sys"] {
+        let _ = std::fs::create_dir(root.join(d));
     }
     let dev = root.join("dev");
     let _ = std::fs::create_dir_all(&dev);

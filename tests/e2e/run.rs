@@ -1,0 +1,307 @@
+//! RUN end to end: as an unprivileged user (user namespaces, subordinate
+//! IDs written by the test setup) and as root in chroot mode, on the
+//! busybox base from the test registry; pushed, unpacked with umoci and
+//! checked file by file; compared with docker's BuildKit where an engine
+//! answers; and kiln inside a default container (the Kubernetes-pod case).
+
+use crate::common::*;
+use crate::registry::{build, busybox_context, reg_args};
+use crate::support::{Options, TestRegistry};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+const RUN_DOCKERFILE: &str = r#"ARG BASE
+FROM ${BASE}
+ARG GREETING=hello
+ENV TARGET=/data
+RUN mkdir -p $TARGET/sub /replace/inner /home && echo "$GREETING" > $TARGET/greeting \
+ && echo old > $TARGET/sub/old && echo lower > /replace/inner/f && echo gone > /etc/gone
+RUN rm $TARGET/sub/old /etc/gone && rm -rf /replace && mkdir -p /replace && echo new > /replace/g \
+ && chown 1000:1000 $TARGET/greeting && chmod 4755 $TARGET/greeting \
+ && ln -s greeting $TARGET/link && ln $TARGET/greeting $TARGET/hard \
+ && mkdir -p /home/app && chown app:app /home/app
+USER app
+RUN id -u > /home/app/whoami && echo "$GREETING $TARGET" > /home/app/from-arg
+USER root
+RUN test "$(id -u)" = 0 && touch /data/as-root
+"#;
+
+/// Write subordinate ID ranges for `nobody` (the test setup's part).
+fn ensure_subids() {
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        if !text.lines().any(|l| l.starts_with("nobody:")) {
+            std::fs::write(file, format!("{text}nobody:200000:65536\n")).unwrap();
+        }
+    }
+}
+
+fn base_image(reg: &TestRegistry) -> String {
+    let ctx = tempfile::tempdir().unwrap();
+    busybox_context(ctx.path(), "");
+    let base = format!("{}/base/busybox-run:1", reg.addr);
+    build(ctx.path(), &base, &reg_args(reg));
+    base
+}
+
+fn run_context(dir: &Path) {
+    write(&dir.join("Dockerfile"), RUN_DOCKERFILE);
+    chmod(dir, 0o755);
+    chmod(&dir.join("Dockerfile"), 0o644);
+}
+
+/// The expected tree, checked in an unpacked root file system.
+fn check_tree(root: &Path) {
+    let md =
+        |p: &str| std::fs::symlink_metadata(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    assert_eq!(
+        std::fs::read_to_string(root.join("data/greeting")).unwrap(),
+        "from-cli\n"
+    );
+    let g = md("data/greeting");
+    assert_eq!(g.mode() & 0o7777, 0o4755, "setuid kept");
+    assert_eq!((g.uid(), g.gid()), (1000, 1000), "chown to another ID");
+    assert_eq!(g.ino(), md("data/hard").ino(), "hard link kept");
+    assert_eq!(
+        std::fs::read_link(root.join("data/link")).unwrap().to_str(),
+        Some("greeting")
+    );
+    assert!(md("data/sub").is_dir());
+    assert!(
+        !root.join("data/sub/old").exists(),
+        "deleted file (whiteout)"
+    );
+    assert!(!root.join("etc/gone").exists());
+    assert!(
+        !root.join("replace/inner").exists(),
+        "replaced directory hides the lower one"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("replace/g")).unwrap(),
+        "new\n"
+    );
+    let home = md("home/app");
+    assert_eq!((home.uid(), home.gid()), (1000, 1000));
+    assert_eq!(
+        std::fs::read_to_string(root.join("home/app/whoami")).unwrap(),
+        "1000\n"
+    );
+    let from_arg = md("home/app/from-arg");
+    assert_eq!(
+        (from_arg.uid(), from_arg.gid()),
+        (1000, 1000),
+        "files made as USER app"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("home/app/from-arg")).unwrap(),
+        "from-cli /data\n"
+    );
+    assert!(root.join("data/as-root").exists());
+    // The sandbox's own files stay out of the image; the mount points
+    // remain as empty directories, as with BuildKit.
+    for p in ["etc/resolv.conf", "etc/hosts"] {
+        assert!(!root.join(p).exists(), "{p} leaked into the image");
+    }
+    for p in ["proc", "sys", "dev"] {
+        assert_eq!(
+            std::fs::read_dir(root.join(p)).unwrap().count(),
+            0,
+            "{p} has contents"
+        );
+    }
+}
+
+fn unpack_pushed(reference: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("layout");
+    run_ok(
+        tool("skopeo")
+            .args(["copy", "--src-tls-verify=false"])
+            .arg(format!("docker://{reference}"))
+            .arg(format!("oci:{}:latest", layout.display())),
+    );
+    (out, layout)
+}
+
+#[test]
+fn run_steps_unprivileged_and_in_chroot_mode() {
+    if !is_root() {
+        eprintln!("!!!!!!!! SKIPPED: these tests switch users and need root to set up !!!!!!!!");
+        return;
+    }
+    ensure_subids();
+    let reg = TestRegistry::start(Options::default());
+    let base = base_image(&reg);
+    let work = tempfile::tempdir().unwrap();
+    chmod(work.path(), 0o777);
+    let ctx = work.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    run_context(&ctx);
+    let common = |dest: &str| -> Vec<String> {
+        let mut v = reg_args(&reg);
+        v.extend(["--build-arg".into(), format!("BASE={base}")]);
+        v.extend(["--build-arg".into(), "GREETING=from-cli".into()]);
+        v.extend(["-d".into(), dest.into()]);
+        v
+    };
+
+    // As uid 65534: user namespaces with its subordinate range.
+    let unpriv = format!("{}/run/unprivileged:1", reg.addr);
+    let out = tool("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_kiln"))
+        .args(["build", "-c", ctx.to_str().unwrap()])
+        .args(common(&unpriv))
+        .env("HOME", work.path())
+        .env("KILN_DIR", work.path().join("kiln-dir"))
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("isolation: user namespaces"), "{log}");
+    let (_keep, layout) = unpack_pushed(&unpriv);
+    let bundle = umoci_unpack(&layout, "latest");
+    check_tree(&bundle.path().join("b/rootfs"));
+    let config = skopeo_inspect(&format!("oci:{}:latest", layout.display()), true);
+    assert!(
+        config["config"]["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| !e.as_str().unwrap().starts_with("GREETING=")),
+        "ARGs are not persisted: {}",
+        config["config"]
+    );
+    assert_eq!(config["config"]["User"], "root");
+
+    // As root in chroot mode: the same image content.
+    let chrooted = format!("{}/run/chroot:1", reg.addr);
+    let mut args = common(&chrooted);
+    args.extend(["--isolation".into(), "chroot".into()]);
+    let log = build(&ctx, &chrooted, &args);
+    assert!(log.contains("isolation: chroot"), "{log}");
+    let (_keep2, layout2) = unpack_pushed(&chrooted);
+    let bundle2 = umoci_unpack(&layout2, "latest");
+    check_tree(&bundle2.path().join("b/rootfs"));
+
+    // A failing step names its line and exit code.
+    let failing = work.path().join("failing");
+    std::fs::create_dir(&failing).unwrap();
+    write(
+        &failing.join("Dockerfile"),
+        &format!("FROM {base}\nRUN echo before; exit 3\n"),
+    );
+    let o = kiln()
+        .args([
+            "build",
+            "-c",
+            failing.to_str().unwrap(),
+            "--oci-layout-path",
+        ])
+        .arg(work.path().join("never"))
+        .args(reg_args(&reg))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err.contains("line 2 | before"),
+        "output streamed with the step's line: {err}"
+    );
+    assert!(
+        err.contains("Dockerfile:2:5:") && err.contains("exit code 3"),
+        "{err}"
+    );
+    assert!(!work.path().join("never/index.json").exists());
+}
+
+#[test]
+fn run_matches_docker_buildkit() {
+    let Some(_) = docker() else { return };
+    let reg = TestRegistry::start(Options::default());
+    let base = base_image(&reg);
+    let ctx = tempfile::tempdir().unwrap();
+    run_context(ctx.path());
+    let out = tempfile::tempdir().unwrap();
+    let kiln_tar = out.path().join("kiln.tar");
+    let mut args = reg_args(&reg);
+    args.extend([
+        "--build-arg".into(),
+        format!("BASE={base}"),
+        "--build-arg".into(),
+        "GREETING=from-cli".into(),
+    ]);
+    let o = kiln()
+        .args([
+            "build",
+            "-c",
+            ctx.path().to_str().unwrap(),
+            "--tar-path",
+            kiln_tar.to_str().unwrap(),
+        ])
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let tag = "kiln-e2e/run:docker";
+    let built = docker()
+        .unwrap()
+        .env("DOCKER_BUILDKIT", "1")
+        .args(["build", "--no-cache", "-q", "-t", tag])
+        .arg("--build-arg")
+        .arg(format!("BASE={base}"))
+        .args(["--build-arg", "GREETING=from-cli"])
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    if !built.status.success() {
+        let err = String::from_utf8_lossy(&built.stderr);
+        if err.contains("buildx") {
+            eprintln!("!!!!!!!! SKIPPED: this docker client needs buildx for BuildKit !!!!!!!!");
+            return;
+        }
+        panic!("docker build failed: {err}");
+    }
+    let docker_tar = out.path().join("docker.tar");
+    run_ok(
+        docker()
+            .unwrap()
+            .arg("save")
+            .arg("-o")
+            .arg(&docker_tar)
+            .arg(tag),
+    );
+    let _ = docker().unwrap().args(["rmi", "-f", tag]).output();
+    let (kfs, kcfg) = docker_archive_fs(&kiln_tar);
+    let (dfs, dcfg) = docker_archive_fs(&docker_tar);
+    let mut diffs = Vec::new();
+    for p in kfs
+        .keys()
+        .chain(dfs.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        match (kfs.get(p), dfs.get(p)) {
+            (Some(k), Some(d)) => {
+                let (mut k, mut d) = (k.clone(), d.clone());
+                // Times of what the steps made are the build's own.
+                k.mtime = 0;
+                d.mtime = 0;
+                if k != d {
+                    diffs.push(format!("{p}:\n  kiln   {k:?}\n  docker {d:?}"));
+                }
+            }
+            (k, d) => diffs.push(format!("{p}: kiln {k:?} docker {d:?}")),
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "file systems differ:\n{}",
+        diffs.join("\n")
+    );
+    for key in ["Env", "User", "WorkingDir", "Cmd"] {
+        assert_eq!(kcfg["config"][key], dcfg["config"][key], "config.{key}");
+    }
+    let layers = |c: &serde_json::Value| c["rootfs"]["diff_ids"].as_array().unwrap().len();
+    assert_eq!(layers(&kcfg), layers(&dcfg));
+}
