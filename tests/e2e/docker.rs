@@ -133,12 +133,9 @@ fn rich_context_matches_docker_buildkit() {
     );
 }
 
-/// The Kubernetes-pod case: kiln builds an image of itself (its binary and
-/// the shared libraries it links), and that image, run in a default
-/// container (no --privileged), builds the hello fixture.
-#[test]
-fn kiln_builds_inside_an_unprivileged_container() {
-    let Some(_) = docker() else { return };
+/// An image of kiln itself (its binary and the shared libraries it links),
+/// built by kiln and loaded into docker as `tag`.
+pub fn load_kiln_image(tag: &str) {
     let work = tempfile::tempdir().unwrap();
     let rootfs = work.path().join("ctx/rootfs");
     let binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_kiln"));
@@ -156,7 +153,6 @@ fn kiln_builds_inside_an_unprivileged_container() {
         "FROM scratch\nCOPY rootfs/ /\nWORKDIR /tmp\nENV TMPDIR=/tmp\nENTRYPOINT [\"/kiln\"]\n",
     );
     let tar = work.path().join("kiln.tar");
-    let tag = "kiln-e2e/kiln:test";
     kiln_ok(&[
         "build",
         "-c",
@@ -168,6 +164,17 @@ fn kiln_builds_inside_an_unprivileged_container() {
         "--no-push",
     ]);
     run_ok(docker().unwrap().arg("load").arg("-i").arg(&tar));
+}
+
+/// The Kubernetes-pod case: kiln builds an image of itself (its binary and
+/// the shared libraries it links), and that image, run in a default
+/// container (no --privileged), builds the hello fixture.
+#[test]
+fn kiln_builds_inside_an_unprivileged_container() {
+    let Some(_) = docker() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let tag = "kiln-e2e/kiln:test";
+    load_kiln_image(tag);
     let out = work.path().join("out");
     std::fs::create_dir(&out).unwrap();
     let hello = repo_root().join("fixtures/hello");

@@ -305,3 +305,80 @@ fn run_matches_docker_buildkit() {
     let layers = |c: &serde_json::Value| c["rootfs"]["diff_ids"].as_array().unwrap().len();
     assert_eq!(layers(&kcfg), layers(&dcfg));
 }
+
+/// The Kubernetes-pod case for real: kiln as root inside a default
+/// `docker run` (default seccomp and AppArmor, no --privileged, no added
+/// capabilities) builds a RUN fixture in chroot mode, pushes it to the
+/// registry on loopback, and leaves its own container's root untouched.
+#[test]
+fn run_inside_a_default_container_uses_chroot_and_pushes() {
+    let Some(_) = docker() else { return };
+    let reg = TestRegistry::start(Options::default());
+    let base = base_image(&reg);
+    let tag = "kiln-e2e/kiln:pod";
+    crate::docker::load_kiln_image(tag);
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    write(
+        &ctx.join("Dockerfile"),
+        &format!("FROM {base}\nRUN echo in-pod > /pod.txt && chown 1000:1000 /pod.txt && rm /etc/group\n"),
+    );
+    let state = work.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let dest = format!("{}/pod/app:1", reg.addr);
+    let name = format!("kiln-e2e-pod-{}", std::process::id());
+    let out = docker()
+        .unwrap()
+        .args([
+            "run",
+            "--name",
+            &name,
+            "--network",
+            "host",
+            "-e",
+            "KILN_DIR=/state",
+        ])
+        .arg("-v")
+        .arg(format!("{}:/ctx:ro", ctx.display()))
+        .arg("-v")
+        .arg(format!("{}:/state", state.display()))
+        .args([
+            tag,
+            "build",
+            "-c",
+            "/ctx",
+            "-d",
+            &dest,
+            "--insecure-registry",
+            &reg.addr,
+        ])
+        .output()
+        .unwrap();
+    let diff = docker().unwrap().args(["diff", &name]).output().unwrap();
+    let _ = docker().unwrap().args(["rm", "-f", &name]).output();
+    let _ = docker().unwrap().args(["rmi", "-f", tag]).output();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("isolation: chroot"), "{log}");
+    // Docker itself adds the volumes' mount points; nothing else may change.
+    let changed: Vec<String> = String::from_utf8_lossy(&diff.stdout)
+        .lines()
+        .filter(|l| !matches!(l.trim(), "A /state" | "A /ctx"))
+        .map(String::from)
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "kiln changed its own container's root: {changed:?}"
+    );
+    let (_keep, layout) = unpack_pushed(&dest);
+    let bundle = umoci_unpack(&layout, "latest");
+    let root = bundle.path().join("b/rootfs");
+    assert_eq!(
+        std::fs::read_to_string(root.join("pod.txt")).unwrap(),
+        "in-pod\n"
+    );
+    let m = std::fs::metadata(root.join("pod.txt")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (1000, 1000));
+    assert!(!root.join("etc/group").exists());
+    assert!(root.join("etc/passwd").exists());
+}
