@@ -112,6 +112,11 @@ pub fn meta_of(path: &Path, md: &std::fs::Metadata) -> Meta {
                     continue;
                 }
                 if let Ok(Some(v)) = xattr::get(path, &n) {
+                    let v = if n == "security.capability" {
+                        capability_v2(v)
+                    } else {
+                        v
+                    };
                     xattrs.insert(n, v);
                 }
             }
@@ -127,6 +132,24 @@ pub fn meta_of(path: &Path, md: &std::fs::Metadata) -> Meta {
         xattrs,
         disk: path.to_path_buf(),
     }
+}
+
+/// File capabilities as images carry them: a namespaced (v3) capability,
+/// which names the namespace's root ID, is written back as v2.
+pub fn capability_v2(v: Vec<u8>) -> Vec<u8> {
+    const REVISION_MASK: u32 = 0xff00_0000;
+    const REVISION_2: u32 = 0x0200_0000;
+    const REVISION_3: u32 = 0x0300_0000;
+    if v.len() != 24 {
+        return v;
+    }
+    let magic = u32::from_le_bytes([v[0], v[1], v[2], v[3]]);
+    if magic & REVISION_MASK != REVISION_3 {
+        return v;
+    }
+    let mut out = v[..20].to_vec();
+    out[..4].copy_from_slice(&((magic & !REVISION_MASK) | REVISION_2).to_le_bytes());
+    out
 }
 
 fn is_opaque(path: &Path) -> bool {
@@ -268,6 +291,21 @@ pub fn tree_diff(root: &Path, before: &Index, ignore: &[String]) -> std::io::Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn v3_capabilities_become_v2() {
+        // cap_net_raw+ep, effective flag, rootid 100000.
+        let mut v3 = vec![
+            0x01, 0x00, 0x00, 0x03, 0x00, 0x20, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        v3.extend_from_slice(&100_000u32.to_le_bytes());
+        let v2 = capability_v2(v3);
+        assert_eq!(v2.len(), 20);
+        assert_eq!(&v2[..4], &[0x01, 0x00, 0x00, 0x02]);
+        assert_eq!(&v2[4..8], &[0x00, 0x20, 0x00, 0x00]);
+        let already = v2.clone();
+        assert_eq!(capability_v2(already.clone()), already);
+    }
 
     #[test]
     fn fallback_diff_sees_adds_changes_and_deletes() {
