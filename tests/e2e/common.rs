@@ -302,3 +302,53 @@ pub fn rich_context(dir: &Path) {
     );
     write(&dir.join("Dockerfile"), RICH_DOCKERFILE);
 }
+
+/// Every path under an unpacked root with what a file-by-file comparison
+/// needs: type, mode, owner, link target, content hash, xattrs (no times).
+pub fn tree_info(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let ft = md.file_type();
+            let (kind, detail) = if ft.is_dir() {
+                stack.push(p.clone());
+                ("d", String::new())
+            } else if ft.is_symlink() {
+                (
+                    "l",
+                    std::fs::read_link(&p)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                )
+            } else if ft.is_file() {
+                ("f", hex::encode(Sha256::digest(std::fs::read(&p).unwrap())))
+            } else {
+                ("o", format!("{:x}", md.rdev()))
+            };
+            let caps = if ft.is_symlink() {
+                String::new()
+            } else {
+                match xattr::get(&p, "security.capability") {
+                    Ok(Some(v)) => hex::encode(v),
+                    _ => String::new(),
+                }
+            };
+            out.insert(
+                rel,
+                format!(
+                    "{kind} {:o} {}:{} {detail} {caps}",
+                    md.mode() & 0o7777,
+                    md.uid(),
+                    md.gid()
+                ),
+            );
+        }
+    }
+    out
+}

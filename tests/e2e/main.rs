@@ -2,6 +2,7 @@
 //! umoci and (where an engine answers) docker check what it wrote.
 
 mod common;
+mod debian;
 #[path = "../support/registry.rs"]
 mod support;
 

@@ -1,0 +1,215 @@
+//! RUN on a real Debian base (`debootstrap --variant=minbase`, pushed to
+//! the test registry): as uid 65534 in user namespaces and as root in
+//! chroot mode; both images unpacked and compared file by file.
+
+use crate::common::*;
+use crate::registry::{build, reg_args};
+use crate::support::{Options, TestRegistry};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A tar of a minbase bookworm root, made once and kept in the target dir.
+fn debian_rootfs_tar() -> PathBuf {
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("debian-bookworm-minbase.tar");
+    if cache.is_file() {
+        return cache;
+    }
+    let found = Command::new("sh")
+        .args(["-c", "command -v debootstrap"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "debootstrap is not installed: the README's test command installs it"
+    );
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let root = dir.path().join("root");
+    run_ok(
+        Command::new("debootstrap")
+            .args(["--variant=minbase", "bookworm"])
+            .arg(&root)
+            .arg("http://deb.debian.org/debian"),
+    );
+    let tmp = cache.with_extension("tmp");
+    run_ok(
+        Command::new("tar")
+            .args(["--numeric-owner", "-C"])
+            .arg(&root)
+            .arg("-cf")
+            .arg(&tmp)
+            .arg("."),
+    );
+    std::fs::rename(&tmp, &cache).unwrap();
+    cache
+}
+
+fn app_dockerfile(base: &str, with_setcap: bool) -> String {
+    let (copy, setcap) = if with_setcap {
+        (
+            "COPY setcap /usr/local/sbin/setcap\n",
+            " && setcap cap_net_raw+ep /opt/app/tool",
+        )
+    } else {
+        ("", "")
+    };
+    format!(
+        "FROM {base}\n{copy}\
+         ARG FLAVOUR=plain\n\
+         RUN useradd -m -u 1234 builder && mkdir -p /opt/app && chown builder:builder /opt/app \\\n \
+         && rm -rf /usr/share/doc /usr/share/man && echo $FLAVOUR > /opt/app/flavour \\\n \
+         && cp /bin/true /opt/app/tool && chmod u+s /opt/app/tool{setcap} \\\n \
+         && ln -s /opt/app/flavour /opt/app/link && ln /opt/app/flavour /opt/app/hard\n\
+         USER builder\n\
+         RUN whoami > /opt/app/me && echo changed >> /home/builder/.profile\n\
+         USER root\n\
+         RUN sed -i 's/^builder:/builder2:/' /etc/passwd && rm /etc/motd\n"
+    )
+}
+
+#[test]
+fn debian_base_unprivileged_and_chroot_give_the_same_image() {
+    if !is_root() {
+        eprintln!("!!!!!!!! SKIPPED: debootstrap and the user switch need root !!!!!!!!");
+        return;
+    }
+    let tar = debian_rootfs_tar();
+    let reg = TestRegistry::start(Options::default());
+    let base_ctx = tempfile::tempdir().unwrap();
+    std::fs::hard_link(&tar, base_ctx.path().join("rootfs.tar"))
+        .or_else(|_| std::fs::copy(&tar, base_ctx.path().join("rootfs.tar")).map(|_| ()))
+        .unwrap();
+    write(
+        &base_ctx.path().join("Dockerfile"),
+        "FROM scratch\nADD rootfs.tar /\nCMD [\"bash\"]\n",
+    );
+    let base = format!("{}/debian/minbase:bookworm", reg.addr);
+    build(base_ctx.path(), &base, &reg_args(&reg));
+
+    let work = tempfile::tempdir().unwrap();
+    chmod(work.path(), 0o777);
+    let ctx = work.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    chmod(&ctx, 0o755);
+    let setcap = ["/sbin/setcap", "/usr/sbin/setcap"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.is_file());
+    if let Some(s) = setcap {
+        std::fs::copy(s, ctx.join("setcap")).unwrap();
+        chmod(&ctx.join("setcap"), 0o755);
+    } else {
+        eprintln!(
+            "!!!!!!!! setcap is not installed here: file capabilities are not checked !!!!!!!!"
+        );
+    }
+    write(
+        &ctx.join("Dockerfile"),
+        &app_dockerfile(&base, setcap.is_some()),
+    );
+    chmod(&ctx.join("Dockerfile"), 0o644);
+    let args = |dest: &str| {
+        let mut v = reg_args(&reg);
+        v.extend([
+            "--build-arg".into(),
+            "FLAVOUR=debian".into(),
+            "-d".into(),
+            dest.into(),
+        ]);
+        v
+    };
+
+    let unpriv = format!("{}/debian/app:unprivileged", reg.addr);
+    let out = tool("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_kiln"))
+        .args(["build", "-c", ctx.to_str().unwrap()])
+        .args(args(&unpriv))
+        .env("HOME", work.path())
+        .env("KILN_DIR", work.path().join("kiln-dir"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let chrooted = format!("{}/debian/app:chroot", reg.addr);
+    let mut a = args(&chrooted);
+    a.extend(["--isolation".into(), "chroot".into()]);
+    build(&ctx, &chrooted, &a);
+
+    let mut trees = Vec::new();
+    let mut keep = Vec::new();
+    for reference in [&unpriv, &chrooted] {
+        let out = tempfile::tempdir().unwrap();
+        let layout = out.path().join("layout");
+        run_ok(
+            tool("skopeo")
+                .args(["copy", "--src-tls-verify=false"])
+                .arg(format!("docker://{reference}"))
+                .arg(format!("oci:{}:latest", layout.display())),
+        );
+        let bundle = umoci_unpack(&layout, "latest");
+        let root = bundle.path().join("b/rootfs");
+        let md = |p: &str| {
+            std::fs::symlink_metadata(root.join(p))
+                .unwrap_or_else(|e| panic!("{reference}: {p}: {e}"))
+        };
+        assert_eq!(
+            std::fs::read_to_string(root.join("opt/app/flavour")).unwrap(),
+            "debian\n"
+        );
+        assert_eq!((md("opt/app").uid(), md("opt/app").gid()), (1234, 1234));
+        assert_eq!(
+            (md("home/builder").uid(), md("home/builder").mode() & 0o7777),
+            (1234, 0o755)
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("opt/app/me")).unwrap(),
+            "builder\n"
+        );
+        assert!(std::fs::read_to_string(root.join("home/builder/.profile"))
+            .unwrap()
+            .ends_with("changed\n"));
+        assert_eq!(
+            md("home/builder/.profile").uid(),
+            1234,
+            "a copy-up keeps its owner"
+        );
+        assert_eq!(md("opt/app/tool").mode() & 0o7777, 0o4755);
+        assert_eq!(md("opt/app/flavour").ino(), md("opt/app/hard").ino());
+        assert!(!root.join("usr/share/doc").exists() && !root.join("etc/motd").exists());
+        assert!(
+            root.join("usr/share/common-licenses").exists(),
+            "only what was removed is gone"
+        );
+        assert!(std::fs::read_to_string(root.join("etc/passwd"))
+            .unwrap()
+            .contains("builder2:x:1234:1234"));
+        if setcap.is_some() {
+            let cap = xattr::get(root.join("opt/app/tool"), "security.capability")
+                .unwrap()
+                .expect("file capability");
+            assert_eq!(cap.len(), 20, "a v2 capability");
+            assert_eq!(cap[3], 2);
+        }
+        trees.push(tree_info(&root));
+        keep.push((out, bundle));
+    }
+    let (a, b) = (&trees[0], &trees[1]);
+    let diffs: Vec<String> = a
+        .keys()
+        .chain(b.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| format!("{k}: userns {:?} chroot {:?}", a.get(k), b.get(k)))
+        .collect();
+    assert!(
+        diffs.is_empty(),
+        "user-namespace and chroot images differ:\n{}",
+        diffs.join("\n")
+    );
+}
