@@ -166,9 +166,15 @@ pub(crate) fn run(
             if out.exit_code != 0 {
                 return Ok(out.exit_code);
             }
+            let started = std::time::Instant::now();
             let changes = kiln_snapshot::upper_changes(&upper, &ignore)
                 .map_err(|e| format!("reading the step's changes: {e}"))?;
+            let n = changes.len();
             apply_changes(tree, changes)?;
+            tracing::debug!(
+                "snapshot: {n} changes from the upper directory in {:.4}s",
+                started.elapsed().as_secs_f64()
+            );
             fs.uppers.push(upper);
             Ok(0)
         }
@@ -201,9 +207,15 @@ pub(crate) fn run(
             if out.exit_code != 0 {
                 return Ok(out.exit_code);
             }
+            let started = std::time::Instant::now();
             let changes = kiln_snapshot::tree_diff(&root, &before, &ignore)
                 .map_err(|e| format!("diffing the root: {e}"))?;
+            let n = changes.len();
             apply_changes(tree, changes)?;
+            tracing::debug!(
+                "snapshot: {n} changes from a full-tree diff in {:.4}s",
+                started.elapsed().as_secs_f64()
+            );
             Ok(0)
         }
     }

@@ -1,0 +1,102 @@
+#!/bin/sh
+# kiln's benchmark harness (run as root on a Debian machine; see docs/benchmarks.md).
+#   bench/run.sh [RUNS]
+# Starts a registry on 127.0.0.1:5000, builds the bases the workloads in
+# ../shared/bench/workloads expect (debian:bookworm from debootstrap, bigbase),
+# then times cold builds+pushes of W1 and W2: kiln as uid 65534 (user
+# namespaces) and, when installed, buildah (--isolation chroot --layers).
+# It also measures the snapshot of a one-file RUN on a 10k-file and a
+# 200k-file root. Prints a Markdown report.
+set -eu
+RUNS=${1:-5}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+WORKLOADS=${KILN_WORKLOADS:-$HERE/../shared/bench/workloads}
+STATE=${KILN_BENCH_DIR:-/tmp/kiln-bench}
+REG=127.0.0.1:5000
+mkdir -p "$STATE"
+chmod 777 "$STATE"
+cd "$HERE"
+cargo build --release -q -p kiln
+KILN=$HERE/target/release/kiln
+
+grep -q '^nobody:' /etc/subuid || echo "nobody:200000:65536" >> /etc/subuid
+grep -q '^nobody:' /etc/subgid || echo "nobody:200000:65536" >> /etc/subgid
+
+if ! curl -fsS "http://$REG/v2/" >/dev/null 2>&1; then
+    rm -rf "$STATE/registry"
+    cat > "$STATE/registry.yml" <<YML
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $STATE/registry}, delete: {enabled: true}}
+http: {addr: $REG}
+YML
+    docker-registry serve "$STATE/registry.yml" >"$STATE/registry.log" 2>&1 &
+    sleep 1
+fi
+
+as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups env HOME="$STATE" "$@"; }
+now() { date +%s.%N; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# Bases.
+if [ ! -f "$STATE/debian.tar" ]; then
+    rm -rf "$STATE/debian-root"
+    debootstrap --variant=minbase bookworm "$STATE/debian-root" http://deb.debian.org/debian >/dev/null
+    tar --numeric-owner -C "$STATE/debian-root" -cf "$STATE/debian.tar" .
+    rm -rf "$STATE/debian-root"
+fi
+mkdir -p "$STATE/ctx-debian"
+ln -f "$STATE/debian.tar" "$STATE/ctx-debian/rootfs.tar"
+printf 'FROM scratch\nADD rootfs.tar /\nENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n' > "$STATE/ctx-debian/Dockerfile"
+"$KILN" build -c "$STATE/ctx-debian" -d $REG/debian:bookworm --insecure-registry $REG --kiln-dir "$STATE/kiln-prep" -v warn
+"$KILN" build -c "$WORKLOADS/base-bigbase" -d $REG/bigbase:latest --insecure-registry $REG --kiln-dir "$STATE/kiln-prep" -v warn
+mkdir -p "$STATE/ctx-small"
+cat > "$STATE/ctx-small/Dockerfile" <<DF
+FROM $REG/debian:bookworm
+RUN mkdir -p /opt/small && cd /opt/small && for d in \$(seq 1 10); do mkdir d\$d; for f in \$(seq 1 1000); do echo "\$d \$f" > d\$d/f\$f; done; done
+DF
+"$KILN" build -c "$STATE/ctx-small" -d $REG/small10k:latest --insecure-registry $REG --kiln-dir "$STATE/kiln-prep" -v warn
+
+kiln_time() { # workload
+    rm -rf "$STATE/kiln-cold"
+    t0=$(now)
+    as_nobody "$KILN" build -c "$WORKLOADS/$1" -d "$REG/bench/$(echo $1 | tr A-Z a-z):kiln" --insecure-registry $REG --kiln-dir "$STATE/kiln-cold" -v warn
+    t1=$(now)
+    echo "$t1 - $t0" | bc
+}
+
+buildah_time() { # workload
+    buildah rm -a >/dev/null 2>&1 || true
+    buildah rmi -a -f >/dev/null 2>&1 || true
+    t0=$(now)
+    buildah bud -q --isolation chroot --layers --tls-verify=false -t "$REG/bench/$(echo $1 | tr A-Z a-z):buildah" "$WORKLOADS/$1" >/dev/null
+    buildah push -q --tls-verify=false "$REG/bench/$(echo $1 | tr A-Z a-z):buildah" >/dev/null
+    t1=$(now)
+    echo "$t1 - $t0" | bc
+}
+
+echo "| workload | kiln (uid 65534) | buildah | kiln/buildah |"
+echo "|---|---|---|---|"
+for w in W1-small W2-bigbase-touch; do
+    k=$(for i in $(seq 1 "$RUNS"); do kiln_time $w; done | median)
+    if command -v buildah >/dev/null; then
+        b=$(for i in $(seq 1 "$RUNS"); do buildah_time $w; done | median)
+        r=$(echo "scale=2; $k / $b" | bc)
+    else
+        b="not installed"; r="-"
+    fi
+    echo "| $w | ${k} s | ${b} s | $r |"
+done
+
+echo
+echo "| snapshot of a one-file RUN | overlay upper (user namespaces) | full-tree diff (chroot mode) |"
+echo "|---|---|---|"
+mkdir -p "$STATE/ctx-touch"
+for base in small10k bigbase; do
+    printf 'FROM %s/%s:latest\nRUN echo one > /one\n' $REG $base > "$STATE/ctx-touch/Dockerfile"
+    rm -rf "$STATE/kiln-snap"
+    o=$(as_nobody "$KILN" build -c "$STATE/ctx-touch" --oci-layout-path "$STATE/out-snap" --insecure-registry $REG --kiln-dir "$STATE/kiln-snap" -v debug 2>&1 | sed -n 's/.*snapshot: .* in \([0-9.]*\)s.*/\1/p')
+    rm -rf "$STATE/kiln-snap"
+    c=$("$KILN" build -c "$STATE/ctx-touch" --oci-layout-path "$STATE/out-snap" --insecure-registry $REG --kiln-dir "$STATE/kiln-snap" --isolation chroot -v debug 2>&1 | sed -n 's/.*snapshot: .* in \([0-9.]*\)s.*/\1/p')
+    echo "| $base | ${o} s | ${c} s |"
+done
