@@ -48,14 +48,15 @@ fi
 mkdir -p "$STATE/ctx-debian"
 ln -f "$STATE/debian.tar" "$STATE/ctx-debian/rootfs.tar"
 printf 'FROM scratch\nADD rootfs.tar /\nENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n' > "$STATE/ctx-debian/Dockerfile"
-"$KILN" build -c "$STATE/ctx-debian" -d $REG/debian:bookworm --insecure-registry $REG --kiln-dir "$STATE/kiln-prep" -v warn
-"$KILN" build -c "$WORKLOADS/base-bigbase" -d $REG/bigbase:latest --insecure-registry $REG --kiln-dir "$STATE/kiln-prep" -v warn
+have() { curl -fsS -o /dev/null -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$REG/v2/$1/manifests/latest" 2>/dev/null || curl -fsS -o /dev/null -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$REG/v2/$1/manifests/bookworm" 2>/dev/null; }
+have debian || "$KILN" build -c "$STATE/ctx-debian" -d $REG/debian:bookworm --insecure-registry $REG --kiln-dir "$STATE/kiln-prep" -v warn
+have bigbase || "$KILN" build -c "$WORKLOADS/base-bigbase" -d $REG/bigbase:latest --insecure-registry $REG --kiln-dir "$STATE/kiln-prep" -v warn
 mkdir -p "$STATE/ctx-small"
 cat > "$STATE/ctx-small/Dockerfile" <<DF
 FROM $REG/debian:bookworm
 RUN mkdir -p /opt/small && cd /opt/small && for d in \$(seq 1 10); do mkdir d\$d; for f in \$(seq 1 1000); do echo "\$d \$f" > d\$d/f\$f; done; done
 DF
-"$KILN" build -c "$STATE/ctx-small" -d $REG/small10k:latest --insecure-registry $REG --kiln-dir "$STATE/kiln-prep" -v warn
+have small10k || "$KILN" build -c "$STATE/ctx-small" -d $REG/small10k:latest --insecure-registry $REG --kiln-dir "$STATE/kiln-prep" -v warn
 
 kiln_time() { # workload
     rm -rf "$STATE/kiln-cold"

@@ -76,8 +76,11 @@ struct StageState {
     /// Declared ARGs with values, visible to this stage's steps.
     args: BTreeMap<String, String>,
     cmd_set: bool,
-    /// The stage's root on disk, once a RUN needed it.
+    /// The stage's root on disk, once a RUN needed it (chroot modes).
     rootfs: Option<Rootfs>,
+    /// Each layer as an overlay-ready directory, where known (base layers
+    /// from the layer store, RUN upper directories).
+    layer_dirs: Vec<Option<PathBuf>>,
 }
 
 struct Engine<'a> {
@@ -231,6 +234,7 @@ impl Engine<'_> {
                     args: BTreeMap::new(),
                     cmd_set: false,
                     rootfs: None,
+                    layer_dirs: Vec::new(),
                 }
             }
             StageBase::Stage(i) => {
@@ -327,6 +331,7 @@ impl Engine<'_> {
             path: info.path,
             source: None,
         });
+        state.layer_dirs.push(None);
         self.history(state, created_by, false);
         Ok(())
     }
@@ -814,8 +819,13 @@ impl Engine<'_> {
         };
         let line = node.start_line;
         let log = move |l: &str| tracing::info!("  line {line} | {l}");
-        let code = run_in_sandbox(&mut state.tree, &mut state.rootfs, &iso, req, &log)
+        let lowers = match iso {
+            Isolation::Overlay { .. } => self.layer_directories(state),
+            _ => None,
+        };
+        let result = run_in_sandbox(&mut state.tree, &mut state.rootfs, lowers, &iso, req, &log)
             .map_err(|e| self.step_error(node, e))?;
+        let code = result.exit_code;
         if code != 0 {
             return Err(self.step_error(
                 node,
@@ -825,7 +835,59 @@ impl Engine<'_> {
                 ),
             ));
         }
-        self.commit(state, node, format!("RUN {}", argv.join(" ")))
+        let before = state.layers.len();
+        self.commit(state, node, format!("RUN {}", argv.join(" ")))?;
+        // The step's upper directory is its layer, ready to be a lower one.
+        if state.layers.len() > before {
+            if let Some(slot) = state.layer_dirs.last_mut() {
+                *slot = result.upper;
+            }
+        }
+        Ok(())
+    }
+
+    /// The stage's layers as overlay lower directories, top first: stored
+    /// and RUN layers as they are, other layers (COPY, ADD, WORKDIR)
+    /// extracted from their blobs once. `None` when a layer cannot be used
+    /// this way (the caller then writes the tree out instead).
+    fn layer_directories(&mut self, state: &mut StageState) -> Option<Vec<PathBuf>> {
+        while state.layer_dirs.len() < state.layers.len() {
+            state.layer_dirs.push(None);
+        }
+        for (i, layer) in state.layers.iter().enumerate() {
+            if state.layer_dirs[i].is_some() {
+                continue;
+            }
+            let dir = self
+                .opts
+                .work_dir
+                .join("layers")
+                .join(layer.digest.trim_start_matches("sha256:"));
+            if !dir.join(".ready").exists() {
+                let root = dir.join("root");
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&root).ok()?;
+                let file = std::fs::File::open(&layer.path).ok()?;
+                let options = kiln_layer::apply::ExtractOptions {
+                    overlay_markers: true,
+                };
+                let got =
+                    kiln_layer::apply::extract_layer_with(file, &root, &layer.digest, &options)
+                        .ok()?;
+                if !got.overlay_ready {
+                    return None;
+                }
+                std::fs::write(dir.join(".ready"), "").ok()?;
+            }
+            state.layer_dirs[i] = Some(dir.join("root"));
+        }
+        let dirs: Vec<PathBuf> = state.layer_dirs.iter().rev().flatten().cloned().collect();
+        // The mount options must fit in a page.
+        let length: usize = dirs.iter().map(|d| d.as_os_str().len() + 1).sum();
+        if dirs.is_empty() || length > 3000 {
+            return None;
+        }
+        Some(dirs)
     }
 
     /// The state an image starts a stage with: its file system from the
@@ -862,6 +924,7 @@ impl Engine<'_> {
         }
         let mut tree = FsTree::new(self.now);
         let mut layers = Vec::new();
+        let mut layer_dirs = Vec::new();
         for (layer, diff_id) in pulled.layers.iter().zip(&diff_ids) {
             let what = format!("layer {} of {r}", layer.digest);
             let media_type = oci_layer_media_type(&layer.media_type).ok_or_else(|| {
@@ -876,6 +939,7 @@ impl Engine<'_> {
                 .map_err(|e| self.step_error(node, e))?;
             tree.apply_layer(&stored.root, &stored.entries)
                 .map_err(|e| self.step_error(node, format!("{what}: {e}")))?;
+            layer_dirs.push(stored.overlay_ready.then(|| stored.root.clone()));
             layers.push(LayerBlob {
                 digest: layer.digest.clone(),
                 diff_id: diff_id.clone(),
@@ -906,6 +970,7 @@ impl Engine<'_> {
             args: BTreeMap::new(),
             cmd_set: false,
             rootfs: None,
+            layer_dirs,
         };
         self.images.insert(reference.to_string(), state.clone());
         Ok(state)

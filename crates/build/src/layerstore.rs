@@ -5,7 +5,7 @@
 //! its diff_id checked, so concurrent builds and crashes never see half a
 //! layer; the loser of a race simply uses the winner's copy.
 
-use kiln_layer::apply::{extract_layer, AppliedEntry};
+use kiln_layer::apply::{extract_layer_with, AppliedEntry, ExtractOptions};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone)]
@@ -18,11 +18,16 @@ pub struct StoredLayer {
     pub root: PathBuf,
     pub entries: Vec<AppliedEntry>,
     pub uncompressed_size: u64,
+    /// `root` carries overlay whiteouts and opaque marks: it can be an
+    /// overlay lower layer as it is.
+    pub overlay_ready: bool,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Index {
     uncompressed_size: u64,
+    #[serde(default)]
+    overlay_ready: bool,
     entries: Vec<AppliedEntry>,
 }
 
@@ -61,10 +66,13 @@ impl LayerStore {
                 .map_err(|e| format!("creating {}: {e}", root.display()))?;
             let file = std::fs::File::open(blob)
                 .map_err(|e| format!("{what}: opening {}: {e}", blob.display()))?;
-            let extracted = extract_layer(
+            let extracted = extract_layer_with(
                 std::io::BufReader::with_capacity(1 << 20, file),
                 &root,
                 what,
+                &ExtractOptions {
+                    overlay_markers: true,
+                },
             )
             .map_err(|e| e.to_string())?;
             if extracted.diff_id != hex {
@@ -75,6 +83,7 @@ impl LayerStore {
             }
             let index = Index {
                 uncompressed_size: extracted.uncompressed_size,
+                overlay_ready: extracted.overlay_ready,
                 entries: extracted.entries,
             };
             let json = serde_json::to_vec(&index).map_err(|e| e.to_string())?;
@@ -105,6 +114,7 @@ impl LayerStore {
             root: dir.join("root"),
             entries: index.entries,
             uncompressed_size: index.uncompressed_size,
+            overlay_ready: index.overlay_ready,
         })
     }
 }

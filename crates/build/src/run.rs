@@ -92,18 +92,37 @@ pub(crate) struct StepRequest {
     pub step_dir: PathBuf,
 }
 
+/// What a step left: its exit code, and (overlay) the upper directory,
+/// which can serve as the lower layer of the step's layer.
+pub(crate) struct StepResult {
+    pub exit_code: i32,
+    pub upper: Option<PathBuf>,
+}
+
+impl StepResult {
+    fn failed(exit_code: i32) -> StepResult {
+        StepResult {
+            exit_code,
+            upper: None,
+        }
+    }
+}
+
 /// Run a step; on success its changes are in `tree` (marked as changes).
-/// Returns the command's exit code.
+/// With `lowers` (the image's layers as directories, top first) an overlay
+/// step needs no copy of the tree.
 pub(crate) fn run(
     tree: &mut FsTree,
     rootfs: &mut Option<Rootfs>,
+    lowers: Option<Vec<PathBuf>>,
     iso: &Isolation,
     req: StepRequest,
     log: &(dyn Fn(&str) + Sync),
-) -> Result<i32, String> {
+) -> Result<StepResult, String> {
     std::fs::create_dir_all(&req.step_dir)
         .map_err(|e| format!("creating {}: {e}", req.step_dir.display()))?;
-    if rootfs.is_none() {
+    let overlay = matches!(iso, Isolation::Overlay { .. });
+    if rootfs.is_none() && !(overlay && lowers.is_some()) {
         let base = req.step_dir.join("rootfs");
         materialize(tree, &base)?;
         *rootfs = Some(Rootfs {
@@ -111,13 +130,10 @@ pub(crate) fn run(
             uppers: Vec::new(),
         });
     }
-    let Some(fs) = rootfs.as_mut() else {
-        return Err("no root file system".into());
-    };
-    // What the sandbox adds and the snapshot must not report.
+    // What the sandbox adds and the snapshot must not report. The mount
+    // points /proc, /sys and /dev stay (as with BuildKit), their contents
+    // never do.
     let mut ignore = req.ignore.clone();
-    // The mount points /proc, /sys and /dev stay (as with BuildKit), their
-    // contents never do.
     for p in ["/etc/resolv.conf", "/etc/hosts"] {
         if tree.get(p).is_none() {
             ignore.push(p.to_string());
@@ -153,8 +169,15 @@ pub(crate) fn run(
             for d in [&upper, &work, &merged] {
                 std::fs::create_dir_all(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
             }
-            let mut lowers: Vec<PathBuf> = fs.uppers.iter().rev().cloned().collect();
-            lowers.push(fs.base.clone());
+            let lowers: Vec<PathBuf> = match (lowers, rootfs.as_ref()) {
+                (Some(l), _) => l,
+                (None, Some(fs)) => {
+                    let mut l: Vec<PathBuf> = fs.uppers.iter().rev().cloned().collect();
+                    l.push(fs.base.clone());
+                    l
+                }
+                (None, None) => return Err("no root file system".into()),
+            };
             let root = RootSpec::Overlay {
                 lowers,
                 upper: upper.clone(),
@@ -164,7 +187,7 @@ pub(crate) fn run(
             };
             let out = run_step(&spec(root, true), &req.step_dir, log).map_err(|e| e.to_string())?;
             if out.exit_code != 0 {
-                return Ok(out.exit_code);
+                return Ok(StepResult::failed(out.exit_code));
             }
             let started = std::time::Instant::now();
             let changes = kiln_snapshot::upper_changes(&upper, &ignore)
@@ -175,11 +198,19 @@ pub(crate) fn run(
                 "snapshot: {n} changes from the upper directory in {:.4}s",
                 started.elapsed().as_secs_f64()
             );
-            fs.uppers.push(upper);
-            Ok(0)
+            if let Some(fs) = rootfs.as_mut() {
+                fs.uppers.push(upper.clone());
+            }
+            Ok(StepResult {
+                exit_code: 0,
+                upper: Some(upper),
+            })
         }
         Isolation::PrivateCopy | Isolation::Chroot => {
             let namespaces = *iso == Isolation::PrivateCopy;
+            let Some(fs) = rootfs.as_ref() else {
+                return Err("no root file system".into());
+            };
             let root = fs.base.clone();
             let before = kiln_snapshot::index(&root, &ignore)
                 .map_err(|e| format!("indexing the root: {e}"))?;
@@ -205,7 +236,7 @@ pub(crate) fn run(
             }
             let out = result.map_err(|e| e.to_string())?;
             if out.exit_code != 0 {
-                return Ok(out.exit_code);
+                return Ok(StepResult::failed(out.exit_code));
             }
             let started = std::time::Instant::now();
             let changes = kiln_snapshot::tree_diff(&root, &before, &ignore)
@@ -216,7 +247,10 @@ pub(crate) fn run(
                 "snapshot: {n} changes from a full-tree diff in {:.4}s",
                 started.elapsed().as_secs_f64()
             );
-            Ok(0)
+            Ok(StepResult {
+                exit_code: 0,
+                upper: None,
+            })
         }
     }
 }

@@ -66,10 +66,32 @@ pub struct Extracted {
     /// Hex sha256 of the uncompressed tar (the layer's diff_id).
     pub diff_id: String,
     pub uncompressed_size: u64,
+    /// Every whiteout and opaque marker could be written (with
+    /// `overlay_markers`): the directory works as an overlay lower layer.
+    pub overlay_ready: bool,
+}
+
+/// How to extract.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExtractOptions {
+    /// Write whiteouts as overlayfs does (character device 0/0) and mark
+    /// opaque directories (`user.overlay.opaque`, and `trusted.` as root),
+    /// so the directory can be an overlay lower layer as it is.
+    pub overlay_markers: bool,
 }
 
 /// Extract the (possibly compressed) layer `input` into `root`.
 pub fn extract_layer(input: impl Read, root: &Path, what: &str) -> Result<Extracted, LayerError> {
+    extract_layer_with(input, root, what, &ExtractOptions::default())
+}
+
+/// [`extract_layer`] with options.
+pub fn extract_layer_with(
+    input: impl Read,
+    root: &Path,
+    what: &str,
+    options: &ExtractOptions,
+) -> Result<Extracted, LayerError> {
     let invalid = |path: &str, m: String| LayerError::InvalidEntry {
         path: format!("{what}: {path}"),
         message: m,
@@ -78,6 +100,8 @@ pub fn extract_layer(input: impl Read, root: &Path, what: &str) -> Result<Extrac
         open_archive(input).map_err(|e| LayerError::io(format!("reading {what}"), e))?;
     let mut archive = tar::Archive::new(HashingReader::new(reader));
     let is_root = rustix_is_root();
+    let mut overlay_ready = true;
+    let mut dir_times: Vec<(PathBuf, u32, i64)> = Vec::new();
     let mut out = Vec::new();
     let mut not_created: Vec<String> = Vec::new();
     let entries = archive
@@ -117,10 +141,23 @@ pub fn extract_layer(input: impl Read, root: &Path, what: &str) -> Result<Extrac
         };
         // Whiteouts are metadata for whoever stacks the layers.
         if name == ".wh..wh..opq" {
+            if options.overlay_markers {
+                let dir = ensure_dir_inside(root, &parent_rel).map_err(|m| invalid(&raw, m))?;
+                let user = xattr::set(&dir, "user.overlay.opaque", b"y").is_ok();
+                let trusted = is_root && xattr::set(&dir, "trusted.overlay.opaque", b"y").is_ok();
+                overlay_ready &= user || trusted;
+            }
             out.push(record(AppliedKind::Opaque, parent_rel));
             continue;
         }
         if let Some(hidden) = name.strip_prefix(".wh.") {
+            if options.overlay_markers {
+                let dir = ensure_dir_inside(root, &parent_rel).map_err(|m| invalid(&raw, m))?;
+                let target = dir.join(hidden);
+                let _ = remove_existing(&target);
+                overlay_ready &=
+                    make_node(&target, &AppliedKind::CharDevice { major: 0, minor: 0 }, 0).is_ok();
+            }
             let path = if parent_rel.is_empty() {
                 hidden.to_string()
             } else {
@@ -203,6 +240,18 @@ pub fn extract_layer(input: impl Read, root: &Path, what: &str) -> Result<Extrac
         };
         if is_root {
             let _ = std::os::unix::fs::lchown(&dest, Some(uid as u32), Some(gid as u32));
+            // Root reads and writes regardless of modes: keep them exact
+            // (after chown, which clears setuid bits).
+            match kind {
+                AppliedKind::Symlink { .. } | AppliedKind::Dir => {}
+                _ => {
+                    let _ = fs::set_permissions(&dest, fs::Permissions::from_mode(mode));
+                }
+            }
+        }
+        match kind {
+            AppliedKind::Dir => dir_times.push((dest.clone(), mode, mtime)),
+            _ => set_times(&dest, mtime),
         }
         if !matches!(kind, AppliedKind::Symlink { .. }) {
             for (k, v) in &xattrs {
@@ -210,6 +259,13 @@ pub fn extract_layer(input: impl Read, root: &Path, what: &str) -> Result<Extrac
             }
         }
         out.push(record(kind, rel));
+    }
+    // Directories last, deepest first (entries inside changed their times).
+    for (dir, mode, mtime) in dir_times.iter().rev() {
+        if is_root {
+            let _ = fs::set_permissions(dir, fs::Permissions::from_mode(*mode));
+        }
+        set_times(dir, *mtime);
     }
     if !not_created.is_empty() {
         // Reported, never lost: the entries keep them for the image.
@@ -229,6 +285,7 @@ pub fn extract_layer(input: impl Read, root: &Path, what: &str) -> Result<Extrac
         entries: out,
         diff_id,
         uncompressed_size,
+        overlay_ready: options.overlay_markers && overlay_ready,
     })
 }
 
@@ -240,10 +297,30 @@ fn link_name<R: Read>(entry: &tar::Entry<R>) -> String {
 }
 
 fn rustix_is_root() -> bool {
-    // SAFETY-free: geteuid via the proc file system is enough here.
-    std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false)
+    // SAFETY: geteuid has no arguments.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Set a path's times without following a final symlink.
+fn set_times(path: &Path, mtime: i64) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return;
+    };
+    let t = libc::timespec {
+        tv_sec: mtime as libc::time_t,
+        tv_nsec: 0,
+    };
+    let times = [t, t];
+    // SAFETY: valid path and a two-element timespec array.
+    unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
 }
 
 fn xattr_set(path: &Path, key: &str, value: &[u8]) -> std::io::Result<()> {
