@@ -86,6 +86,12 @@ fn debian_base_unprivileged_and_chroot_give_the_same_image() {
     );
     let base = format!("{}/debian/minbase:bookworm", reg.addr);
     build(base_ctx.path(), &base, &reg_args(&reg));
+    // Also where the benchmark workloads expect it.
+    build(
+        base_ctx.path(),
+        &format!("{}/debian:bookworm", reg.addr),
+        &reg_args(&reg),
+    );
 
     let work = tempfile::tempdir().unwrap();
     chmod(work.path(), 0o777);
@@ -197,6 +203,40 @@ fn debian_base_unprivileged_and_chroot_give_the_same_image() {
         }
         trees.push(tree_info(&root));
         keep.push((out, bundle));
+    }
+    // The benchmark's W1 workload builds and pushes as uid 65534 too.
+    let w1 = repo_root().join("../shared/bench/workloads/W1-small");
+    if w1.is_dir() {
+        let copy = work.path().join("w1");
+        std::fs::create_dir(&copy).unwrap();
+        for f in ["Dockerfile", "hello.txt"] {
+            std::fs::copy(w1.join(f), copy.join(f)).unwrap();
+            chmod(&copy.join(f), 0o644);
+        }
+        chmod(&copy, 0o755);
+        let out = tool("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_kiln"))
+            .args(["build", "-c", copy.to_str().unwrap()])
+            .arg("--build-arg")
+            .arg(format!("REGISTRY={}", reg.addr))
+            .arg("-d")
+            .arg(format!("{}/bench/w1-small:kiln", reg.addr))
+            .args(reg_args(&reg))
+            .env("HOME", work.path())
+            .env("KILN_DIR", work.path().join("kiln-dir"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "W1: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    } else {
+        eprintln!(
+            "!!!!!!!! SKIPPED: {} is missing: W1 not built !!!!!!!!",
+            w1.display()
+        );
     }
     let (a, b) = (&trees[0], &trees[1]);
     let diffs: Vec<String> = a

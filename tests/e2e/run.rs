@@ -155,11 +155,18 @@ fn run_steps_unprivileged_and_in_chroot_mode() {
         .env("HOME", work.path())
         .env("KILN_DIR", work.path().join("kiln-dir"))
         .env("SOURCE_DATE_EPOCH", "1700000000")
+        .args(["-v", "debug"])
         .output()
         .unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     assert!(log.contains("isolation: user namespaces"), "{log}");
+    // The image's layers are the overlay's lower layers: no copy of the tree.
+    assert!(
+        log.contains("layer directories stacked as overlay lower layers"),
+        "{log}"
+    );
+    assert!(!log.contains("files written out"), "{log}");
     let (_keep, layout) = unpack_pushed(&unpriv);
     let bundle = umoci_unpack(&layout, "latest");
     check_tree(&bundle.path().join("b/rootfs"));
@@ -381,4 +388,90 @@ fn run_inside_a_default_container_uses_chroot_and_pushes() {
     assert_eq!((m.uid(), m.gid()), (1000, 1000));
     assert!(!root.join("etc/group").exists());
     assert!(root.join("etc/passwd").exists());
+}
+
+/// Where buildah is installed: its image of the same RUN Dockerfile
+/// (`buildah bud --isolation chroot`) equals kiln's file by file.
+#[test]
+fn run_matches_buildah() {
+    let found = std::process::Command::new("sh")
+        .args(["-c", "command -v buildah"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !found || !is_root() {
+        eprintln!("!!!!!!!! SKIPPED: buildah is not installed (or not root): no comparison with buildah !!!!!!!!");
+        return;
+    }
+    let reg = TestRegistry::start(Options::default());
+    let base = base_image(&reg);
+    let ctx = tempfile::tempdir().unwrap();
+    run_context(ctx.path());
+    let kiln_ref = format!("{}/cmp/app:kiln", reg.addr);
+    let mut args = reg_args(&reg);
+    args.extend([
+        "--build-arg".into(),
+        format!("BASE={base}"),
+        "--build-arg".into(),
+        "GREETING=from-cli".into(),
+    ]);
+    build(ctx.path(), &kiln_ref, &args);
+    let storage = tempfile::tempdir().unwrap();
+    let buildah = |a: &[&str]| {
+        let mut c = std::process::Command::new("buildah");
+        c.arg("--root")
+            .arg(storage.path().join("root"))
+            .arg("--runroot")
+            .arg(storage.path().join("run"));
+        c.arg("--storage-driver").arg("vfs");
+        c.args(a);
+        c
+    };
+    let buildah_ref = format!("{}/cmp/app:buildah", reg.addr);
+    run_ok(
+        buildah(&["bud", "-q", "--isolation", "chroot", "--tls-verify=false"])
+            .arg("--build-arg")
+            .arg(format!("BASE={base}"))
+            .args(["--build-arg", "GREETING=from-cli", "-t", &buildah_ref])
+            .arg(ctx.path()),
+    );
+    run_ok(&mut buildah(&[
+        "push",
+        "-q",
+        "--tls-verify=false",
+        &buildah_ref,
+    ]));
+    let (_k, klayout) = unpack_pushed(&kiln_ref);
+    let (_b, blayout) = unpack_pushed(&buildah_ref);
+    let kb = umoci_unpack(&klayout, "latest");
+    let bb = umoci_unpack(&blayout, "latest");
+    let kt = tree_info(&kb.path().join("b/rootfs"));
+    let mut bt = tree_info(&bb.path().join("b/rootfs"));
+    // buildah leaves its empty mount points behind (docker does not, nor
+    // does kiln): /etc/hostname, /etc/hosts, /etc/resolv.conf and /run.
+    let empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    for p in ["etc/hostname", "etc/hosts", "etc/resolv.conf"] {
+        if bt.get(p).is_some_and(|v| v.contains(empty)) && !kt.contains_key(p) {
+            bt.remove(p);
+        }
+    }
+    if bt.get("run").is_some_and(|v| v.starts_with("d "))
+        && !kt.contains_key("run")
+        && !bt.keys().any(|k| k.starts_with("run/"))
+    {
+        bt.remove("run");
+    }
+    let diffs: Vec<String> = kt
+        .keys()
+        .chain(bt.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|k| kt.get(*k) != bt.get(*k))
+        .map(|k| format!("{k}: kiln {:?} buildah {:?}", kt.get(k), bt.get(k)))
+        .collect();
+    assert!(
+        diffs.is_empty(),
+        "kiln and buildah differ:\n{}",
+        diffs.join("\n")
+    );
 }

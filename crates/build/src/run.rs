@@ -122,9 +122,21 @@ pub(crate) fn run(
     std::fs::create_dir_all(&req.step_dir)
         .map_err(|e| format!("creating {}: {e}", req.step_dir.display()))?;
     let overlay = matches!(iso, Isolation::Overlay { .. });
+    if let (true, Some(l)) = (overlay, &lowers) {
+        tracing::debug!(
+            "root: {} layer directories stacked as overlay lower layers",
+            l.len()
+        );
+    }
     if rootfs.is_none() && !(overlay && lowers.is_some()) {
         let base = req.step_dir.join("rootfs");
+        let started = std::time::Instant::now();
         materialize(tree, &base)?;
+        tracing::debug!(
+            "root: the stage's {} files written out in {:.3}s",
+            tree.len(),
+            started.elapsed().as_secs_f64()
+        );
         *rootfs = Some(Rootfs {
             base,
             uppers: Vec::new(),

@@ -102,6 +102,8 @@ pub fn extract_layer_with(
     let is_root = rustix_is_root();
     let mut overlay_ready = true;
     let mut dir_times: Vec<(PathBuf, u32, i64)> = Vec::new();
+    let mut dirs_seen: std::collections::HashMap<String, PathBuf> =
+        std::collections::HashMap::new();
     let mut out = Vec::new();
     let mut not_created: Vec<String> = Vec::new();
     let entries = archive
@@ -140,6 +142,9 @@ pub fn extract_layer_with(
             xattrs: xattrs.clone(),
         };
         // Whiteouts are metadata for whoever stacks the layers.
+        if name.starts_with(".wh.") {
+            dirs_seen.clear();
+        }
         if name == ".wh..wh..opq" {
             if options.overlay_markers {
                 let dir = ensure_dir_inside(root, &parent_rel).map_err(|m| invalid(&raw, m))?;
@@ -166,9 +171,24 @@ pub fn extract_layer_with(
             out.push(record(AppliedKind::Whiteout, path));
             continue;
         }
-        let parent = ensure_dir_inside(root, &parent_rel).map_err(|m| invalid(&raw, m))?;
+        // Parents already resolved in this layer are not resolved again
+        // (a layer lists many files per directory); anything that could
+        // change a resolution (a link or a replaced directory) clears this.
+        let parent = match dirs_seen.get(&parent_rel) {
+            Some(p) => p.clone(),
+            None => {
+                let p = ensure_dir_inside(root, &parent_rel).map_err(|m| invalid(&raw, m))?;
+                dirs_seen.insert(parent_rel.clone(), p.clone());
+                p
+            }
+        };
         let dest = parent.join(&name);
         let et = header.entry_type();
+        if et == tar::EntryType::Symlink
+            || (et != tar::EntryType::Directory && dirs_seen.contains_key(&rel))
+        {
+            dirs_seen.clear();
+        }
         if et != tar::EntryType::Directory {
             remove_existing(&dest)
                 .map_err(|e| LayerError::io(format!("{what}: replacing {rel}"), e))?;
@@ -195,8 +215,17 @@ pub fn extract_layer_with(
                     .open(&dest)
                     .map_err(io)?;
                 let size = std::io::copy(&mut entry, &mut file).map_err(io)?;
-                fs::set_permissions(&dest, fs::Permissions::from_mode(mode & 0o777 | 0o600))
-                    .map_err(io)?;
+                // Through the open file: no more path lookups for it.
+                if is_root {
+                    let _ = std::os::unix::fs::fchown(&file, Some(uid as u32), Some(gid as u32));
+                    file.set_permissions(fs::Permissions::from_mode(mode))
+                        .map_err(io)?;
+                } else {
+                    file.set_permissions(fs::Permissions::from_mode(mode & 0o777 | 0o600))
+                        .map_err(io)?;
+                }
+                let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime.max(0) as u64);
+                let _ = file.set_times(fs::FileTimes::new().set_accessed(t).set_modified(t));
                 AppliedKind::File { size }
             }
             tar::EntryType::Symlink => {
@@ -238,7 +267,8 @@ pub fn extract_layer_with(
             // PAX/GNU metadata records are consumed by the reader.
             _ => continue,
         };
-        if is_root {
+        let is_file = matches!(kind, AppliedKind::File { .. });
+        if is_root && !is_file {
             let _ = std::os::unix::fs::lchown(&dest, Some(uid as u32), Some(gid as u32));
             // Root reads and writes regardless of modes: keep them exact
             // (after chown, which clears setuid bits).
@@ -251,6 +281,7 @@ pub fn extract_layer_with(
         }
         match kind {
             AppliedKind::Dir => dir_times.push((dest.clone(), mode, mtime)),
+            AppliedKind::File { .. } => {}
             _ => set_times(&dest, mtime),
         }
         if !matches!(kind, AppliedKind::Symlink { .. }) {
