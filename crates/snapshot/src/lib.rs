@@ -225,55 +225,108 @@ fn stamp(path: &Path, md: &std::fs::Metadata) -> Stamp {
     }
 }
 
-/// The metadata of every entry under `root` (the fallback's "before").
-pub fn index(root: &Path, ignore: &[String]) -> std::io::Result<Index> {
-    let mut out = Index::new();
-    let mut it = walkdir::WalkDir::new(root)
-        .follow_links(false)
-        .min_depth(1)
-        .into_iter();
-    while let Some(e) = it.next() {
-        let e = e.map_err(std::io::Error::other)?;
-        let path = abs(e.path().strip_prefix(root).unwrap_or(e.path()));
-        if is_ignored(&path, ignore) {
-            if e.file_type().is_dir() {
-                it.skip_current_dir();
-            }
-            continue;
+/// Walk `root` split by its top-level entries over a few threads; `visit`
+/// gets each entry (with its absolute image path) and may skip a directory
+/// by returning false.
+fn parallel_walk<T: Send>(
+    root: &Path,
+    ignore: &[String],
+    visit: &(dyn Fn(&str, &walkdir::DirEntry) -> std::io::Result<Option<T>> + Sync),
+) -> std::io::Result<Vec<T>> {
+    let mut tops: Vec<PathBuf> = std::fs::read_dir(root)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    tops.sort();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 8);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(Vec::new());
+    let error = std::sync::Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(tops.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(top) = tops.get(i) else { break };
+                let mut local = Vec::new();
+                let mut it = walkdir::WalkDir::new(top).follow_links(false).into_iter();
+                while let Some(e) = it.next() {
+                    let e = match e {
+                        Ok(e) => e,
+                        Err(err) => {
+                            *error.lock().unwrap_or_else(|p| p.into_inner()) =
+                                Some(std::io::Error::other(err));
+                            return;
+                        }
+                    };
+                    let path = abs(e.path().strip_prefix(root).unwrap_or(e.path()));
+                    if is_ignored(&path, ignore) {
+                        if e.file_type().is_dir() {
+                            it.skip_current_dir();
+                        }
+                        continue;
+                    }
+                    match visit(&path, &e) {
+                        Ok(Some(v)) => local.push(v),
+                        Ok(None) => {}
+                        Err(err) => {
+                            *error.lock().unwrap_or_else(|p| p.into_inner()) = Some(err);
+                            return;
+                        }
+                    }
+                }
+                results
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(local);
+            });
         }
-        let md = e.path().symlink_metadata()?;
-        out.insert(path, stamp(e.path(), &md));
+    });
+    if let Some(e) = error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
     }
-    Ok(out)
+    Ok(results.into_inner().unwrap_or_else(|p| p.into_inner()))
 }
 
-/// Changes of the tree under `root` since `before` was taken.
+/// The metadata of every entry under `root` (the fallback's "before").
+pub fn index(root: &Path, ignore: &[String]) -> std::io::Result<Index> {
+    let found = parallel_walk(root, ignore, &|path, e| {
+        let md = e.path().symlink_metadata()?;
+        Ok(Some((path.to_string(), stamp(e.path(), &md))))
+    })?;
+    Ok(found.into_iter().collect())
+}
+
+/// Changes of the tree under `root` since `before` was taken: a parallel
+/// metadata comparison; content is only compared later, where metadata
+/// cannot decide (see the build's copy-up check).
 pub fn tree_diff(root: &Path, before: &Index, ignore: &[String]) -> std::io::Result<Vec<Change>> {
-    let mut out = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    let mut it = walkdir::WalkDir::new(root)
-        .follow_links(false)
-        .min_depth(1)
-        .sort_by_file_name()
-        .into_iter();
-    while let Some(e) = it.next() {
-        let e = e.map_err(std::io::Error::other)?;
-        let path = abs(e.path().strip_prefix(root).unwrap_or(e.path()));
-        if is_ignored(&path, ignore) {
-            if e.file_type().is_dir() {
-                it.skip_current_dir();
-            }
-            continue;
-        }
+    let found = parallel_walk(root, ignore, &|path, e| {
         let md = e.path().symlink_metadata()?;
         let now = stamp(e.path(), &md);
-        seen.insert(path.clone());
-        if before.get(&path) != Some(&now) {
-            out.push(Change::Upsert(path, meta_of(e.path(), &md)));
-        }
-    }
+        let changed = before.get(path) != Some(&now);
+        Ok(Some((
+            path.to_string(),
+            changed.then(|| meta_of(e.path(), &md)),
+        )))
+    })?;
+    let seen: std::collections::HashSet<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+    // Parents before children.
+    let mut upserts: Vec<(String, Meta)> = found
+        .iter()
+        .filter_map(|(p, m)| m.clone().map(|m| (p.clone(), m)))
+        .collect();
+    upserts.sort_by(|a, b| a.0.split('/').cmp(b.0.split('/')));
+    let mut out: Vec<Change> = upserts
+        .into_iter()
+        .map(|(p, m)| Change::Upsert(p, m))
+        .collect();
     // Deleted: only the topmost missing path of a removed subtree.
-    let mut gone: Vec<&String> = before.keys().filter(|p| !seen.contains(*p)).collect();
+    let mut gone: Vec<&String> = before
+        .keys()
+        .filter(|p| !seen.contains(p.as_str()))
+        .collect();
     gone.sort();
     let mut last: Option<&str> = None;
     for p in gone {
