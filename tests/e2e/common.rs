@@ -352,3 +352,43 @@ pub fn tree_info(root: &Path) -> BTreeMap<String, String> {
     }
     out
 }
+
+/// Paths whose entries differ between two file listings (a path missing on
+/// one side counts), described with the two sides' names.
+pub fn differences<V: PartialEq + std::fmt::Debug>(
+    a: &BTreeMap<String, V>,
+    b: &BTreeMap<String, V>,
+    names: (&str, &str),
+) -> Vec<String> {
+    a.keys()
+        .chain(b.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            format!(
+                "{k}:\n  {:<8}{:?}\n  {:<8}{:?}",
+                names.0,
+                a.get(k),
+                names.1,
+                b.get(k)
+            )
+        })
+        .collect()
+}
+
+/// A listing with file times cleared: of directories only, or of all.
+pub fn without_times(
+    fs: &BTreeMap<String, FileInfo>,
+    directories_only: bool,
+) -> BTreeMap<String, FileInfo> {
+    fs.iter()
+        .map(|(k, v)| {
+            let mut v = v.clone();
+            if !directories_only || v.kind == 'd' {
+                v.mtime = 0;
+            }
+            (k.clone(), v)
+        })
+        .collect()
+}

@@ -239,14 +239,7 @@ fn debian_base_unprivileged_and_chroot_give_the_same_image() {
         );
     }
     let (a, b) = (&trees[0], &trees[1]);
-    let diffs: Vec<String> = a
-        .keys()
-        .chain(b.keys())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .filter(|k| a.get(*k) != b.get(*k))
-        .map(|k| format!("{k}: userns {:?} chroot {:?}", a.get(k), b.get(k)))
-        .collect();
+    let diffs = differences(a, b, ("userns", "chroot"));
     assert!(
         diffs.is_empty(),
         "user-namespace and chroot images differ:\n{}",

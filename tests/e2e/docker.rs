@@ -2,7 +2,6 @@
 //! own BuildKit build of the same context gives the same files and config.
 
 use crate::common::*;
-use std::collections::BTreeSet;
 
 #[test]
 fn docker_loads_and_runs_the_hello_image() {
@@ -71,25 +70,12 @@ fn rich_context_matches_docker_buildkit() {
 
     let (kfs, kcfg) = docker_archive_fs(&kiln_tar);
     let (dfs, dcfg) = docker_archive_fs(&docker_tar);
-    let paths: BTreeSet<&String> = kfs.keys().chain(dfs.keys()).collect();
-    let mut diffs = Vec::new();
-    for p in paths {
-        match (kfs.get(p), dfs.get(p)) {
-            (Some(k), Some(d)) => {
-                let mut k = k.clone();
-                let mut d = d.clone();
-                if k.kind == 'd' {
-                    // Directories get the build's time in both builders.
-                    k.mtime = 0;
-                    d.mtime = 0;
-                }
-                if k != d {
-                    diffs.push(format!("{p}:\n  kiln   {k:?}\n  docker {d:?}"));
-                }
-            }
-            (k, d) => diffs.push(format!("{p}: kiln {k:?} docker {d:?}")),
-        }
-    }
+    // Directories get the build's time in both builders.
+    let diffs = differences(
+        &without_times(&kfs, true),
+        &without_times(&dfs, true),
+        ("kiln", "docker"),
+    );
     assert!(
         diffs.is_empty(),
         "file systems differ:\n{}",

@@ -296,25 +296,12 @@ fn run_matches_docker_buildkit() {
     let _ = docker().unwrap().args(["rmi", "-f", tag]).output();
     let (kfs, kcfg) = docker_archive_fs(&kiln_tar);
     let (dfs, dcfg) = docker_archive_fs(&docker_tar);
-    let mut diffs = Vec::new();
-    for p in kfs
-        .keys()
-        .chain(dfs.keys())
-        .collect::<std::collections::BTreeSet<_>>()
-    {
-        match (kfs.get(p), dfs.get(p)) {
-            (Some(k), Some(d)) => {
-                let (mut k, mut d) = (k.clone(), d.clone());
-                // Times of what the steps made are the build's own.
-                k.mtime = 0;
-                d.mtime = 0;
-                if k != d {
-                    diffs.push(format!("{p}:\n  kiln   {k:?}\n  docker {d:?}"));
-                }
-            }
-            (k, d) => diffs.push(format!("{p}: kiln {k:?} docker {d:?}")),
-        }
-    }
+    // Times of what the steps made are the build's own.
+    let diffs = differences(
+        &without_times(&kfs, false),
+        &without_times(&dfs, false),
+        ("kiln", "docker"),
+    );
     assert!(
         diffs.is_empty(),
         "file systems differ:\n{}",
@@ -486,14 +473,7 @@ fn run_matches_buildah() {
     {
         bt.remove("run");
     }
-    let diffs: Vec<String> = kt
-        .keys()
-        .chain(bt.keys())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .filter(|k| kt.get(*k) != bt.get(*k))
-        .map(|k| format!("{k}: kiln {:?} buildah {:?}", kt.get(k), bt.get(k)))
-        .collect();
+    let diffs = differences(&kt, &bt, ("kiln", "buildah"));
     assert!(
         diffs.is_empty(),
         "kiln and buildah differ:\n{}",

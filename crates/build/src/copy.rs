@@ -342,19 +342,8 @@ fn place_node(
 /// `/` and `./` dropped; `None` for the directory itself; an error when it
 /// would leave the directory.
 fn archive_rel(raw: &str) -> Result<Option<String>, String> {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in raw.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                if parts.pop().is_none() {
-                    return Err("path leaves the destination directory".into());
-                }
-            }
-            c => parts.push(c),
-        }
-    }
-    Ok((!parts.is_empty()).then(|| parts.join("/")))
+    kiln_layer::apply::clean_entry_path(raw)
+        .map_err(|_| "path leaves the destination directory".to_string())
 }
 
 fn staging_file(dir: &Path) -> PathBuf {

@@ -6,8 +6,6 @@ use crate::fstree::{FsTree, NodeKind};
 use kiln_layer::apply::{make_node, AppliedKind};
 use kiln_layer::Content;
 use std::collections::HashMap;
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -102,21 +100,5 @@ pub fn materialize(tree: &FsTree, root: &Path) -> Result<(), String> {
 
 /// Set a path's mtime (and atime) without following a final symlink.
 pub fn set_mtime(path: &Path, mtime: i64) {
-    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
-        return;
-    };
-    let t = libc::timespec {
-        tv_sec: mtime as libc::time_t,
-        tv_nsec: 0,
-    };
-    let times = [t, t];
-    // SAFETY: valid path and a two-element timespec array.
-    unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
+    kiln_layer::apply::set_times(path, mtime);
 }

@@ -333,7 +333,7 @@ fn rustix_is_root() -> bool {
 }
 
 /// Set a path's times without following a final symlink.
-fn set_times(path: &Path, mtime: i64) {
+pub fn set_times(path: &Path, mtime: i64) {
     use std::os::unix::ffi::OsStrExt;
     let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
         return;
