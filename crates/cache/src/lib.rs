@@ -14,6 +14,9 @@
 //! The parts are kept with the cached entry, so a miss can be explained
 //! against the closest earlier entry.
 
+pub mod registry_cache;
+
+pub use registry_cache::{CacheEntry, RegistryCache};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;

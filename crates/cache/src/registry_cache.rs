@@ -1,0 +1,156 @@
+//! Cache entries in a registry repository. An entry is a small image: its
+//! config carries the key's parts and creation time under
+//! `kiln.cache.v1`, its one layer (or none, for a step that changed
+//! nothing) is the step's layer. It is tagged `kiln-<key>`, so a lookup is
+//! one manifest GET, and the layer is mountable into any repository of the
+//! same registry.
+
+use crate::{tag_for, KeyParts};
+use kiln_image::{BuiltImage, ImageConfig, LayerBlob};
+use kiln_registry::pull::{fetch_blob, fetch_manifest};
+use kiln_registry::{push, BlobStore, Client, Reference, RegistryError};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+const FIELD: &str = "kiln.cache.v1";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct EntryRecord {
+    created: i64,
+    parts: KeyParts,
+}
+
+/// A cached step.
+#[derive(Debug, Clone)]
+pub struct CacheEntry {
+    pub parts: KeyParts,
+    /// Seconds since the epoch.
+    pub created: i64,
+    /// The step's layer, downloaded and verified into the blob store.
+    pub layer: Option<LayerBlob>,
+}
+
+pub struct RegistryCache<'a> {
+    pub client: &'a Client,
+    pub store: &'a BlobStore,
+    /// The cache repository (its tag, if any, is ignored).
+    pub repo: Reference,
+    /// Entries older than this many seconds are misses.
+    pub ttl: i64,
+}
+
+impl RegistryCache<'_> {
+    fn reference(&self, key: &str) -> Reference {
+        Reference {
+            tag: Some(tag_for(key)),
+            digest: None,
+            ..self.repo.clone()
+        }
+    }
+
+    /// The entry for `key`, if there is a fresh one.
+    pub fn lookup(&self, key: &str, now: i64) -> Result<Option<CacheEntry>, RegistryError> {
+        let r = self.reference(key);
+        let (bytes, _, _) = match fetch_manifest(self.client, &r, r.manifest_ref()) {
+            Ok(m) => m,
+            Err(RegistryError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| RegistryError::Unsupported {
+                what: r.to_string(),
+                message: format!("cache manifest: {e}"),
+            })?;
+        let digest_of =
+            |v: &serde_json::Value| v.get("digest").and_then(|d| d.as_str()).map(String::from);
+        let size_of = |v: &serde_json::Value| v.get("size").and_then(|d| d.as_u64());
+        let config_desc = manifest.get("config").cloned().unwrap_or_default();
+        let config_digest = digest_of(&config_desc).ok_or_else(|| RegistryError::Unsupported {
+            what: r.to_string(),
+            message: "cache entry without config".into(),
+        })?;
+        let config_path = fetch_blob(
+            self.client,
+            self.store,
+            &r,
+            &config_digest,
+            size_of(&config_desc),
+        )?;
+        let config: ImageConfig = std::fs::read(&config_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| RegistryError::Unsupported {
+                what: r.to_string(),
+                message: "cache entry config unreadable".into(),
+            })?;
+        let Some(record) = config
+            .other
+            .get(FIELD)
+            .and_then(|v| serde_json::from_value::<EntryRecord>(v.clone()).ok())
+        else {
+            return Ok(None);
+        };
+        if now - record.created > self.ttl {
+            return Ok(None);
+        }
+        let layer = match manifest
+            .get("layers")
+            .and_then(|l| l.as_array())
+            .and_then(|l| l.first())
+        {
+            None => None,
+            Some(desc) => {
+                let digest = digest_of(desc).unwrap_or_default();
+                let size = size_of(desc).unwrap_or(0);
+                let path: PathBuf = fetch_blob(self.client, self.store, &r, &digest, Some(size))?;
+                Some(LayerBlob {
+                    digest,
+                    diff_id: config.rootfs.diff_ids.first().cloned().unwrap_or_default(),
+                    size,
+                    uncompressed_size: 0,
+                    media_type: desc
+                        .get("mediaType")
+                        .and_then(|m| m.as_str())
+                        .unwrap_or(kiln_image::manifest::MEDIA_TYPE_LAYER_GZIP)
+                        .to_string(),
+                    path,
+                    source: Some(self.repo.name()),
+                })
+            }
+        };
+        Ok(Some(CacheEntry {
+            parts: record.parts,
+            created: record.created,
+            layer,
+        }))
+    }
+
+    /// Store the entry for `key`: the step's layer (if it made one) and
+    /// the key's parts. The manifest goes last, after its blobs.
+    pub fn store(
+        &self,
+        key: &str,
+        parts: &KeyParts,
+        layer: Option<&LayerBlob>,
+        now: i64,
+        platform: (&str, &str),
+    ) -> Result<(), RegistryError> {
+        let mut config = ImageConfig {
+            architecture: platform.1.to_string(),
+            os: platform.0.to_string(),
+            ..Default::default()
+        };
+        let record = EntryRecord {
+            created: now,
+            parts: parts.clone(),
+        };
+        config.other.insert(
+            FIELD.into(),
+            serde_json::to_value(&record).unwrap_or_default(),
+        );
+        let image = BuiltImage::new(config, layer.into_iter().cloned().collect())
+            .map_err(|e| RegistryError::Config(e.to_string()))?;
+        push(self.client, &self.reference(key), &image)?;
+        Ok(())
+    }
+}

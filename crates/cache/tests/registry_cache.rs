@@ -1,0 +1,98 @@
+//! Cache entries in a real registry.
+
+#[path = "../../../tests/support/registry.rs"]
+mod support;
+
+use kiln_cache::{KeyParts, RegistryCache};
+use kiln_image::LayerBlob;
+use kiln_layer::{write_layer, Content, Entry, EntryKind, LayerOptions};
+use kiln_registry::{BlobStore, Client, Reference, RegistryOptions};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use support::{Options, TestRegistry};
+
+fn layer(dir: &std::path::Path) -> LayerBlob {
+    let e = Entry {
+        path: "made-by-run".into(),
+        kind: EntryKind::File {
+            content: Content::Bytes(Arc::new(b"cached".to_vec())),
+            size: 6,
+        },
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        xattrs: BTreeMap::new(),
+    };
+    let info = write_layer(vec![e], dir, &LayerOptions::default()).unwrap();
+    LayerBlob {
+        digest: format!("sha256:{}", info.digest),
+        diff_id: format!("sha256:{}", info.diff_id),
+        size: info.size,
+        uncompressed_size: info.uncompressed_size,
+        media_type: kiln_image::manifest::MEDIA_TYPE_LAYER_GZIP.into(),
+        path: info.path,
+        source: None,
+    }
+}
+
+#[test]
+fn store_lookup_expiry_and_empty_steps() {
+    let reg = TestRegistry::start(Options::default());
+    let work = tempfile::tempdir().unwrap();
+    let client = Client::new(RegistryOptions {
+        insecure_registries: vec![reg.addr.clone()],
+        ..Default::default()
+    });
+    let store = BlobStore::new(work.path().join("store"));
+    let cache = RegistryCache {
+        client: &client,
+        store: &store,
+        repo: Reference::parse(&format!("{}/team/app/cache", reg.addr)).unwrap(),
+        ttl: 3600,
+    };
+    let parts = KeyParts {
+        parent: "scratch".into(),
+        instruction: "RUN /bin/sh -c make".into(),
+        platform: "linux/amd64".into(),
+        ..Default::default()
+    };
+    let key = parts.key();
+    assert!(
+        cache.lookup(&key, 1000).unwrap().is_none(),
+        "nothing cached yet"
+    );
+    let l = layer(work.path());
+    cache
+        .store(&key, &parts, Some(&l), 1000, ("linux", "amd64"))
+        .unwrap();
+    let hit = cache.lookup(&key, 1500).unwrap().expect("a hit");
+    assert_eq!(hit.parts, parts);
+    let cached = hit.layer.expect("the step's layer");
+    assert_eq!(
+        (cached.digest.as_str(), cached.diff_id.as_str()),
+        (l.digest.as_str(), l.diff_id.as_str())
+    );
+    assert_eq!(
+        std::fs::read(&cached.path).unwrap(),
+        std::fs::read(&l.path).unwrap()
+    );
+    assert!(
+        cache.lookup(&key, 1000 + 3601).unwrap().is_none(),
+        "expired entries miss"
+    );
+
+    // A step that changed nothing is cached too, without a layer.
+    let mut empty = parts.clone();
+    empty.instruction = "RUN /bin/sh -c true".into();
+    cache
+        .store(&empty.key(), &empty, None, 1000, ("linux", "amd64"))
+        .unwrap();
+    let hit = cache.lookup(&empty.key(), 1001).unwrap().expect("a hit");
+    assert!(hit.layer.is_none());
+    // Explaining a miss against the closest entry.
+    assert_eq!(
+        empty.explain(&parts),
+        vec!["instruction changed (was \"RUN /bin/sh -c make\")"]
+    );
+}
