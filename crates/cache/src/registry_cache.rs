@@ -17,6 +17,8 @@ const FIELD: &str = "kiln.cache.v1";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct EntryRecord {
     created: i64,
+    #[serde(default)]
+    created_by: String,
     parts: KeyParts,
 }
 
@@ -24,6 +26,8 @@ struct EntryRecord {
 #[derive(Debug, Clone)]
 pub struct CacheEntry {
     pub parts: KeyParts,
+    /// The history text of the step that made it.
+    pub created_by: String,
     /// Seconds since the epoch.
     pub created: i64,
     /// The step's layer, downloaded and verified into the blob store.
@@ -40,9 +44,9 @@ pub struct RegistryCache<'a> {
 }
 
 impl RegistryCache<'_> {
-    fn reference(&self, key: &str) -> Reference {
+    fn tagged(&self, tag: String) -> Reference {
         Reference {
-            tag: Some(tag_for(key)),
+            tag: Some(tag),
             digest: None,
             ..self.repo.clone()
         }
@@ -50,7 +54,16 @@ impl RegistryCache<'_> {
 
     /// The entry for `key`, if there is a fresh one.
     pub fn lookup(&self, key: &str, now: i64) -> Result<Option<CacheEntry>, RegistryError> {
-        let r = self.reference(key);
+        self.lookup_tag(&tag_for(key), Some(now))
+    }
+
+    /// The latest entry stored for a step slot (any age), to explain a miss.
+    pub fn lookup_slot(&self, slot: &str) -> Result<Option<CacheEntry>, RegistryError> {
+        self.lookup_tag(&slot_tag(slot), None)
+    }
+
+    fn lookup_tag(&self, tag: &str, now: Option<i64>) -> Result<Option<CacheEntry>, RegistryError> {
+        let r = self.tagged(tag.to_string());
         let (bytes, _, _) = match fetch_manifest(self.client, &r, r.manifest_ref()) {
             Ok(m) => m,
             Err(RegistryError::NotFound { .. }) => return Ok(None),
@@ -90,7 +103,7 @@ impl RegistryCache<'_> {
         else {
             return Ok(None);
         };
-        if now - record.created > self.ttl {
+        if now.is_some_and(|n| n - record.created > self.ttl) {
             return Ok(None);
         }
         let layer = match manifest
@@ -120,17 +133,22 @@ impl RegistryCache<'_> {
         };
         Ok(Some(CacheEntry {
             parts: record.parts,
+            created_by: record.created_by,
             created: record.created,
             layer,
         }))
     }
 
     /// Store the entry for `key`: the step's layer (if it made one) and
-    /// the key's parts. The manifest goes last, after its blobs.
+    /// the key's parts, also as the latest entry of `slot` (the step's
+    /// place in the Dockerfile). The manifest goes last, after its blobs.
+    #[allow(clippy::too_many_arguments)]
     pub fn store(
         &self,
         key: &str,
+        slot: &str,
         parts: &KeyParts,
+        created_by: &str,
         layer: Option<&LayerBlob>,
         now: i64,
         platform: (&str, &str),
@@ -142,6 +160,7 @@ impl RegistryCache<'_> {
         };
         let record = EntryRecord {
             created: now,
+            created_by: created_by.to_string(),
             parts: parts.clone(),
         };
         config.other.insert(
@@ -150,7 +169,17 @@ impl RegistryCache<'_> {
         );
         let image = BuiltImage::new(config, layer.into_iter().cloned().collect())
             .map_err(|e| RegistryError::Config(e.to_string()))?;
-        push(self.client, &self.reference(key), &image)?;
+        push(self.client, &self.tagged(tag_for(key)), &image)?;
+        push(self.client, &self.tagged(slot_tag(slot)), &image)?;
         Ok(())
     }
+}
+
+/// The tag of a step slot's latest entry.
+fn slot_tag(slot: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    format!(
+        "slot-{}",
+        &hex::encode(Sha256::digest(slot.as_bytes()))[..40]
+    )
 }

@@ -64,10 +64,19 @@ fn store_lookup_expiry_and_empty_steps() {
     );
     let l = layer(work.path());
     cache
-        .store(&key, &parts, Some(&l), 1000, ("linux", "amd64"))
+        .store(
+            &key,
+            "Dockerfile:0:1",
+            &parts,
+            "RUN make",
+            Some(&l),
+            1000,
+            ("linux", "amd64"),
+        )
         .unwrap();
     let hit = cache.lookup(&key, 1500).unwrap().expect("a hit");
     assert_eq!(hit.parts, parts);
+    assert_eq!(hit.created_by, "RUN make");
     let cached = hit.layer.expect("the step's layer");
     assert_eq!(
         (cached.digest.as_str(), cached.diff_id.as_str()),
@@ -86,13 +95,26 @@ fn store_lookup_expiry_and_empty_steps() {
     let mut empty = parts.clone();
     empty.instruction = "RUN /bin/sh -c true".into();
     cache
-        .store(&empty.key(), &empty, None, 1000, ("linux", "amd64"))
+        .store(
+            &empty.key(),
+            "Dockerfile:0:1",
+            &empty,
+            "RUN true",
+            None,
+            1000,
+            ("linux", "amd64"),
+        )
         .unwrap();
     let hit = cache.lookup(&empty.key(), 1001).unwrap().expect("a hit");
     assert!(hit.layer.is_none());
-    // Explaining a miss against the closest entry.
+    // The slot's latest entry (any age) explains a miss.
+    let latest = cache
+        .lookup_slot("Dockerfile:0:1")
+        .unwrap()
+        .expect("slot entry");
+    assert_eq!(latest.parts, empty);
     assert_eq!(
-        empty.explain(&parts),
-        vec!["instruction changed (was \"RUN /bin/sh -c make\")"]
+        parts.explain(&latest.parts),
+        vec!["instruction changed (was \"RUN /bin/sh -c true\")"]
     );
 }
