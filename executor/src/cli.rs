@@ -153,6 +153,31 @@ pub struct BuildArgs {
     /// A path whose changes by RUN steps never go into a layer (repeatable).
     #[arg(long = "ignore-path", value_name = "PATH")]
     pub ignore_paths: Vec<String>,
+    /// Use the layer cache in a registry: steps whose inputs did not change
+    /// reuse their cached layer instead of running.
+    #[arg(long)]
+    pub cache: bool,
+    /// The cache repository (default: <first destination's repository>/cache).
+    #[arg(long = "cache-repo", value_name = "REPOSITORY")]
+    pub cache_repo: Option<String>,
+    /// How long a cache entry stays valid (Go duration: 336h, 30m, ...).
+    #[arg(long = "cache-ttl", default_value = "336h")]
+    pub cache_ttl: String,
+    /// Cache RUN steps.
+    #[arg(long = "cache-run-layers", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub cache_run_layers: bool,
+    /// Cache COPY and ADD steps too.
+    #[arg(long = "cache-copy-layers")]
+    pub cache_copy_layers: bool,
+    /// Use the cache but do not store new entries.
+    #[arg(long = "no-push-cache")]
+    pub no_push_cache: bool,
+    /// Say for each cached step whether it hit and why a miss missed.
+    #[arg(long = "explain-cache")]
+    pub explain_cache: bool,
+    /// Write a JSON report of the steps (cache, time, layer) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
     /// gzip level, 1 (fast) to 9 (small).
     #[arg(long = "compression-level", default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
     pub compression_level: u32,

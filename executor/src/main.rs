@@ -195,17 +195,19 @@ fn build(args: BuildArgs) -> Result<(), String> {
             IsolationArg::Chroot => kiln_build::IsolationMode::Chroot,
         },
         ignore_paths: args.ignore_paths.clone(),
+        cache: cache_settings(&args, &destinations)?,
     };
     let started = std::time::Instant::now();
     let several_stages = plan.order.len() > 1;
-    let image = kiln_build::build(&plan, &build_options, &mut |e: StepEvent| {
-        if several_stages {
-            tracing::info!("[{}/{}] stage {}: {}", e.index, e.total, e.stage, e.text);
-        } else {
-            tracing::info!("[{}/{}] {}", e.index, e.total, e.text);
-        }
-    })
-    .map_err(|e| e.to_string())?;
+    let (image, records) =
+        kiln_build::build_with_records(&plan, &build_options, &mut |e: StepEvent| {
+            if several_stages {
+                tracing::info!("[{}/{}] stage {}: {}", e.index, e.total, e.stage, e.text);
+            } else {
+                tracing::info!("[{}/{}] {}", e.index, e.total, e.text);
+            }
+        })
+        .map_err(|e| e.to_string())?;
 
     let tags: Vec<String> = args.destinations.iter().map(|d| with_tag(d)).collect();
     if let Some(dir) = &args.oci_layout_path {
@@ -259,6 +261,9 @@ fn build(args: BuildArgs) -> Result<(), String> {
     if let Some(path) = &args.digest_file {
         write_digest(path, &image.manifest_digest)?;
     }
+    if let Some(path) = &args.report {
+        write_report(path, &records)?;
+    }
     tracing::info!(
         "built {} ({} layers) in {:.1}s",
         image.manifest_digest,
@@ -266,6 +271,51 @@ fn build(args: BuildArgs) -> Result<(), String> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The cache settings from `--cache` and its companions.
+fn cache_settings(
+    args: &BuildArgs,
+    destinations: &[Reference],
+) -> Result<Option<kiln_build::CacheSettings>, String> {
+    if !args.cache {
+        return Ok(None);
+    }
+    let repo = match (&args.cache_repo, destinations.first()) {
+        (Some(r), _) => Reference::parse(r).map_err(|e| format!("--cache-repo {r}: {e}"))?,
+        (None, Some(d)) => Reference::parse(&format!("{}/cache", d.name()))
+            .map_err(|e| format!("--cache-repo: {e}"))?,
+        (None, None) => return Err(
+            "--cache needs --cache-repo (or a -d destination to put <repository>/cache next to)"
+                .into(),
+        ),
+    };
+    let ttl_ns = kiln_dockerfile::instructions::parse_duration(&args.cache_ttl)
+        .map_err(|e| format!("--cache-ttl {}: {e}", args.cache_ttl))?;
+    Ok(Some(kiln_build::CacheSettings {
+        repo,
+        ttl: ttl_ns / 1_000_000_000,
+        run_layers: args.cache_run_layers,
+        copy_layers: args.cache_copy_layers,
+        push: !args.no_push_cache,
+        explain: args.explain_cache,
+    }))
+}
+
+fn write_report(path: &PathBuf, records: &[kiln_build::StepRecord]) -> Result<(), String> {
+    let count = |c: &str| records.iter().filter(|r| r.cache == c).count();
+    let report = serde_json::json!({
+        "steps": records,
+        "totals": {
+            "steps": records.len(),
+            "hits": count("hit"),
+            "misses": count("miss"),
+            "runs_executed": records.iter().filter(|r| r.instruction.to_ascii_uppercase().starts_with("RUN") && r.cache != "hit").count(),
+            "seconds": records.iter().map(|r| r.seconds).sum::<f64>(),
+        }
+    });
+    let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 /// `--kiln-dir`, else `$KILN_DIR`, else `${XDG_CACHE_HOME:-$HOME/.cache}/kiln`.

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `kiln` binary builds real contexts; skopeo,
 //! umoci and (where an engine answers) docker check what it wrote.
 
+mod cache;
 mod common;
 mod debian;
 #[path = "../support/registry.rs"]

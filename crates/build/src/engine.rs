@@ -10,6 +10,7 @@ use crate::metadata::{expose_ports, go_quoted_list, shell_wrap};
 use crate::run::{decide, run as run_in_sandbox, Isolation, IsolationMode, Rootfs, StepRequest};
 use crate::source::{expand_source, ContextFs, SourceFs, SourceItem, SrcEntry, SrcKind, TreeFs};
 use crate::users::{resolve_chown, resolve_user};
+pub use cached::{CacheSettings, StepRecord};
 use kiln_dockerfile::instructions::{from_node, CopyArgs, Instruction, RunArgs};
 use kiln_dockerfile::shell::Lex;
 use kiln_dockerfile::Command;
@@ -22,6 +23,8 @@ use kiln_registry::{pull, BlobStore, Client, Reference, RegistryOptions, WantedP
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
+
+mod cached;
 
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -46,6 +49,8 @@ pub struct BuildOptions {
     pub isolation: IsolationMode,
     /// `--ignore-path`: paths RUN changes are never taken from.
     pub ignore_paths: Vec<String>,
+    /// `--cache`: the registry layer cache.
+    pub cache: Option<CacheSettings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +86,8 @@ struct StageState {
     /// Each layer as an overlay-ready directory, where known (base layers
     /// from the layer store, RUN upper directories).
     layer_dirs: Vec<Option<PathBuf>>,
+    /// Cache key of the last step (the base for the first).
+    cache_key: String,
 }
 
 struct Engine<'a> {
@@ -102,6 +109,9 @@ struct Engine<'a> {
     /// How RUN steps are isolated, decided at the first RUN.
     isolation: Option<Isolation>,
     steps_run: usize,
+    /// The cache is used until the registry holding it fails.
+    cache_enabled: bool,
+    records: Vec<StepRecord>,
 }
 
 /// Build the plan's target stage.
@@ -110,6 +120,15 @@ pub fn build(
     opts: &BuildOptions,
     progress: &mut dyn FnMut(StepEvent),
 ) -> Result<BuiltImage, BuildError> {
+    build_with_records(plan, opts, progress).map(|(image, _)| image)
+}
+
+/// Build, and say for each step what happened (cache, time, layer).
+pub fn build_with_records(
+    plan: &Plan,
+    opts: &BuildOptions,
+    progress: &mut dyn FnMut(StepEvent),
+) -> Result<(BuiltImage, Vec<StepRecord>), BuildError> {
     let ignore = load_ignore(opts)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -135,6 +154,8 @@ pub fn build(
         images: HashMap::new(),
         isolation: None,
         steps_run: 0,
+        cache_enabled: opts.cache.is_some(),
+        records: Vec::new(),
     };
     let total: usize = plan.order.iter().map(|i| plan.stages[*i].steps.len()).sum();
     let mut done = 0;
@@ -165,7 +186,11 @@ pub fn build(
         }
     }
     final_state.config.created = Some(rfc3339(engine.now));
-    Ok(BuiltImage::new(final_state.config, final_state.layers)?)
+    let records = std::mem::take(&mut engine.records);
+    Ok((
+        BuiltImage::new(final_state.config, final_state.layers)?,
+        records,
+    ))
 }
 
 fn load_ignore(opts: &BuildOptions) -> Result<IgnoreMatcher, BuildError> {
@@ -235,6 +260,7 @@ impl Engine<'_> {
                     cmd_set: false,
                     rootfs: None,
                     layer_dirs: Vec::new(),
+                    cache_key: format!("scratch:{platform}"),
                 }
             }
             StageBase::Stage(i) => {
@@ -275,12 +301,30 @@ impl Engine<'_> {
                         .map_err(|m| self.step_error(&stage.from, format!("ONBUILD {t:?}: {m}")))?;
                     progress(format!("ONBUILD {}", first_line(node)));
                     self.dispatch(&mut state, &stage.from, &ins)?;
+                    state.cache_key = kiln_image::sha256_hex(
+                        format!("{}\nONBUILD {t}", state.cache_key).as_bytes(),
+                    );
                 }
             }
         }
-        for step in &stage.steps {
+        for (i, step) in stage.steps.iter().enumerate() {
             progress(first_line(&step.node));
-            self.dispatch(&mut state, &step.node, &step.instruction)?;
+            let slot = format!(
+                "{}:{}:{i}",
+                self.opts
+                    .dockerfile
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                stage.label()
+            );
+            self.step(
+                &mut state,
+                &stage.label(),
+                slot,
+                &step.node,
+                &step.instruction,
+            )?;
         }
         Ok(state)
     }
@@ -971,6 +1015,7 @@ impl Engine<'_> {
             cmd_set: false,
             rootfs: None,
             layer_dirs,
+            cache_key: format!("image:{}", pulled.manifest_digest),
         };
         self.images.insert(reference.to_string(), state.clone());
         Ok(state)

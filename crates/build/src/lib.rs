@@ -12,5 +12,8 @@ mod run;
 pub mod source;
 pub mod users;
 
-pub use engine::{build, BuildError, BuildOptions, StepEvent, DEFAULT_PATH};
+pub use engine::{
+    build, build_with_records, BuildError, BuildOptions, CacheSettings, StepEvent, StepRecord,
+    DEFAULT_PATH,
+};
 pub use run::IsolationMode;

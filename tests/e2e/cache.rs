@@ -1,0 +1,221 @@
+//! The registry layer cache: warm rebuilds from an empty machine, misses
+//! exactly where inputs changed (and explained), no stale layers across
+//! stages, expiry, and a cache registry that fails.
+
+use crate::common::*;
+use crate::registry::{build, busybox_context, reg_args};
+use crate::support::{Options, TestRegistry};
+use std::path::Path;
+
+const DOCKERFILE: &str = r#"ARG BASE
+FROM ${BASE} AS a
+COPY a.txt /a.txt
+RUN cat /a.txt > /from-a
+FROM ${BASE}
+ARG V=1
+COPY b.txt /b.txt
+RUN echo "$V" > /v && cat /b.txt > /copy
+COPY --from=a /from-a /from-a
+RUN ls / > /listing
+"#;
+
+struct Run {
+    report: serde_json::Value,
+    digest: String,
+    log: String,
+}
+
+fn cached_build(reg: &TestRegistry, ctx: &Path, base: &str, extra: &[&str]) -> Run {
+    let state = tempfile::tempdir().unwrap(); // an empty machine every time
+    let report = state.path().join("report.json");
+    let digest = state.path().join("digest");
+    let out = kiln()
+        .args([
+            "build",
+            "-c",
+            ctx.to_str().unwrap(),
+            "-d",
+            &format!("{}/app/cached:1", reg.addr),
+        ])
+        .args(reg_args(reg))
+        .arg("--build-arg")
+        .arg(format!("BASE={base}"))
+        .args([
+            "--cache",
+            "--cache-copy-layers",
+            "--explain-cache",
+            "--reproducible",
+        ])
+        .arg("--cache-repo")
+        .arg(format!("{}/app/cache", reg.addr))
+        .arg("--report")
+        .arg(&report)
+        .arg("--digest-file")
+        .arg(&digest)
+        .arg("--kiln-dir")
+        .arg(state.path().join("kiln"))
+        .args(extra)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{log}");
+    Run {
+        report: json(&std::fs::read_to_string(&report).unwrap()),
+        digest: std::fs::read_to_string(&digest).unwrap(),
+        log,
+    }
+}
+
+/// (line, cache) of the cached steps.
+fn outcome(r: &Run) -> Vec<(u64, String)> {
+    r.report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["cache"] == "hit" || s["cache"] == "miss")
+        .map(|s| {
+            (
+                s["line"].as_u64().unwrap(),
+                s["cache"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn expect(r: &Run, hits: &[u64], misses: &[u64]) {
+    let o = outcome(r);
+    for (line, cache) in &o {
+        let want = if hits.contains(line) {
+            "hit"
+        } else if misses.contains(line) {
+            "miss"
+        } else {
+            panic!("line {line} not expected: {o:?}")
+        };
+        assert_eq!(cache, want, "line {line}: {o:?}\n{}", r.log);
+    }
+    assert_eq!(o.len(), hits.len() + misses.len(), "{o:?}");
+}
+
+#[test]
+fn registry_cache_hits_misses_and_explanations() {
+    let reg = TestRegistry::start(Options::default());
+    let base_ctx = tempfile::tempdir().unwrap();
+    busybox_context(base_ctx.path(), "");
+    let base = format!("{}/base/busybox-cache:1", reg.addr);
+    build(base_ctx.path(), &base, &reg_args(&reg));
+    let ctx = tempfile::tempdir().unwrap();
+    write(&ctx.path().join("a.txt"), "a1\n");
+    write(&ctx.path().join("b.txt"), "b1\n");
+    write(&ctx.path().join("Dockerfile"), DOCKERFILE);
+    let cached_steps = [3, 4, 7, 8, 9, 10];
+
+    let first = cached_build(&reg, ctx.path(), &base, &[]);
+    expect(&first, &[], &cached_steps);
+    assert_eq!(first.report["totals"]["runs_executed"], 3);
+
+    // An empty machine, same inputs: every step hits, no RUN executes,
+    // the same image digest.
+    let second = cached_build(&reg, ctx.path(), &base, &[]);
+    expect(&second, &cached_steps, &[]);
+    assert_eq!(second.report["totals"]["runs_executed"], 0);
+    assert_eq!(second.digest, first.digest);
+
+    // One source file changed: the steps reading it and those after miss.
+    write(&ctx.path().join("b.txt"), "b2\n");
+    let third = cached_build(&reg, ctx.path(), &base, &[]);
+    expect(&third, &[3, 4], &[7, 8, 9, 10]);
+    assert!(third.log.contains("file b.txt changed"), "{}", third.log);
+
+    // A build arg only the final stage's RUN sees: earlier steps still hit.
+    let fourth = cached_build(&reg, ctx.path(), &base, &["--build-arg", "V=2"]);
+    expect(&fourth, &[3, 4, 7], &[8, 9, 10]);
+    assert!(fourth.log.contains("build arg V changed"), "{}", fourth.log);
+
+    // A file only stage a reads: a re-runs, the COPY --from misses, and the
+    // image never gets the stale layer.
+    write(&ctx.path().join("a.txt"), "a2\n");
+    let fifth = cached_build(&reg, ctx.path(), &base, &["--build-arg", "V=2"]);
+    expect(&fifth, &[7, 8], &[3, 4, 9, 10]);
+    assert!(
+        fifth.log.contains("the stage it copies from changed"),
+        "{}",
+        fifth.log
+    );
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("l");
+    run_ok(
+        tool("skopeo")
+            .args(["copy", "--src-tls-verify=false"])
+            .arg(format!("docker://{}/app/cached:1", reg.addr))
+            .arg(format!("oci:{}:latest", layout.display())),
+    );
+    let bundle = umoci_unpack(&layout, "latest");
+    assert_eq!(
+        std::fs::read_to_string(bundle.path().join("b/rootfs/from-a")).unwrap(),
+        "a2\n"
+    );
+
+    // Expired entries miss.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let expired = cached_build(
+        &reg,
+        ctx.path(),
+        &base,
+        &["--build-arg", "V=2", "--cache-ttl", "1ns"],
+    );
+    expect(&expired, &[], &cached_steps);
+
+    // A new base image: everything misses.
+    busybox_context(base_ctx.path(), "LABEL changed=yes\n");
+    build(base_ctx.path(), &base, &reg_args(&reg));
+    let rebased = cached_build(&reg, ctx.path(), &base, &["--build-arg", "V=2"]);
+    expect(&rebased, &[], &cached_steps);
+    assert!(
+        rebased.log.contains("base image digest changed"),
+        "{}",
+        rebased.log
+    );
+}
+
+#[test]
+fn a_failing_cache_registry_degrades_to_an_uncached_build() {
+    let reg = TestRegistry::start(Options::default());
+    let base_ctx = tempfile::tempdir().unwrap();
+    busybox_context(base_ctx.path(), "");
+    let base = format!("{}/base/busybox-nocache:1", reg.addr);
+    build(base_ctx.path(), &base, &reg_args(&reg));
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        &ctx.path().join("Dockerfile"),
+        &format!("FROM {base}\nRUN echo built > /x\n"),
+    );
+    let out = tempfile::tempdir().unwrap();
+    let o = kiln()
+        .args([
+            "build",
+            "-c",
+            ctx.path().to_str().unwrap(),
+            "--oci-layout-path",
+        ])
+        .arg(out.path().join("l"))
+        .args(reg_args(&reg))
+        .args([
+            "--cache",
+            "--cache-repo",
+            "127.0.0.1:9/nowhere/cache",
+            "--insecure-registry",
+            "127.0.0.1:9",
+        ])
+        .args(["--image-download-retry", "0", "--push-retry", "0"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    assert!(log.contains("building without it"), "{log}");
+    let bundle = umoci_unpack(&out.path().join("l"), "latest");
+    assert_eq!(
+        std::fs::read_to_string(bundle.path().join("b/rootfs/x")).unwrap(),
+        "built\n"
+    );
+}
