@@ -246,3 +246,83 @@ fn debian_base_unprivileged_and_chroot_give_the_same_image() {
         diffs.join("\n")
     );
 }
+
+/// The bench's W1 and W4 with `--cache`: an empty machine rebuilds them
+/// from the registry cache without running a single RUN, to the same digest.
+#[test]
+fn bench_workloads_rebuild_from_the_registry_cache() {
+    if !is_root() {
+        eprintln!("!!!!!!!! SKIPPED: debootstrap needs root !!!!!!!!");
+        return;
+    }
+    let workloads = repo_root().join("../shared/bench/workloads");
+    if !workloads.is_dir() {
+        eprintln!(
+            "!!!!!!!! SKIPPED: {} is missing !!!!!!!!",
+            workloads.display()
+        );
+        return;
+    }
+    let tar = debian_rootfs_tar();
+    let reg = TestRegistry::start(Options::default());
+    let base_ctx = tempfile::tempdir().unwrap();
+    std::fs::hard_link(&tar, base_ctx.path().join("rootfs.tar"))
+        .or_else(|_| std::fs::copy(&tar, base_ctx.path().join("rootfs.tar")).map(|_| ()))
+        .unwrap();
+    write(
+        &base_ctx.path().join("Dockerfile"),
+        "FROM scratch\nADD rootfs.tar /\nENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",
+    );
+    build(
+        base_ctx.path(),
+        &format!("{}/debian:bookworm", reg.addr),
+        &reg_args(&reg),
+    );
+    for w in ["W1-small", "W4-multistage"] {
+        let ctx = workloads.join(w);
+        let mut runs = Vec::new();
+        for _ in 0..2 {
+            let state = tempfile::tempdir().unwrap();
+            let report = state.path().join("report.json");
+            let digest = state.path().join("digest");
+            let out = kiln()
+                .args(["build", "-c", ctx.to_str().unwrap()])
+                .arg("--build-arg")
+                .arg(format!("REGISTRY={}", reg.addr))
+                .arg("-d")
+                .arg(format!(
+                    "{}/bench/{}:cached",
+                    reg.addr,
+                    w.to_ascii_lowercase()
+                ))
+                .args(reg_args(&reg))
+                .args(["--cache", "--cache-copy-layers", "--reproducible"])
+                .arg("--report")
+                .arg(&report)
+                .arg("--digest-file")
+                .arg(&digest)
+                .arg("--kiln-dir")
+                .arg(state.path().join("kiln"))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{w}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            runs.push((
+                json(&std::fs::read_to_string(&report).unwrap()),
+                std::fs::read_to_string(&digest).unwrap(),
+            ));
+        }
+        let (first, second) = (&runs[0], &runs[1]);
+        assert!(
+            first.0["totals"]["runs_executed"].as_u64().unwrap() > 0,
+            "{w}: {}",
+            first.0
+        );
+        assert_eq!(second.0["totals"]["runs_executed"], 0, "{w}: {}", second.0);
+        assert_eq!(second.0["totals"]["misses"], 0, "{w}: {}", second.0);
+        assert_eq!(first.1, second.1, "{w}: the same image digest");
+    }
+}
