@@ -23,6 +23,31 @@ pub enum Command {
     Build(Box<BuildArgs>),
     /// Parse a Dockerfile and print its syntax tree.
     Parse(ParseArgs),
+    /// Store base images in a directory for builds without a registry
+    /// (`kiln build --cache-dir`).
+    Warm(WarmArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WarmArgs {
+    /// Where to store the images (an OCI image layout).
+    #[arg(long = "cache-dir", value_name = "DIR")]
+    pub cache_dir: PathBuf,
+    /// An image to store (repeatable).
+    #[arg(short = 'i', long = "image", required = true)]
+    pub images: Vec<String>,
+    /// Platform to store (os/arch[/variant]); default the host's.
+    #[arg(long = "custom-platform", value_name = "PLATFORM")]
+    pub custom_platform: Option<String>,
+    /// Use plain HTTP for this registry (host[:port]).
+    #[arg(long = "insecure-registry", value_name = "REGISTRY")]
+    pub insecure_registries: Vec<String>,
+    /// Do not verify the TLS certificate of this registry.
+    #[arg(long = "skip-tls-verify-registry", value_name = "REGISTRY")]
+    pub skip_tls_verify_registries: Vec<String>,
+    /// Trust this CA certificate (PEM) for a registry: REGISTRY=PATH.
+    #[arg(long = "registry-certificate", value_name = "REGISTRY=PATH")]
+    pub registry_certificates: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -153,6 +178,9 @@ pub struct BuildArgs {
     /// A path whose changes by RUN steps never go into a layer (repeatable).
     #[arg(long = "ignore-path", value_name = "PATH")]
     pub ignore_paths: Vec<String>,
+    /// Base images stored by `kiln warm`, used before asking a registry.
+    #[arg(long = "cache-dir", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
     /// Use the layer cache in a registry: steps whose inputs did not change
     /// reuse their cached layer instead of running.
     #[arg(long)]

@@ -46,6 +46,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Build(args) => build(*args),
         Command::Parse(args) => parse(args),
+        Command::Warm(args) => warm(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -196,6 +197,7 @@ fn build(args: BuildArgs) -> Result<(), String> {
         },
         ignore_paths: args.ignore_paths.clone(),
         cache: cache_settings(&args, &destinations)?,
+        cache_dir: args.cache_dir.clone(),
     };
     let started = std::time::Instant::now();
     let several_stages = plan.order.len() > 1;
@@ -270,6 +272,44 @@ fn build(args: BuildArgs) -> Result<(), String> {
         image.layers.len(),
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+fn warm(args: cli::WarmArgs) -> Result<(), String> {
+    let platform = match &args.custom_platform {
+        Some(p) => Platform::parse(p).map_err(|e| format!("--custom-platform {p}: {e}"))?,
+        None => Platform::host(),
+    };
+    let certificates = args
+        .registry_certificates
+        .iter()
+        .map(|c| match c.split_once('=') {
+            Some((r, p)) if !r.is_empty() && !p.is_empty() => Ok((r.to_string(), PathBuf::from(p))),
+            _ => Err(format!(
+                "--registry-certificate {c:?}: expected REGISTRY=PATH"
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let client = kiln_registry::Client::new(RegistryOptions {
+        insecure_registries: args.insecure_registries.clone(),
+        skip_tls_verify_registries: args.skip_tls_verify_registries.clone(),
+        certificates,
+        pull_retries: 3,
+        ..Default::default()
+    });
+    std::fs::create_dir_all(&args.cache_dir)
+        .map_err(|e| format!("creating {}: {e}", args.cache_dir.display()))?;
+    let wanted = kiln_registry::WantedPlatform {
+        os: platform.os.clone(),
+        architecture: platform.arch.clone(),
+        variant: platform.variant.clone(),
+    };
+    for image in &args.images {
+        let r = Reference::parse(image).map_err(|e| format!("-i {image}: {e}"))?;
+        let digest = kiln_registry::local::warm(&client, &args.cache_dir, &r, &wanted)
+            .map_err(|e| format!("warming {r}: {e}"))?;
+        tracing::info!("stored {r}@{digest} in {}", args.cache_dir.display());
+    }
     Ok(())
 }
 

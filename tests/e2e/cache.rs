@@ -219,3 +219,55 @@ fn a_failing_cache_registry_degrades_to_an_uncached_build() {
         "built\n"
     );
 }
+
+/// Air-gapped: `kiln warm` stores the base image in a directory; with the
+/// registry gone, a build with `--cache-dir` still has its base.
+#[test]
+fn warm_cache_dir_serves_base_images_without_a_registry() {
+    let cache_dir = tempfile::tempdir().unwrap();
+    let base;
+    {
+        let reg = TestRegistry::start(Options::default());
+        let base_ctx = tempfile::tempdir().unwrap();
+        busybox_context(base_ctx.path(), "");
+        base = format!("{}/base/busybox-warm:1", reg.addr);
+        build(base_ctx.path(), &base, &reg_args(&reg));
+        kiln_ok(&[
+            "warm",
+            "--cache-dir",
+            cache_dir.path().to_str().unwrap(),
+            "-i",
+            &base,
+            "--insecure-registry",
+            &reg.addr,
+        ]);
+    } // the registry stops here
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        &ctx.path().join("Dockerfile"),
+        &format!("FROM {base}\nRUN echo offline > /x\n"),
+    );
+    let out = tempfile::tempdir().unwrap();
+    let o = kiln()
+        .args([
+            "build",
+            "-c",
+            ctx.path().to_str().unwrap(),
+            "--oci-layout-path",
+        ])
+        .arg(out.path().join("l"))
+        .arg("--cache-dir")
+        .arg(cache_dir.path())
+        .args(["--image-download-retry", "0"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    assert!(log.contains("from --cache-dir"), "{log}");
+    let bundle = umoci_unpack(&out.path().join("l"), "latest");
+    assert_eq!(
+        std::fs::read_to_string(bundle.path().join("b/rootfs/x")).unwrap(),
+        "offline\n"
+    );
+    assert!(bundle.path().join("b/rootfs/bin/busybox").is_file());
+}

@@ -51,6 +51,9 @@ pub struct BuildOptions {
     pub ignore_paths: Vec<String>,
     /// `--cache`: the registry layer cache.
     pub cache: Option<CacheSettings>,
+    /// `--cache-dir`: base images stored by `kiln warm`, used before any
+    /// registry is asked.
+    pub cache_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -952,9 +955,22 @@ impl Engine<'_> {
             architecture: platform.arch.clone(),
             variant: platform.variant.clone(),
         };
-        tracing::info!("pulling {r}");
-        let pulled = pull(&self.client, &self.blob_store, &r, &wanted)
-            .map_err(|e| self.step_error(node, e.to_string()))?;
+        let local = match &self.opts.cache_dir {
+            Some(dir) => kiln_registry::local::load_local(dir, &r)
+                .map_err(|e| self.step_error(node, e.to_string()))?,
+            None => None,
+        };
+        let pulled = match local {
+            Some(p) => {
+                tracing::info!("using {r} from --cache-dir");
+                p
+            }
+            None => {
+                tracing::info!("pulling {r}");
+                pull(&self.client, &self.blob_store, &r, &wanted)
+                    .map_err(|e| self.step_error(node, e.to_string()))?
+            }
+        };
         let diff_ids = pulled.config.rootfs.diff_ids.clone();
         if diff_ids.len() != pulled.layers.len() {
             return Err(self.step_error(

@@ -39,6 +39,9 @@ pub struct PulledImage {
     /// Where it came from (a mirror, maybe), pinned to the manifest digest.
     pub source: Reference,
     pub manifest_digest: String,
+    /// The platform manifest as served.
+    pub manifest_bytes: Vec<u8>,
+    pub manifest_media_type: String,
     pub config: ImageConfig,
     pub layers: Vec<PulledLayer>,
 }
@@ -252,6 +255,8 @@ fn pull_from(
     Ok(PulledImage {
         source: r.with_digest(&digest),
         manifest_digest: digest,
+        manifest_bytes: bytes,
+        manifest_media_type: media_type,
         config,
         layers,
     })
