@@ -321,10 +321,16 @@ fn cache_settings(
     if !args.cache {
         return Ok(None);
     }
+    use kiln_build::CacheLocation;
     let repo = match (&args.cache_repo, destinations.first()) {
-        (Some(r), _) => Reference::parse(r).map_err(|e| format!("--cache-repo {r}: {e}"))?,
-        (None, Some(d)) => Reference::parse(&format!("{}/cache", d.name()))
-            .map_err(|e| format!("--cache-repo: {e}"))?,
+        (Some(r), _) if r.starts_with("oci:") => CacheLocation::Layout(PathBuf::from(&r[4..])),
+        (Some(r), _) => CacheLocation::Registry(
+            Reference::parse(r).map_err(|e| format!("--cache-repo {r}: {e}"))?,
+        ),
+        (None, Some(d)) => CacheLocation::Registry(
+            Reference::parse(&format!("{}/cache", d.name()))
+                .map_err(|e| format!("--cache-repo: {e}"))?,
+        ),
         (None, None) => return Err(
             "--cache needs --cache-repo (or a -d destination to put <repository>/cache next to)"
                 .into(),

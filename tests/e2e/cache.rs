@@ -271,3 +271,50 @@ fn warm_cache_dir_serves_base_images_without_a_registry() {
     );
     assert!(bundle.path().join("b/rootfs/bin/busybox").is_file());
 }
+
+/// The cache in a local OCI layout (`--cache-repo oci:PATH`).
+#[test]
+fn cache_in_a_local_oci_layout() {
+    let reg = TestRegistry::start(Options::default());
+    let base_ctx = tempfile::tempdir().unwrap();
+    busybox_context(base_ctx.path(), "");
+    let base = format!("{}/base/busybox-ocicache:1", reg.addr);
+    build(base_ctx.path(), &base, &reg_args(&reg));
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        &ctx.path().join("Dockerfile"),
+        &format!("FROM {base}\nRUN echo cached > /x\nRUN echo again > /y\n"),
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let mut reports = Vec::new();
+    for _ in 0..2 {
+        let state = tempfile::tempdir().unwrap();
+        let report = state.path().join("r.json");
+        let o = kiln()
+            .args([
+                "build",
+                "-c",
+                ctx.path().to_str().unwrap(),
+                "--oci-layout-path",
+            ])
+            .arg(state.path().join("out"))
+            .args(reg_args(&reg))
+            .arg("--cache")
+            .arg("--cache-repo")
+            .arg(format!("oci:{}", cache.path().display()))
+            .arg("--report")
+            .arg(&report)
+            .arg("--kiln-dir")
+            .arg(state.path().join("kiln"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        reports.push(json(&std::fs::read_to_string(&report).unwrap()));
+    }
+    assert_eq!(reports[0]["totals"]["runs_executed"], 2);
+    assert_eq!(reports[1]["totals"]["runs_executed"], 0, "{}", reports[1]);
+    assert_eq!(reports[1]["totals"]["hits"], 2);
+    // The layout names its entries (key and step-slot tags) in index.json.
+    let index = json(&std::fs::read_to_string(cache.path().join("index.json")).unwrap());
+    assert!(index["manifests"].as_array().unwrap().len() >= 2);
+}

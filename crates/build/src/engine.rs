@@ -10,7 +10,7 @@ use crate::metadata::{expose_ports, go_quoted_list, shell_wrap};
 use crate::run::{decide, run as run_in_sandbox, Isolation, IsolationMode, Rootfs, StepRequest};
 use crate::source::{expand_source, ContextFs, SourceFs, SourceItem, SrcEntry, SrcKind, TreeFs};
 use crate::users::{resolve_chown, resolve_user};
-pub use cached::{CacheSettings, StepRecord};
+pub use cached::{CacheLocation, CacheSettings, StepRecord};
 use kiln_dockerfile::instructions::{from_node, CopyArgs, Instruction, RunArgs};
 use kiln_dockerfile::shell::Lex;
 use kiln_dockerfile::Command;

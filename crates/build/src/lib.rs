@@ -13,7 +13,7 @@ pub mod source;
 pub mod users;
 
 pub use engine::{
-    build, build_with_records, BuildError, BuildOptions, CacheSettings, StepEvent, StepRecord,
-    DEFAULT_PATH,
+    build, build_with_records, BuildError, BuildOptions, CacheLocation, CacheSettings, StepEvent,
+    StepRecord, DEFAULT_PATH,
 };
 pub use run::IsolationMode;

@@ -14,8 +14,10 @@
 //! The parts are kept with the cached entry, so a miss can be explained
 //! against the closest earlier entry.
 
+pub mod layout_cache;
 pub mod registry_cache;
 
+pub use layout_cache::LayoutCache;
 pub use registry_cache::{CacheEntry, RegistryCache};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};

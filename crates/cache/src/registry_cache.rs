@@ -12,14 +12,14 @@ use kiln_registry::{push, BlobStore, Client, Reference, RegistryError};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-const FIELD: &str = "kiln.cache.v1";
+pub(crate) const FIELD: &str = "kiln.cache.v1";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct EntryRecord {
-    created: i64,
+pub(crate) struct EntryRecord {
+    pub(crate) created: i64,
     #[serde(default)]
-    created_by: String,
-    parts: KeyParts,
+    pub(crate) created_by: String,
+    pub(crate) parts: KeyParts,
 }
 
 /// A cached step.
@@ -176,7 +176,7 @@ impl RegistryCache<'_> {
 }
 
 /// The tag of a step slot's latest entry.
-fn slot_tag(slot: &str) -> String {
+pub(crate) fn slot_tag(slot: &str) -> String {
     use sha2::{Digest as _, Sha256};
     format!(
         "slot-{}",

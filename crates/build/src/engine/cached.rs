@@ -5,14 +5,73 @@
 //! the rest of the build, with a warning: never a failed or wrong build.
 
 use super::*;
-use kiln_cache::{file_part, KeyParts, RegistryCache};
+use kiln_cache::{file_part, CacheEntry, KeyParts, LayoutCache, RegistryCache};
 use sha2::{Digest as _, Sha256};
+
+/// Where the cache lives.
+#[derive(Debug, Clone)]
+pub enum CacheLocation {
+    /// A registry repository.
+    Registry(Reference),
+    /// A local OCI image layout (`--cache-repo oci:PATH`).
+    Layout(PathBuf),
+}
+
+impl std::fmt::Display for CacheLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheLocation::Registry(r) => write!(f, "{}", r.name()),
+            CacheLocation::Layout(p) => write!(f, "oci:{}", p.display()),
+        }
+    }
+}
+
+/// One place to look entries up in and store them to.
+enum Backend<'a> {
+    Registry(RegistryCache<'a>),
+    Layout(LayoutCache),
+}
+
+impl Backend<'_> {
+    fn lookup(&self, key: &str, now: i64) -> Result<Option<CacheEntry>, String> {
+        match self {
+            Backend::Registry(c) => c.lookup(key, now).map_err(|e| e.to_string()),
+            Backend::Layout(c) => c.lookup(key, now),
+        }
+    }
+
+    fn lookup_slot(&self, slot: &str) -> Result<Option<CacheEntry>, String> {
+        match self {
+            Backend::Registry(c) => c.lookup_slot(slot).map_err(|e| e.to_string()),
+            Backend::Layout(c) => c.lookup_slot(slot),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn store(
+        &self,
+        key: &str,
+        slot: &str,
+        parts: &KeyParts,
+        created_by: &str,
+        layer: Option<&LayerBlob>,
+        now: i64,
+        platform: (&str, &str),
+    ) -> Result<(), String> {
+        match self {
+            Backend::Registry(c) => c
+                .store(key, slot, parts, created_by, layer, now, platform)
+                .map_err(|e| e.to_string()),
+            Backend::Layout(c) => c.store(key, slot, parts, created_by, layer, now, platform),
+        }
+    }
+}
 
 /// `--cache` and its companions.
 #[derive(Debug, Clone)]
 pub struct CacheSettings {
     /// The cache repository.
-    pub repo: Reference,
+    pub repo: CacheLocation,
     /// Seconds an entry stays valid.
     pub ttl: i64,
     pub run_layers: bool,
@@ -87,12 +146,7 @@ impl Engine<'_> {
             };
             if cacheable {
                 let k = key.clone().unwrap_or_default();
-                let cache = RegistryCache {
-                    client: &self.client,
-                    store: &self.blob_store,
-                    repo: settings.repo.clone(),
-                    ttl: settings.ttl,
-                };
+                let cache = self.backend(settings);
                 match cache.lookup(&k, self.now_unclamped()) {
                     Ok(Some(entry)) => {
                         self.apply_cached(state, node, entry)?;
@@ -121,7 +175,7 @@ impl Engine<'_> {
                     Err(e) => {
                         tracing::warn!(
                             "the layer cache at {} failed ({e}); building without it",
-                            settings.repo.name()
+                            settings.repo
                         );
                         self.cache_enabled = false;
                         record.cache = "off".into();
@@ -143,12 +197,7 @@ impl Engine<'_> {
                             .last()
                             .and_then(|h| h.created_by.clone())
                             .unwrap_or_default();
-                        let cache = RegistryCache {
-                            client: &self.client,
-                            store: &self.blob_store,
-                            repo: settings.repo.clone(),
-                            ttl: settings.ttl,
-                        };
+                        let cache = self.backend(settings);
                         let platform = &self.plan.options.target_platform;
                         if let Err(e) = cache.store(
                             k,
@@ -159,7 +208,7 @@ impl Engine<'_> {
                             self.now_unclamped(),
                             (&platform.os, &platform.arch),
                         ) {
-                            tracing::warn!("storing in the layer cache at {} failed ({e}); building without it", settings.repo.name());
+                            tracing::warn!("storing in the layer cache at {} failed ({e}); building without it", settings.repo);
                             self.cache_enabled = false;
                         }
                     }
@@ -178,6 +227,21 @@ impl Engine<'_> {
         record.seconds = started.elapsed().as_secs_f64();
         self.records.push(record);
         Ok(())
+    }
+
+    fn backend(&self, settings: &CacheSettings) -> Backend<'_> {
+        match &settings.repo {
+            CacheLocation::Registry(r) => Backend::Registry(RegistryCache {
+                client: &self.client,
+                store: &self.blob_store,
+                repo: r.clone(),
+                ttl: settings.ttl,
+            }),
+            CacheLocation::Layout(p) => Backend::Layout(LayoutCache {
+                dir: p.clone(),
+                ttl: settings.ttl,
+            }),
+        }
     }
 
     /// Real time for entry ages (not clamped by SOURCE_DATE_EPOCH).
