@@ -1,6 +1,7 @@
 #!/bin/sh
 # kiln's benchmark harness (run as root on a Debian machine; see docs/benchmarks.md).
-#   bench/run.sh [RUNS]
+#   bench/run.sh [RUNS]          W1, W2 and the snapshot benchmark
+#   ONLY=W5 bench/run.sh [RUNS]   W5 only (rebuild from the layer cache)
 # Starts a registry on 127.0.0.1:5000, builds the bases the workloads in
 # ../shared/bench/workloads expect (debian:bookworm from debootstrap, bigbase),
 # then times cold builds+pushes of W1 and W2: kiln as uid 65534 (user
@@ -75,6 +76,56 @@ buildah_time() { # workload
     t1=$(now)
     echo "$t1 - $t0" | bc
 }
+
+w5() {
+    # W5: W1 and W4 rebuilt on an empty machine from the registry cache,
+    # after editing W4's app.txt; the cache was filled by a first build.
+    rm -rf "$STATE/w4-edited" && cp -r "$WORKLOADS/W4-multistage" "$STATE/w4-edited"
+    chmod -R a+rX "$STATE/w4-edited"
+    for w in "$WORKLOADS/W1-small" "$WORKLOADS/W4-multistage"; do
+        rm -rf "$STATE/kiln-fill"
+        as_nobody "$KILN" build -c "$w" -d "$REG/bench/w5-$(basename $w | tr A-Z a-z):kiln" --insecure-registry $REG \
+            --kiln-dir "$STATE/kiln-fill" --cache --cache-copy-layers --cache-repo $REG/bench/kiln-cache -v warn
+    done
+    echo "edited $(date +%s%N)" >> "$STATE/w4-edited/app.txt"
+    k=$(for i in $(seq 1 "$RUNS"); do
+        rm -rf "$STATE/kiln-cold"
+        t0=$(now)
+        for w in "$WORKLOADS/W1-small" "$STATE/w4-edited"; do
+            as_nobody "$KILN" build -c "$w" -d "$REG/bench/w5-$(basename $w | tr A-Z a-z):kiln" --insecure-registry $REG \
+                --kiln-dir "$STATE/kiln-cold" --cache --cache-copy-layers --cache-repo $REG/bench/kiln-cache -v warn
+        done
+        t1=$(now); echo "$t1 - $t0" | bc
+    done | median)
+    if command -v buildah >/dev/null; then
+        for w in "$WORKLOADS/W1-small" "$WORKLOADS/W4-multistage"; do
+            buildah bud -q --isolation chroot --layers --tls-verify=false --cache-to $REG/bench/buildah-cache \
+                --cache-from $REG/bench/buildah-cache -t "$REG/bench/w5-$(basename $w | tr A-Z a-z):buildah" "$w" >/dev/null
+        done
+        b=$(for i in $(seq 1 "$RUNS"); do
+            buildah rm -a >/dev/null 2>&1 || true
+            buildah rmi -a -f >/dev/null 2>&1 || true
+            t0=$(now)
+            for w in "$WORKLOADS/W1-small" "$STATE/w4-edited"; do
+                buildah bud -q --isolation chroot --layers --tls-verify=false --cache-from $REG/bench/buildah-cache \
+                    -t "$REG/bench/w5-$(basename $w | tr A-Z a-z):buildah" "$w" >/dev/null
+                buildah push -q --tls-verify=false "$REG/bench/w5-$(basename $w | tr A-Z a-z):buildah" >/dev/null
+            done
+            t1=$(now); echo "$t1 - $t0" | bc
+        done | median)
+        r=$(echo "scale=2; $k / $b" | bc)
+    else
+        b="not installed"; r="-"
+    fi
+    echo "| W5 (W1 + W4 from the cache, empty machine, app.txt edited) | ${k} s | ${b} s | $r |"
+}
+
+if [ "${ONLY:-}" = W5 ]; then
+    echo "| workload | kiln (uid 65534) | buildah | kiln/buildah |"
+    echo "|---|---|---|---|"
+    w5
+    exit 0
+fi
 
 echo "| workload | kiln (uid 65534) | buildah | kiln/buildah |"
 echo "|---|---|---|---|"
