@@ -2,9 +2,9 @@
 //! the same entries as in a registry, under the same tags, kept as ref
 //! names in `index.json`, with blobs in `blobs/sha256`.
 
-use crate::registry_cache::{slot_tag, CacheEntry, EntryRecord, FIELD};
+use crate::registry_cache::{entry_image, slot_tag, CacheEntry, EntryRecord, FIELD};
 use crate::{tag_for, KeyParts};
-use kiln_image::{BuiltImage, ImageConfig, LayerBlob};
+use kiln_image::{ImageConfig, LayerBlob};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -121,22 +121,7 @@ impl LayoutCache {
         now: i64,
         platform: (&str, &str),
     ) -> Result<(), String> {
-        let mut config = ImageConfig {
-            architecture: platform.1.to_string(),
-            os: platform.0.to_string(),
-            ..Default::default()
-        };
-        let record = EntryRecord {
-            created: now,
-            created_by: created_by.to_string(),
-            parts: parts.clone(),
-        };
-        config.other.insert(
-            FIELD.into(),
-            serde_json::to_value(&record).unwrap_or_default(),
-        );
-        let image = BuiltImage::new(config, layer.into_iter().cloned().collect())
-            .map_err(|e| e.to_string())?;
+        let image = entry_image(parts, created_by, layer, now, platform)?;
         for tag in [tag_for(key), slot_tag(slot)] {
             kiln_image::layout::write_oci_layout(&self.dir, &image, &tag)
                 .map_err(|e| e.to_string())?;

@@ -153,26 +153,38 @@ impl RegistryCache<'_> {
         now: i64,
         platform: (&str, &str),
     ) -> Result<(), RegistryError> {
-        let mut config = ImageConfig {
-            architecture: platform.1.to_string(),
-            os: platform.0.to_string(),
-            ..Default::default()
-        };
-        let record = EntryRecord {
-            created: now,
-            created_by: created_by.to_string(),
-            parts: parts.clone(),
-        };
-        config.other.insert(
-            FIELD.into(),
-            serde_json::to_value(&record).unwrap_or_default(),
-        );
-        let image = BuiltImage::new(config, layer.into_iter().cloned().collect())
-            .map_err(|e| RegistryError::Config(e.to_string()))?;
+        let image =
+            entry_image(parts, created_by, layer, now, platform).map_err(RegistryError::Config)?;
         push(self.client, &self.tagged(tag_for(key)), &image)?;
         push(self.client, &self.tagged(slot_tag(slot)), &image)?;
         Ok(())
     }
+}
+
+/// A cache entry as an image: the record in its config, the step's layer
+/// (if any) as its layer.
+pub(crate) fn entry_image(
+    parts: &KeyParts,
+    created_by: &str,
+    layer: Option<&LayerBlob>,
+    now: i64,
+    platform: (&str, &str),
+) -> Result<BuiltImage, String> {
+    let mut config = ImageConfig {
+        architecture: platform.1.to_string(),
+        os: platform.0.to_string(),
+        ..Default::default()
+    };
+    let record = EntryRecord {
+        created: now,
+        created_by: created_by.to_string(),
+        parts: parts.clone(),
+    };
+    config.other.insert(
+        FIELD.into(),
+        serde_json::to_value(&record).unwrap_or_default(),
+    );
+    BuiltImage::new(config, layer.into_iter().cloned().collect()).map_err(|e| e.to_string())
 }
 
 /// The tag of a step slot's latest entry.
