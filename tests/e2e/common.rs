@@ -392,3 +392,27 @@ pub fn without_times(
         })
         .collect()
 }
+
+/// `DOCKER_BUILDKIT=1 docker build --no-cache` of `ctx` with build args,
+/// saved as a docker archive at `out`. `false` (after a loud message) when
+/// this docker client cannot use BuildKit.
+pub fn docker_buildkit_save(ctx: &Path, tag: &str, build_args: &[String], out: &Path) -> bool {
+    let mut cmd = docker().expect("docker engine");
+    cmd.env("DOCKER_BUILDKIT", "1")
+        .args(["build", "--no-cache", "-q", "-t", tag]);
+    for a in build_args {
+        cmd.arg("--build-arg").arg(a);
+    }
+    let built = cmd.arg(ctx).output().unwrap();
+    if !built.status.success() {
+        let err = String::from_utf8_lossy(&built.stderr);
+        if err.contains("buildx") {
+            eprintln!("!!!!!!!! SKIPPED: this docker client needs the buildx plugin for BuildKit: {err} !!!!!!!!");
+            return false;
+        }
+        panic!("docker build failed: {err}");
+    }
+    run_ok(docker().unwrap().arg("save").arg("-o").arg(out).arg(tag));
+    let _ = docker().unwrap().args(["rmi", "-f", tag]).output();
+    true
+}

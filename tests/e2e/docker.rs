@@ -42,31 +42,10 @@ fn rich_context_matches_docker_buildkit() {
     ]);
 
     let tag = "kiln-e2e/rich:docker";
-    let built = docker()
-        .unwrap()
-        .env("DOCKER_BUILDKIT", "1")
-        .args(["build", "--no-cache", "-q", "-t", tag])
-        .arg(ctx.path())
-        .output()
-        .unwrap();
-    if !built.status.success() {
-        let err = String::from_utf8_lossy(&built.stderr);
-        if err.contains("buildx") {
-            eprintln!("!!!!!!!! SKIPPED: this docker client needs the buildx plugin for BuildKit: {err} !!!!!!!!");
-            return;
-        }
-        panic!("docker build failed: {err}");
-    }
     let docker_tar = out.path().join("docker.tar");
-    run_ok(
-        docker()
-            .unwrap()
-            .arg("save")
-            .arg("-o")
-            .arg(&docker_tar)
-            .arg(tag),
-    );
-    let _ = docker().unwrap().args(["rmi", "-f", tag]).output();
+    if !docker_buildkit_save(ctx.path(), tag, &[], &docker_tar) {
+        return;
+    }
 
     let (kfs, kcfg) = docker_archive_fs(&kiln_tar);
     let (dfs, dcfg) = docker_archive_fs(&docker_tar);

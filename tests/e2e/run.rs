@@ -266,34 +266,11 @@ fn run_matches_docker_buildkit() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let tag = "kiln-e2e/run:docker";
-    let built = docker()
-        .unwrap()
-        .env("DOCKER_BUILDKIT", "1")
-        .args(["build", "--no-cache", "-q", "-t", tag])
-        .arg("--build-arg")
-        .arg(format!("BASE={base}"))
-        .args(["--build-arg", "GREETING=from-cli"])
-        .arg(ctx.path())
-        .output()
-        .unwrap();
-    if !built.status.success() {
-        let err = String::from_utf8_lossy(&built.stderr);
-        if err.contains("buildx") {
-            eprintln!("!!!!!!!! SKIPPED: this docker client needs buildx for BuildKit !!!!!!!!");
-            return;
-        }
-        panic!("docker build failed: {err}");
-    }
     let docker_tar = out.path().join("docker.tar");
-    run_ok(
-        docker()
-            .unwrap()
-            .arg("save")
-            .arg("-o")
-            .arg(&docker_tar)
-            .arg(tag),
-    );
-    let _ = docker().unwrap().args(["rmi", "-f", tag]).output();
+    let build_args = [format!("BASE={base}"), "GREETING=from-cli".to_string()];
+    if !docker_buildkit_save(ctx.path(), tag, &build_args, &docker_tar) {
+        return;
+    }
     let (kfs, kcfg) = docker_archive_fs(&kiln_tar);
     let (dfs, dcfg) = docker_archive_fs(&docker_tar);
     // Times of what the steps made are the build's own.

@@ -120,23 +120,7 @@ fn make_node(
         Some(k) => *inodes.entry(k).or_insert_with(|| tree.new_inode()),
         None => tree.new_inode(),
     };
-    let kind = match &e.kind {
-        SrcKind::Dir => NodeKind::Dir,
-        SrcKind::File { content, size } => NodeKind::File {
-            content: content.clone(),
-            size: *size,
-        },
-        SrcKind::Symlink(t) => NodeKind::Symlink(t.clone()),
-        SrcKind::Fifo => NodeKind::Fifo,
-        SrcKind::CharDevice { major, minor } => NodeKind::CharDevice {
-            major: *major,
-            minor: *minor,
-        },
-        SrcKind::BlockDevice { major, minor } => NodeKind::BlockDevice {
-            major: *major,
-            minor: *minor,
-        },
-    };
+    let kind = e.kind.clone();
     let mode = match (&e.kind, opts.chmod) {
         (SrcKind::Symlink(_), _) => 0o777,
         (_, Some(m)) => m,

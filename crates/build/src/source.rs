@@ -9,15 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SrcKind {
-    Dir,
-    File { content: Content, size: u64 },
-    Symlink(String),
-    Fifo,
-    CharDevice { major: u32, minor: u32 },
-    BlockDevice { major: u32, minor: u32 },
-}
+/// A source entry's type: the same as a tree node's.
+pub type SrcKind = NodeKind;
 
 #[derive(Debug, Clone)]
 pub struct SrcEntry {
@@ -394,23 +387,7 @@ impl SourceFs for TreeFs<'_> {
         let root = clean(&Self::abs(rel));
         let convert = |rel_in_item: String, path: &str| -> Option<SrcEntry> {
             let n = self.tree.get(path)?;
-            let kind = match &n.kind {
-                NodeKind::Dir => SrcKind::Dir,
-                NodeKind::File { content, size } => SrcKind::File {
-                    content: content.clone(),
-                    size: *size,
-                },
-                NodeKind::Symlink(t) => SrcKind::Symlink(t.clone()),
-                NodeKind::Fifo => SrcKind::Fifo,
-                NodeKind::CharDevice { major, minor } => SrcKind::CharDevice {
-                    major: *major,
-                    minor: *minor,
-                },
-                NodeKind::BlockDevice { major, minor } => SrcKind::BlockDevice {
-                    major: *major,
-                    minor: *minor,
-                },
-            };
+            let kind = n.kind.clone();
             Some(SrcEntry {
                 rel: rel_in_item,
                 link_key: matches!(kind, SrcKind::File { .. }).then_some((0, n.inode)),
