@@ -12,4 +12,4 @@ pub mod shell;
 pub use error::ParseError;
 pub use instructions::{Command, CopyArgs, Instruction};
 pub use parser::{parse, Ast, Heredoc, Node};
-pub use plan::{BuildArgs, Plan, PlanOptions, Platform, Stage, StageBase, Step};
+pub use plan::{BuildArgs, CopySource, Plan, PlanOptions, Platform, Stage, StageBase, Step};

@@ -105,6 +105,18 @@ pub enum StageBase {
 pub struct Step {
     pub node: Node,
     pub instruction: Instruction,
+    /// What `COPY --from` names, resolved once here (expanded with the
+    /// ARGs in scope, as BuildKit's dockerfile2llb resolves it).
+    pub copy_from: Option<CopySource>,
+}
+
+/// The source of a `COPY --from`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopySource {
+    /// An earlier stage, by index.
+    Stage(usize),
+    /// An image reference.
+    Image(String),
 }
 
 #[derive(Debug, Clone)]
@@ -277,6 +289,7 @@ impl Plan {
                     stage.steps.push(Step {
                         node: node.clone(),
                         instruction: other,
+                        copy_from: None,
                     });
                 }
             }
@@ -295,48 +308,65 @@ impl Plan {
         let names: Vec<Option<String>> = stages.iter().map(|s| s.name.clone()).collect();
         for stage in stages.iter_mut() {
             let mut args_in_scope = meta_args.clone();
-            for step in &stage.steps {
+            for step in stage.steps.iter_mut() {
                 if let Instruction::Arg(decls) = &step.instruction {
                     for (k, d) in decls {
-                        if let Some(v) = options.build_args.get(k).or(d.as_ref()) {
-                            args_in_scope.insert(k.clone(), v.clone());
+                        let value = match (options.build_args.get(k), d) {
+                            (Some(v), _) => Some(v.clone()),
+                            (None, Some(d)) => {
+                                let env = |k: &str| args_in_scope.get(k).cloned();
+                                Some(
+                                    lex.process_word(d, &env)
+                                        .map_err(|e| ast.error_in(&step.node, e.to_string()))?,
+                                )
+                            }
+                            (None, None) => None,
+                        };
+                        if let Some(v) = value {
+                            args_in_scope.insert(k.clone(), v);
                         }
                     }
                 }
-                let mut refs = Vec::new();
-                match &step.instruction {
-                    Instruction::Copy(c) => refs.extend(c.from.clone()),
-                    Instruction::Run(r) => {
-                        refs.extend(r.mounts.iter().filter_map(|m| mount_from(m)))
-                    }
-                    _ => {}
-                }
-                for r in refs {
+                let (copy_from, mount_froms): (Option<&String>, Vec<&str>) = match &step.instruction
+                {
+                    Instruction::Copy(c) => (c.from.as_ref(), Vec::new()),
+                    Instruction::Run(r) => (
+                        None,
+                        r.mounts.iter().filter_map(|m| m.option("from")).collect(),
+                    ),
+                    _ => (None, Vec::new()),
+                };
+                let resolve = |r: &str| -> Result<CopySource, ParseError> {
                     let env = |k: &str| args_in_scope.get(k).cloned();
                     let r = lex
-                        .process_word(&r, &env)
+                        .process_word(r, &env)
                         .map_err(|e| ast.error_in(&step.node, e.to_string()))?;
-                    let lower = r.to_ascii_lowercase();
-                    let idx = names
-                        .iter()
-                        .position(|n| n.as_deref() == Some(lower.as_str()))
-                        .or_else(|| lower.parse::<usize>().ok().filter(|i| *i < names.len()));
+                    let idx = stage_by_name(&names, &r);
                     match idx {
-                        Some(i) if i == stage.index => {
-                            return Err(ast.error_in(
-                                &step.node,
-                                format!("stage {r:?} cannot copy from itself"),
-                            ));
+                        Some(i) if i == stage.index => Err(ast
+                            .error_in(&step.node, format!("stage {r:?} cannot copy from itself"))),
+                        Some(i) => Ok(CopySource::Stage(i)),
+                        None if r.parse::<usize>().is_ok() => {
+                            Err(ast.error_in(&step.node, format!("no build stage with index {r}")))
                         }
-                        Some(i) => {
+                        None => Ok(CopySource::Image(r)),
+                    }
+                };
+                let mut sources = Vec::new();
+                if let Some(f) = copy_from {
+                    let source = resolve(f)?;
+                    step.copy_from = Some(source.clone());
+                    sources.push(source);
+                }
+                for f in mount_froms {
+                    sources.push(resolve(f)?);
+                }
+                for source in sources {
+                    match source {
+                        CopySource::Stage(i) => {
                             stage.deps.insert(i);
                         }
-                        None if lower.parse::<usize>().is_ok() => {
-                            return Err(
-                                ast.error_in(&step.node, format!("no build stage with index {r}"))
-                            );
-                        }
-                        None => {
+                        CopySource::Image(r) => {
                             stage.image_deps.insert(r);
                         }
                     }
@@ -379,6 +409,13 @@ impl Plan {
         })
     }
 
+    /// The stage a `--from` or `FROM` word names: by name
+    /// (case-insensitive), else by index.
+    pub fn stage_index(&self, name: &str) -> Option<usize> {
+        let names: Vec<Option<String>> = self.stages.iter().map(|s| s.name.clone()).collect();
+        stage_by_name(&names, name)
+    }
+
     /// Build args given on the command line that no ARG declares.
     pub fn unused_build_args(&self) -> Vec<String> {
         let mut declared: BTreeSet<&str> =
@@ -401,10 +438,13 @@ impl Plan {
     }
 }
 
-/// `from=` of a `--mount` spec.
-fn mount_from(spec: &str) -> Option<String> {
-    spec.split(',')
-        .find_map(|kv| kv.strip_prefix("from=").map(str::to_string))
+/// A stage by name (case-insensitive), else by index.
+fn stage_by_name(names: &[Option<String>], name: &str) -> Option<usize> {
+    let lower = name.to_ascii_lowercase();
+    names
+        .iter()
+        .position(|n| n.as_deref() == Some(lower.as_str()))
+        .or_else(|| lower.parse::<usize>().ok().filter(|i| *i < names.len()))
 }
 
 fn dependency_order(stages: &[Stage], target: usize, ast: &Ast) -> Result<Vec<usize>, ParseError> {
