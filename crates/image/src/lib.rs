@@ -9,6 +9,7 @@ pub mod manifest;
 
 pub use config::{ContainerConfig, Healthcheck, History, ImageConfig, RootFs};
 pub use digest::{sha256_digest, sha256_hex};
+pub use layout::OciLayout;
 pub use manifest::{BuiltImage, LayerBlob};
 
 #[derive(Debug, thiserror::Error)]

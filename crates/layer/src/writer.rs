@@ -18,6 +18,16 @@ pub enum Compression {
     Gzip(u32),
 }
 
+impl Compression {
+    /// The OCI media type of a layer written this way.
+    pub fn media_type(&self) -> &'static str {
+        match self {
+            Compression::None => "application/vnd.oci.image.layer.v1.tar",
+            Compression::Gzip(_) => "application/vnd.oci.image.layer.v1.tar+gzip",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct LayerOptions {
     pub compression: Compression,

@@ -50,6 +50,8 @@ pub enum RegistryError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Layout(#[from] kiln_image::ImageError),
 }
 
 impl RegistryError {
