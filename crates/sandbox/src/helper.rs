@@ -34,13 +34,10 @@ pub fn helper_main(spec_path: &Path) -> i32 {
 
 fn run(spec: &RunSpec) -> Result<i32, String> {
     sys::die_with_parent();
-    if !spec.namespaces {
+    if let RootSpec::Chroot { root } = &spec.root {
         // chroot mode: no namespaces; the step gets a process group of its
         // own so that processes it leaves behind can be killed.
-        let root = match &spec.root {
-            RootSpec::Directory { root } => root.clone(),
-            RootSpec::Overlay { .. } => return Err("overlay needs namespaces".into()),
-        };
+        let root = root.clone();
         let pid = sys::fork().map_err(|e| format!("fork: {e}"))?;
         if pid == 0 {
             sys::setsid();
@@ -90,13 +87,14 @@ fn setup_namespaced(spec: &RunSpec) -> Result<PathBuf, String> {
         None,
     )
     .map_err(|e| err("making / private", e))?;
-    let root = match &spec.root {
+    let (root, host_files) = match &spec.root {
         RootSpec::Overlay {
             lowers,
             upper,
             work,
             merged,
             userxattr,
+            host_files,
         } => {
             let lower: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
             let mut data = format!(
@@ -110,9 +108,10 @@ fn setup_namespaced(spec: &RunSpec) -> Result<PathBuf, String> {
             }
             sys::mount("overlay", merged, Some("overlay"), 0, Some(&data))
                 .map_err(|e| err("mounting the overlay root", e))?;
-            merged.clone()
+            (merged.clone(), host_files)
         }
-        RootSpec::Directory { root } => {
+        RootSpec::Chroot { .. } => return Err("a chroot root has no namespaces".into()),
+        RootSpec::Namespaced { root, host_files } => {
             // A bind mount so that the root is a mount point of its own.
             sys::mount(
                 &root.display().to_string(),
@@ -122,7 +121,7 @@ fn setup_namespaced(spec: &RunSpec) -> Result<PathBuf, String> {
                 None,
             )
             .map_err(|e| err("binding the root", e))?;
-            root.clone()
+            (root.clone(), host_files)
         }
     };
     let _ = sys::sethostname(&spec.hostname);
@@ -147,7 +146,10 @@ fn setup_namespaced(spec: &RunSpec) -> Result<PathBuf, String> {
         );
     }
     setup_dev(&root.join("dev"))?;
-    for (host, name) in [(&spec.resolv_conf, "resolv.conf"), (&spec.hosts, "hosts")] {
+    for (host, name) in [
+        (&host_files.resolv_conf, "resolv.conf"),
+        (&host_files.hosts, "hosts"),
+    ] {
         if let Some(host) = host {
             let target = root.join("etc").join(name);
             if ensure_dir(&root.join("etc")).is_ok()

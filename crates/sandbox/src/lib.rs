@@ -16,23 +16,46 @@
 
 mod sys;
 
+mod detect;
+mod directory;
+mod entrypoint;
+mod executor;
+pub mod fake;
 pub mod helper;
+mod overlay;
 pub mod run;
 pub mod spec;
 pub mod userns;
 
+pub use detect::{detect, IsolationMode};
+pub use directory::{ChrootExecutor, PrivateCopyExecutor};
+pub use entrypoint::{enter_for_build, entrypoint};
+pub use executor::{Executor, OutputSink, Process, StageRoot, StepOutcome, StepRequest};
+pub use overlay::OverlayExecutor;
 pub use run::{probe_mounts, run_step, StepOutput};
-pub use spec::{RootSpec, RunSpec};
+pub use spec::{HostFiles, RootSpec, RunSpec};
 pub use userns::{enter_user_namespace, finish_entering, in_user_namespace};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     #[error("{0}")]
     Setup(String),
+    /// No executor can run steps here.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
         #[source]
         source: std::io::Error,
     },
+}
+
+impl SandboxError {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        SandboxError::Io {
+            context: context.into(),
+            source,
+        }
+    }
 }

@@ -79,6 +79,7 @@ pub fn probe_mounts(work: &Path, userxattr: bool) -> Result<(), String> {
             work: dirs[2].clone(),
             merged: dirs[3].clone(),
             userxattr,
+            host_files: Default::default(),
         },
         // The helper's own exec fails on an empty root: exit 127 proves the
         // mounts worked, 125 that they did not.
@@ -89,9 +90,6 @@ pub fn probe_mounts(work: &Path, userxattr: bool) -> Result<(), String> {
         gid: 0,
         groups: vec![],
         hostname: "kiln".into(),
-        resolv_conf: None,
-        hosts: None,
-        namespaces: true,
         no_network: false,
     };
     let lines = std::sync::Mutex::new(Vec::new());

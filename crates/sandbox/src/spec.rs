@@ -3,9 +3,12 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+/// The step's root and how it is isolated: one variant per isolation, so
+/// an overlay root without namespaces cannot be asked for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum RootSpec {
-    /// Mount overlayfs: `lowers` top first; `upper` receives the changes.
+    /// Namespaces and an overlayfs root: `lowers` top first; `upper`
+    /// receives the changes.
     Overlay {
         lowers: Vec<PathBuf>,
         upper: PathBuf,
@@ -13,9 +16,22 @@ pub enum RootSpec {
         merged: PathBuf,
         /// `userxattr` (inside a user namespace).
         userxattr: bool,
+        host_files: HostFiles,
     },
-    /// Run directly in this directory (chroot mode).
-    Directory { root: PathBuf },
+    /// Namespaces, and this directory (bound onto itself) as the root.
+    Namespaced {
+        root: PathBuf,
+        host_files: HostFiles,
+    },
+    /// chroot into this directory: no namespaces, nothing mounted.
+    Chroot { root: PathBuf },
+}
+
+/// Files bound over the root's /etc/resolv.conf and /etc/hosts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HostFiles {
+    pub resolv_conf: Option<PathBuf>,
+    pub hosts: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -29,11 +45,6 @@ pub struct RunSpec {
     pub gid: u32,
     pub groups: Vec<u32>,
     pub hostname: String,
-    /// Host files bound over /etc/resolv.conf and /etc/hosts.
-    pub resolv_conf: Option<PathBuf>,
-    pub hosts: Option<PathBuf>,
-    /// Make mount/pid/ipc/uts namespaces and mount /proc, /dev.
-    pub namespaces: bool,
     /// A private network namespace (`RUN --network=none`).
     pub no_network: bool,
 }

@@ -1,0 +1,168 @@
+//! A directory root that the step changes in place, diffed afterwards
+//! (metadata walk of the whole tree): with namespaces but no overlayfs
+//! (`PrivateCopyExecutor`), or with chroot alone, where namespaces and
+//! mounts are blocked (`ChrootExecutor`, the Kubernetes-pod case).
+
+use crate::executor::{
+    create_dir, host_files, Executor, OutputSink, StageRoot, StepOutcome, StepRequest, HOSTNAME,
+};
+use crate::spec::{HostFiles, RootSpec, RunSpec};
+use crate::{run_step, sys, SandboxError};
+use std::path::{Path, PathBuf};
+
+/// Namespaces and a private copy of the stage as the root.
+pub struct PrivateCopyExecutor;
+
+/// chroot only.
+pub struct ChrootExecutor;
+
+impl Executor for PrivateCopyExecutor {
+    fn describe(&self) -> &'static str {
+        "user namespaces with a private copy of the root"
+    }
+    fn changes_root_in_place(&self) -> bool {
+        true
+    }
+    fn run(
+        &self,
+        step: &StepRequest,
+        root: &mut dyn StageRoot,
+        output: OutputSink<'_>,
+    ) -> Result<StepOutcome, SandboxError> {
+        run_in_directory(step, root, output, true)
+    }
+}
+
+impl Executor for ChrootExecutor {
+    fn describe(&self) -> &'static str {
+        "chroot"
+    }
+    fn changes_root_in_place(&self) -> bool {
+        true
+    }
+    fn run(
+        &self,
+        step: &StepRequest,
+        root: &mut dyn StageRoot,
+        output: OutputSink<'_>,
+    ) -> Result<StepOutcome, SandboxError> {
+        run_in_directory(step, root, output, false)
+    }
+}
+
+fn run_in_directory(
+    step: &StepRequest,
+    root: &mut dyn StageRoot,
+    output: OutputSink<'_>,
+    namespaces: bool,
+) -> Result<StepOutcome, SandboxError> {
+    let dir = &step.step_dir;
+    create_dir(dir)?;
+    let root_dir = root.directory()?;
+    let (resolv, hosts) = host_files(dir);
+    let before = kiln_snapshot::index(&root_dir, &step.ignore)
+        .map_err(|e| SandboxError::io("indexing the root", e))?;
+    let (root_spec, restore) = if namespaces {
+        let host_files = HostFiles {
+            resolv_conf: Some(resolv),
+            hosts: Some(hosts),
+        };
+        let root = root_dir.clone();
+        (RootSpec::Namespaced { root, host_files }, Vec::new())
+    } else {
+        let restore = inject_chroot_files(&root_dir, &resolv, &hosts);
+        (
+            RootSpec::Chroot {
+                root: root_dir.clone(),
+            },
+            restore,
+        )
+    };
+    let p = &step.process;
+    let spec = RunSpec {
+        root: root_spec,
+        argv: p.argv.clone(),
+        env: p.env.clone(),
+        cwd: p.cwd.clone(),
+        uid: p.uid,
+        gid: p.gid,
+        groups: p.groups.clone(),
+        hostname: HOSTNAME.into(),
+        no_network: p.no_network,
+    };
+    let result = run_step(&spec, dir, output);
+    for (path, original) in restore {
+        match original {
+            Some(bytes) => {
+                let _ = std::fs::write(&path, bytes);
+            }
+            None => {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    let out = result?;
+    if out.exit_code != 0 {
+        return Ok(StepOutcome {
+            exit_code: out.exit_code,
+            ..Default::default()
+        });
+    }
+    let started = std::time::Instant::now();
+    let changes = kiln_snapshot::tree_diff(&root_dir, &before, &step.ignore)
+        .map_err(|e| SandboxError::io("diffing the root", e))?;
+    tracing::debug!(
+        "snapshot: {} changes from a full-tree diff in {:.4}s",
+        changes.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(StepOutcome {
+        exit_code: 0,
+        changes,
+        upper: None,
+    })
+}
+
+/// chroot mode mounts nothing: write resolv.conf, hosts and the basic
+/// /dev nodes into the root; returns what to put back afterwards.
+fn inject_chroot_files(
+    root: &Path,
+    resolv: &Path,
+    hosts: &Path,
+) -> Vec<(PathBuf, Option<Vec<u8>>)> {
+    let mut restore = Vec::new();
+    let etc = root.join("etc");
+    if etc.is_dir() {
+        for (src, name) in [(resolv, "resolv.conf"), (hosts, "hosts")] {
+            let target = etc.join(name);
+            if target
+                .symlink_metadata()
+                .map(|m| m.file_type().is_symlink())
+                .unwrap_or(false)
+            {
+                continue;
+            }
+            restore.push((target.clone(), std::fs::read(&target).ok()));
+            let _ = std::fs::copy(src, &target);
+        }
+    }
+    // The same mount points the namespaced modes have.
+    for d in ["proc", "sys"] {
+        let _ = std::fs::create_dir(root.join(d));
+    }
+    let dev = root.join("dev");
+    let _ = std::fs::create_dir_all(&dev);
+    for (name, minor) in [
+        ("null", 3),
+        ("zero", 5),
+        ("full", 7),
+        ("random", 8),
+        ("urandom", 9),
+    ] {
+        let p = dev.join(name);
+        if p.symlink_metadata().is_err() {
+            let _ = sys::mknod_char(&p, 1, minor, 0o666);
+        }
+    }
+    restore
+}

@@ -1,0 +1,86 @@
+//! Namespaces with an overlayfs root: the stage's layers are the lower
+//! directories, the step writes to a fresh upper directory, and the
+//! snapshot reads only that (O(changed files)).
+
+use crate::executor::{
+    create_dir, host_files, Executor, OutputSink, StageRoot, StepOutcome, StepRequest, HOSTNAME,
+};
+use crate::spec::{HostFiles, RootSpec, RunSpec};
+use crate::{run_step, SandboxError};
+
+pub struct OverlayExecutor {
+    /// Mount with `userxattr` (inside a user namespace).
+    pub userxattr: bool,
+}
+
+impl Executor for OverlayExecutor {
+    fn describe(&self) -> &'static str {
+        if self.userxattr {
+            "user namespaces with an overlay root"
+        } else {
+            "namespaces with an overlay root"
+        }
+    }
+
+    fn changes_root_in_place(&self) -> bool {
+        false
+    }
+
+    fn run(
+        &self,
+        step: &StepRequest,
+        root: &mut dyn StageRoot,
+        output: OutputSink<'_>,
+    ) -> Result<StepOutcome, SandboxError> {
+        let dir = &step.step_dir;
+        create_dir(dir)?;
+        let lowers = root.lowers()?;
+        let [upper, work, merged] = ["upper", "work", "merged"].map(|d| dir.join(d));
+        for d in [&upper, &work, &merged] {
+            create_dir(d)?;
+        }
+        let (resolv, hosts) = host_files(dir);
+        let p = &step.process;
+        let spec = RunSpec {
+            root: RootSpec::Overlay {
+                lowers,
+                upper: upper.clone(),
+                work,
+                merged,
+                userxattr: self.userxattr,
+                host_files: HostFiles {
+                    resolv_conf: Some(resolv),
+                    hosts: Some(hosts),
+                },
+            },
+            argv: p.argv.clone(),
+            env: p.env.clone(),
+            cwd: p.cwd.clone(),
+            uid: p.uid,
+            gid: p.gid,
+            groups: p.groups.clone(),
+            hostname: HOSTNAME.into(),
+            no_network: p.no_network,
+        };
+        let out = run_step(&spec, dir, output)?;
+        if out.exit_code != 0 {
+            return Ok(StepOutcome {
+                exit_code: out.exit_code,
+                ..Default::default()
+            });
+        }
+        let started = std::time::Instant::now();
+        let changes = kiln_snapshot::upper_changes(&upper, &step.ignore)
+            .map_err(|e| SandboxError::io("reading the step's changes", e))?;
+        tracing::debug!(
+            "snapshot: {} changes from the upper directory in {:.4}s",
+            changes.len(),
+            started.elapsed().as_secs_f64()
+        );
+        Ok(StepOutcome {
+            exit_code: 0,
+            changes,
+            upper: Some(upper),
+        })
+    }
+}
