@@ -14,11 +14,13 @@
 //! The parts are kept with the cached entry, so a miss can be explained
 //! against the closest earlier entry.
 
+mod backend;
 pub mod layout_cache;
 pub mod registry_cache;
 
+pub use backend::{CacheEntry, CacheError, CacheOutcome, LayerCache, MemoryCache, NewEntry};
 pub use layout_cache::LayoutCache;
-pub use registry_cache::{CacheEntry, RegistryCache};
+pub use registry_cache::RegistryCache;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;

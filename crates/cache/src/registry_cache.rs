@@ -5,6 +5,7 @@
 //! one manifest GET, and the layer is mountable into any repository of the
 //! same registry.
 
+use crate::backend::{CacheEntry, CacheError, LayerCache, NewEntry};
 use crate::{tag_for, KeyParts};
 use kiln_image::{BuiltImage, ImageConfig, LayerBlob};
 use kiln_registry::pull::{fetch_blob, fetch_manifest};
@@ -22,28 +23,17 @@ pub(crate) struct EntryRecord {
     pub(crate) parts: KeyParts,
 }
 
-/// A cached step.
-#[derive(Debug, Clone)]
-pub struct CacheEntry {
-    pub parts: KeyParts,
-    /// The history text of the step that made it.
-    pub created_by: String,
-    /// Seconds since the epoch.
-    pub created: i64,
-    /// The step's layer, downloaded and verified into the blob store.
-    pub layer: Option<LayerBlob>,
-}
-
-pub struct RegistryCache<'a> {
-    pub client: &'a Client,
-    pub store: &'a BlobStore,
+pub struct RegistryCache {
+    pub client: std::sync::Arc<Client>,
+    /// Where entries' blobs are downloaded to.
+    pub store: BlobStore,
     /// The cache repository (its tag, if any, is ignored).
     pub repo: Reference,
     /// Entries older than this many seconds are misses.
     pub ttl: i64,
 }
 
-impl RegistryCache<'_> {
+impl RegistryCache {
     fn tagged(&self, tag: String) -> Reference {
         Reference {
             tag: Some(tag),
@@ -52,19 +42,9 @@ impl RegistryCache<'_> {
         }
     }
 
-    /// The entry for `key`, if there is a fresh one.
-    pub fn lookup(&self, key: &str, now: i64) -> Result<Option<CacheEntry>, RegistryError> {
-        self.lookup_tag(&tag_for(key), Some(now))
-    }
-
-    /// The latest entry stored for a step slot (any age), to explain a miss.
-    pub fn lookup_slot(&self, slot: &str) -> Result<Option<CacheEntry>, RegistryError> {
-        self.lookup_tag(&slot_tag(slot), None)
-    }
-
     fn lookup_tag(&self, tag: &str, now: Option<i64>) -> Result<Option<CacheEntry>, RegistryError> {
         let r = self.tagged(tag.to_string());
-        let (bytes, _, _) = match fetch_manifest(self.client, &r, r.manifest_ref()) {
+        let (bytes, _, _) = match fetch_manifest(&self.client, &r, r.manifest_ref()) {
             Ok(m) => m,
             Err(RegistryError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e),
@@ -83,8 +63,8 @@ impl RegistryCache<'_> {
             message: "cache entry without config".into(),
         })?;
         let config_path = fetch_blob(
-            self.client,
-            self.store,
+            &self.client,
+            &self.store,
             &r,
             &config_digest,
             size_of(&config_desc),
@@ -96,11 +76,7 @@ impl RegistryCache<'_> {
                 what: r.to_string(),
                 message: "cache entry config unreadable".into(),
             })?;
-        let Some(record) = config
-            .other
-            .get(FIELD)
-            .and_then(|v| serde_json::from_value::<EntryRecord>(v.clone()).ok())
-        else {
+        let Some(record) = entry_record(&config) else {
             return Ok(None);
         };
         if now.is_some_and(|n| n - record.created > self.ttl) {
@@ -115,7 +91,7 @@ impl RegistryCache<'_> {
             Some(desc) => {
                 let digest = digest_of(desc).unwrap_or_default();
                 let size = size_of(desc).unwrap_or(0);
-                let path: PathBuf = fetch_blob(self.client, self.store, &r, &digest, Some(size))?;
+                let path: PathBuf = fetch_blob(&self.client, &self.store, &r, &digest, Some(size))?;
                 Some(LayerBlob {
                     digest,
                     diff_id: config.rootfs.diff_ids.first().cloned().unwrap_or_default(),
@@ -138,53 +114,61 @@ impl RegistryCache<'_> {
             layer,
         }))
     }
+}
 
-    /// Store the entry for `key`: the step's layer (if it made one) and
-    /// the key's parts, also as the latest entry of `slot` (the step's
-    /// place in the Dockerfile). The manifest goes last, after its blobs.
-    #[allow(clippy::too_many_arguments)]
-    pub fn store(
-        &self,
-        key: &str,
-        slot: &str,
-        parts: &KeyParts,
-        created_by: &str,
-        layer: Option<&LayerBlob>,
-        now: i64,
-        platform: (&str, &str),
-    ) -> Result<(), RegistryError> {
-        let image =
-            entry_image(parts, created_by, layer, now, platform).map_err(RegistryError::Config)?;
-        push(self.client, &self.tagged(tag_for(key)), &image)?;
-        push(self.client, &self.tagged(slot_tag(slot)), &image)?;
+impl LayerCache for RegistryCache {
+    fn describe(&self) -> String {
+        self.repo.name()
+    }
+
+    fn lookup(&self, key: &str, now: i64) -> Result<Option<CacheEntry>, CacheError> {
+        Ok(self.lookup_tag(&tag_for(key), Some(now))?)
+    }
+
+    fn lookup_slot(&self, slot: &str) -> Result<Option<CacheEntry>, CacheError> {
+        Ok(self.lookup_tag(&slot_tag(slot), None)?)
+    }
+
+    /// The step's layer (if it made one) and the key's parts, also as the
+    /// latest entry of the slot. The manifest goes last, after its blobs.
+    fn store(&self, entry: &NewEntry<'_>) -> Result<(), CacheError> {
+        let image = entry_image(entry)?;
+        push(&self.client, &self.tagged(tag_for(entry.key)), &image)?;
+        push(&self.client, &self.tagged(slot_tag(entry.slot)), &image)?;
         Ok(())
     }
 }
 
 /// A cache entry as an image: the record in its config, the step's layer
 /// (if any) as its layer.
-pub(crate) fn entry_image(
-    parts: &KeyParts,
-    created_by: &str,
-    layer: Option<&LayerBlob>,
-    now: i64,
-    platform: (&str, &str),
-) -> Result<BuiltImage, String> {
+pub(crate) fn entry_image(entry: &NewEntry<'_>) -> Result<BuiltImage, CacheError> {
     let mut config = ImageConfig {
-        architecture: platform.1.to_string(),
-        os: platform.0.to_string(),
+        architecture: entry.architecture.to_string(),
+        os: entry.os.to_string(),
         ..Default::default()
     };
     let record = EntryRecord {
-        created: now,
-        created_by: created_by.to_string(),
-        parts: parts.clone(),
+        created: entry.created,
+        created_by: entry.created_by.to_string(),
+        parts: entry.parts.clone(),
     };
-    config.other.insert(
-        FIELD.into(),
-        serde_json::to_value(&record).unwrap_or_default(),
-    );
-    BuiltImage::new(config, layer.into_iter().cloned().collect()).map_err(|e| e.to_string())
+    let value = serde_json::to_value(&record).map_err(|e| CacheError::Invalid {
+        what: "cache entry".into(),
+        message: e.to_string(),
+    })?;
+    config.other.insert(FIELD.into(), value);
+    Ok(BuiltImage::new(
+        config,
+        entry.layer.into_iter().cloned().collect(),
+    )?)
+}
+
+/// The record in an entry's config, and whether it is fresh at `now`.
+pub(crate) fn entry_record(config: &ImageConfig) -> Option<EntryRecord> {
+    config
+        .other
+        .get(FIELD)
+        .and_then(|v| serde_json::from_value::<EntryRecord>(v.clone()).ok())
 }
 
 /// The tag of a step slot's latest entry.

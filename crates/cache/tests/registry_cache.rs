@@ -3,7 +3,7 @@
 #[path = "../../../tests/support/registry.rs"]
 mod support;
 
-use kiln_cache::{KeyParts, RegistryCache};
+use kiln_cache::{KeyParts, LayerCache, NewEntry, RegistryCache};
 use kiln_image::LayerBlob;
 use kiln_layer::{write_layer, Content, Entry, EntryKind, LayerOptions};
 use kiln_registry::{BlobStore, Client, Reference, RegistryOptions};
@@ -46,8 +46,8 @@ fn store_lookup_expiry_and_empty_steps() {
     });
     let store = BlobStore::new(work.path().join("store"));
     let cache = RegistryCache {
-        client: &client,
-        store: &store,
+        client: std::sync::Arc::new(client),
+        store,
         repo: Reference::parse(&format!("{}/team/app/cache", reg.addr)).unwrap(),
         ttl: 3600,
     };
@@ -64,15 +64,16 @@ fn store_lookup_expiry_and_empty_steps() {
     );
     let l = layer(work.path());
     cache
-        .store(
-            &key,
-            "Dockerfile:0:1",
-            &parts,
-            "RUN make",
-            Some(&l),
-            1000,
-            ("linux", "amd64"),
-        )
+        .store(&NewEntry {
+            key: &key,
+            slot: "Dockerfile:0:1",
+            parts: &parts,
+            created_by: "RUN make",
+            layer: Some(&l),
+            created: 1000,
+            os: "linux",
+            architecture: "amd64",
+        })
         .unwrap();
     let hit = cache.lookup(&key, 1500).unwrap().expect("a hit");
     assert_eq!(hit.parts, parts);
@@ -95,15 +96,16 @@ fn store_lookup_expiry_and_empty_steps() {
     let mut empty = parts.clone();
     empty.instruction = "RUN /bin/sh -c true".into();
     cache
-        .store(
-            &empty.key(),
-            "Dockerfile:0:1",
-            &empty,
-            "RUN true",
-            None,
-            1000,
-            ("linux", "amd64"),
-        )
+        .store(&NewEntry {
+            key: &empty.key(),
+            slot: "Dockerfile:0:1",
+            parts: &empty,
+            created_by: "RUN true",
+            layer: None,
+            created: 1000,
+            os: "linux",
+            architecture: "amd64",
+        })
         .unwrap();
     let hit = cache.lookup(&empty.key(), 1001).unwrap().expect("a hit");
     assert!(hit.layer.is_none());
