@@ -416,3 +416,17 @@ pub fn docker_buildkit_save(ctx: &Path, tag: &str, build_args: &[String], out: &
     let _ = docker().unwrap().args(["rmi", "-f", tag]).output();
     true
 }
+
+/// Write subordinate ID ranges for `nobody` (the test setup's part), once
+/// per test run, before any test builds as uid 65534 with RUN steps.
+pub fn ensure_subids() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for file in ["/etc/subuid", "/etc/subgid"] {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            if !text.lines().any(|l| l.starts_with("nobody:")) {
+                std::fs::write(file, format!("{text}nobody:200000:65536\n")).unwrap();
+            }
+        }
+    });
+}

@@ -74,6 +74,7 @@ fn debian_base_unprivileged_and_chroot_give_the_same_image() {
         eprintln!("!!!!!!!! SKIPPED: debootstrap and the user switch need root !!!!!!!!");
         return;
     }
+    ensure_subids();
     let tar = debian_rootfs_tar();
     let reg = TestRegistry::start(Options::default());
     let base_ctx = tempfile::tempdir().unwrap();

@@ -28,16 +28,6 @@ ARG NAP=1000
 RUN (sleep $NAP > /dev/null 2>&1 &) && echo left a process behind
 "#;
 
-/// Write subordinate ID ranges for `nobody` (the test setup's part).
-fn ensure_subids() {
-    for file in ["/etc/subuid", "/etc/subgid"] {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
-        if !text.lines().any(|l| l.starts_with("nobody:")) {
-            std::fs::write(file, format!("{text}nobody:200000:65536\n")).unwrap();
-        }
-    }
-}
-
 fn base_image(reg: &TestRegistry) -> String {
     let ctx = tempfile::tempdir().unwrap();
     busybox_context(ctx.path(), "");

@@ -1,19 +1,31 @@
-//! kiln's build engine: walks the plan, runs each instruction against an
-//! in-memory view of the image's file system, and commits layers.
+//! kiln's build engine: walks the plan, runs each step against an
+//! in-memory view of the image's file system (through an `Executor` for
+//! RUN and a `LayerCache` for cached steps), commits layers, and exports
+//! the image.
 
+mod cached;
 pub mod copy;
-pub mod engine;
+mod engine;
+mod error;
+mod events;
+mod export;
+mod fold;
 pub mod fstree;
 pub mod ignore;
 pub mod layerstore;
 pub mod materialize;
 mod metadata;
-mod run;
+mod options;
 pub mod source;
+mod stage;
+mod step;
 pub mod users;
 
-pub use engine::{
-    build, build_with_records, BuildError, BuildOptions, CacheLocation, CacheSettings, StepEvent,
-    StepRecord, DEFAULT_PATH,
-};
-pub use run::IsolationMode;
+pub use engine::{build, Services};
+pub use error::{BuildError, StepError, StepFailure};
+pub use events::{report_json, Event, StepRecord};
+pub use export::{export, DigestFiles, ExportError, Output};
+pub use kiln_cache::CacheOutcome;
+pub use kiln_sandbox::{enter_for_build, entrypoint, IsolationMode};
+pub use options::{BuildOptions, CacheLocation, CacheSettings};
+pub use stage::DEFAULT_PATH;

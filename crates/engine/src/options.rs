@@ -1,0 +1,58 @@
+//! What a build is asked to do.
+
+use kiln_layer::Compression;
+use kiln_registry::{Reference, RegistryOptions};
+use kiln_sandbox::IsolationMode;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub context_dir: PathBuf,
+    /// The Dockerfile (its `<name>.dockerignore` beside it wins over the
+    /// context's `.dockerignore`).
+    pub dockerfile: PathBuf,
+    /// `--label`s, added to the final image.
+    pub labels: Vec<(String, String)>,
+    /// Kaniko's `--reproducible`: every time is 0 unless SOURCE_DATE_EPOCH.
+    pub reproducible: bool,
+    pub source_date_epoch: Option<i64>,
+    /// Where layer blobs and staged files go.
+    pub work_dir: PathBuf,
+    pub compression: Compression,
+    /// kiln's local state: pulled blobs and extracted layers.
+    pub kiln_dir: PathBuf,
+    pub registry: RegistryOptions,
+    /// `--isolation`.
+    pub isolation: IsolationMode,
+    /// `--ignore-path`: paths RUN changes are never taken from.
+    pub ignore_paths: Vec<String>,
+    /// `--cache`: the layer cache.
+    pub cache: Option<CacheSettings>,
+    /// `--cache-dir`: base images stored by `kiln warm`, used before any
+    /// registry is asked.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Where the cache lives.
+#[derive(Debug, Clone)]
+pub enum CacheLocation {
+    /// A registry repository.
+    Registry(Reference),
+    /// A local OCI image layout (`--cache-repo oci:PATH`).
+    Layout(PathBuf),
+}
+
+/// `--cache` and its companions.
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    /// The cache repository.
+    pub repo: CacheLocation,
+    /// Seconds an entry stays valid.
+    pub ttl: i64,
+    pub run_layers: bool,
+    pub copy_layers: bool,
+    /// Store misses (`--no-push-cache` turns this off).
+    pub push: bool,
+    /// Say why each miss missed (`--explain-cache`).
+    pub explain: bool,
+}

@@ -1,0 +1,204 @@
+//! A stage's state while it builds (file tree, config, layers, args) and
+//! how a stage starts: from scratch, from an earlier stage, or from an
+//! image (pulled, or read from `--cache-dir`, its layers from the layer
+//! store).
+
+use crate::error::StepFailure;
+use crate::fstree::FsTree;
+use crate::layerstore::LayerStore;
+use crate::options::BuildOptions;
+use kiln_dockerfile::Platform;
+use kiln_image::manifest::{MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR};
+use kiln_image::{ImageConfig, LayerBlob};
+use kiln_registry::{pull, BlobStore, Client, Reference, WantedPlatform};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// One layer of a stage: its blob, and the layer as an overlay-ready
+/// directory where one exists (base layers from the layer store, RUN
+/// upper directories, COPY layers once extracted).
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub blob: LayerBlob,
+    pub dir: Option<PathBuf>,
+}
+
+/// A stage's root written out as one directory, and the overlay upper
+/// directories of the steps run on it since (newest last).
+#[derive(Debug, Clone)]
+pub struct Rootfs {
+    pub base: PathBuf,
+    pub uppers: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StageState {
+    pub tree: FsTree,
+    pub config: ImageConfig,
+    pub layers: Vec<Layer>,
+    /// Declared ARGs with values, visible to this stage's steps.
+    pub args: BTreeMap<String, String>,
+    pub cmd_set: bool,
+    /// The stage's root on disk, once a step needed it as a directory.
+    pub rootfs: Option<Rootfs>,
+    /// Cache key of the last step (the base for the first).
+    pub cache_key: String,
+}
+
+impl StageState {
+    /// An empty stage for `platform`.
+    pub fn scratch(platform: &Platform, now: i64) -> StageState {
+        let mut config = ImageConfig {
+            architecture: platform.arch.clone(),
+            os: platform.os.clone(),
+            variant: platform.variant.clone(),
+            ..Default::default()
+        };
+        config.config.env = Some(vec![format!("PATH={DEFAULT_PATH}")]);
+        StageState {
+            tree: FsTree::new(now),
+            config,
+            layers: Vec::new(),
+            args: BTreeMap::new(),
+            cmd_set: false,
+            rootfs: None,
+            cache_key: format!("scratch:{platform}"),
+        }
+    }
+
+    /// The same stage as the start of another: no ARGs, no CMD set yet.
+    pub fn as_base(&self) -> StageState {
+        StageState {
+            args: BTreeMap::new(),
+            cmd_set: false,
+            ..self.clone()
+        }
+    }
+
+    /// A variable as a step sees it: ENV wins over ARG.
+    pub fn lookup(&self, key: &str) -> Option<String> {
+        self.config
+            .config
+            .env_get(key)
+            .map(String::from)
+            .or_else(|| self.args.get(key).cloned())
+    }
+
+    pub fn blobs(&self) -> Vec<LayerBlob> {
+        self.layers.iter().map(|l| l.blob.clone()).collect()
+    }
+}
+
+/// Where images come from: `--cache-dir`, else the registry.
+pub(crate) struct ImageSource<'a> {
+    pub opts: &'a BuildOptions,
+    pub client: &'a Client,
+    pub blob_store: &'a BlobStore,
+    pub layer_store: &'a LayerStore,
+    pub now: i64,
+}
+
+impl ImageSource<'_> {
+    /// The state an image starts a stage with: its file system from the
+    /// layer store (pulled and extracted when missing), config and layers.
+    pub fn stage_state(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<StageState, StepFailure> {
+        let r = Reference::parse(reference)?;
+        let wanted = WantedPlatform {
+            os: platform.os.clone(),
+            architecture: platform.arch.clone(),
+            variant: platform.variant.clone(),
+        };
+        let local = match &self.opts.cache_dir {
+            Some(dir) => kiln_registry::local::load_local(dir, &r)?,
+            None => None,
+        };
+        let pulled = match local {
+            Some(p) => {
+                tracing::info!("using {r} from --cache-dir");
+                p
+            }
+            None => {
+                tracing::info!("pulling {r}");
+                pull(self.client, self.blob_store, &r, &wanted)?
+            }
+        };
+        let diff_ids = pulled.config.rootfs.diff_ids.clone();
+        if diff_ids.len() != pulled.layers.len() {
+            return Err(format!(
+                "{r}: the config lists {} layers, the manifest {}",
+                diff_ids.len(),
+                pulled.layers.len()
+            )
+            .into());
+        }
+        let mut tree = FsTree::new(self.now);
+        let mut layers = Vec::new();
+        for (layer, diff_id) in pulled.layers.iter().zip(&diff_ids) {
+            let what = format!("layer {} of {r}", layer.digest);
+            let media_type = oci_layer_media_type(&layer.media_type)
+                .ok_or_else(|| format!("{what}: unsupported media type {:?}", layer.media_type))?;
+            let stored = self
+                .layer_store
+                .get_or_extract(diff_id, &layer.path, &what)?;
+            tree.apply_layer(&stored.root, &stored.entries)
+                .map_err(|e| format!("{what}: {e}"))?;
+            layers.push(Layer {
+                dir: stored.overlay_ready.then(|| stored.root.clone()),
+                blob: LayerBlob {
+                    digest: layer.digest.clone(),
+                    diff_id: diff_id.clone(),
+                    size: layer.size,
+                    uncompressed_size: stored.uncompressed_size,
+                    media_type,
+                    path: layer.path.clone(),
+                    source: Some(pulled.source.name()),
+                },
+            });
+        }
+        let mut config = pulled.config;
+        if config.config.env_get("PATH").is_none() {
+            config.config.env_set("PATH", DEFAULT_PATH);
+        }
+        if config.architecture != platform.arch || config.os != platform.os {
+            tracing::warn!(
+                "{r} is {}/{}, not the requested {}/{}",
+                config.os,
+                config.architecture,
+                platform.os,
+                platform.arch
+            );
+        }
+        Ok(StageState {
+            tree,
+            config,
+            layers,
+            args: BTreeMap::new(),
+            cmd_set: false,
+            rootfs: None,
+            cache_key: format!("image:{}", pulled.manifest_digest),
+        })
+    }
+}
+
+/// The OCI media type of a layer blob (docker's names map to OCI's).
+fn oci_layer_media_type(media_type: &str) -> Option<String> {
+    Some(
+        match media_type {
+            "application/vnd.docker.image.rootfs.diff.tar.gzip"
+            | "application/vnd.oci.image.layer.v1.tar+gzip" => MEDIA_TYPE_LAYER_GZIP,
+            "application/vnd.docker.image.rootfs.diff.tar"
+            | "application/vnd.oci.image.layer.v1.tar" => MEDIA_TYPE_LAYER_TAR,
+            "application/vnd.oci.image.layer.v1.tar+zstd" => {
+                "application/vnd.oci.image.layer.v1.tar+zstd"
+            }
+            _ => return None,
+        }
+        .to_string(),
+    )
+}

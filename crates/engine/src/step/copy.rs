@@ -1,0 +1,226 @@
+//! COPY and ADD: sources from the build context, another stage or image
+//! (`--from`), or heredocs; `--chown`, `--chmod`, `--exclude`, `--parents`;
+//! ADD of a local archive extracts it. The placing rules are in
+//! `crate::copy`.
+
+use super::workdir::working_dir;
+use super::StepCx;
+use crate::copy::{copy_items, extract_archive, is_archive, CopyOptions};
+use crate::error::BuildError;
+use crate::fstree::parent_of;
+use crate::ignore::{clean, IgnoreMatcher};
+use crate::source::{expand_source, ContextFs, SourceFs, SourceItem, SrcEntry, SrcKind, TreeFs};
+use crate::stage::StageState;
+use crate::users::resolve_chown;
+use kiln_dockerfile::instructions::CopyArgs;
+use kiln_dockerfile::Heredoc;
+use kiln_layer::Content;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The file system a COPY reads: the stage or image `--from` names, else
+/// the build context.
+pub(crate) enum Sources<'a> {
+    From(TreeFs<'a>),
+    Context(&'a ContextFs),
+}
+
+impl Sources<'_> {
+    pub fn fs(&self) -> &dyn SourceFs {
+        match self {
+            Sources::From(t) => t,
+            Sources::Context(c) => *c,
+        }
+    }
+}
+
+pub(crate) fn sources<'a>(cx: &'a StepCx, c: &CopyArgs) -> Sources<'a> {
+    match cx.copy_from {
+        Some(from) => Sources::From(TreeFs {
+            tree: &from.tree,
+            name: c.from.clone().unwrap_or_default(),
+        }),
+        None => Sources::Context(&cx.build.context),
+    }
+}
+
+/// The heredoc a COPY source word (`<<EOF`, `<<-"EOF"`) names.
+pub(crate) fn heredoc_for<'h>(src: &str, heredocs: &'h [Heredoc]) -> Option<&'h Heredoc> {
+    let rest = src.strip_prefix("<<")?;
+    let rest = rest.strip_prefix('-').unwrap_or(rest);
+    let name = rest.trim_matches(|c| c == '"' || c == '\'');
+    heredocs.iter().find(|h| h.name == name)
+}
+
+pub fn copy(
+    cx: &StepCx,
+    state: &mut StageState,
+    c: &CopyArgs,
+    is_add: bool,
+) -> Result<(), BuildError> {
+    let kw = if is_add { "ADD" } else { "COPY" };
+    if c.checksum.is_some() {
+        return Err(cx.error("--checksum can only be used with a URL source"));
+    }
+    let opts = copy_options(cx, state, c)?;
+    let raw_dest = cx.expand(state, &c.dest)?;
+    let dest = destination(state, &raw_dest);
+    if c.sources.len() > 1 && !dest.ends_with('/') {
+        return Err(cx.error(format!("When using {kw} with more than one source file, the destination must be a directory and end with a /")));
+    }
+    let excludes = excludes(cx, state, c)?;
+    let sources = sources(cx, c);
+    let mut items: Vec<SourceItem> = Vec::new();
+    let mut archives: Vec<(PathBuf, String)> = Vec::new();
+    let mut shown_sources = Vec::new();
+    for src in &c.sources {
+        if let Some(h) = heredoc_for(src, &c.heredocs) {
+            items.push(heredoc_item(cx, state, h)?);
+            shown_sources.push(src.clone());
+            continue;
+        }
+        let src = cx.expand(state, src)?;
+        shown_sources.push(src.clone());
+        if is_add && (src.contains("://") || src.starts_with("git@")) {
+            return Err(cx.error(format!("ADD {src}: remote sources (URLs, git) are not supported yet; download the file into the context")));
+        }
+        for mut item in expand_source(sources.fs(), &src).map_err(|e| cx.error(e))? {
+            if let Some(ex) = &excludes {
+                item.entries
+                    .retain(|e| e.rel.is_empty() || !ex.excluded(&e.rel));
+            }
+            match local_archive(&item, is_add && c.from.is_none()) {
+                Some(p) => archives.push((p, item.path.clone())),
+                None => items.push(item),
+            }
+        }
+    }
+    if c.parents {
+        for item in &items {
+            let dir = parent_of(&format!("/{}", item.path)).to_string();
+            let item_dest = format!("{}/", clean(&format!("{dest}/{dir}")));
+            copy_items(
+                &mut state.tree,
+                std::slice::from_ref(item),
+                &item_dest,
+                &opts,
+            )
+            .map_err(|e| cx.error(e))?;
+        }
+    } else {
+        // Several wildcard matches go into a directory, like several sources.
+        let items_dest = if items.len() > 1 && !dest.ends_with('/') {
+            format!("{dest}/")
+        } else {
+            dest.clone()
+        };
+        copy_items(&mut state.tree, &items, &items_dest, &opts).map_err(|e| cx.error(e))?;
+    }
+    for (path, name) in &archives {
+        extract_archive(&mut state.tree, path, name, &dest, &opts, &cx.build.staging)
+            .map_err(|e| cx.error(e))?;
+    }
+    let created_by = format!("{kw} {} {}", shown_sources.join(" "), raw_dest);
+    cx.commit(state, created_by)?;
+    Ok(())
+}
+
+fn copy_options(cx: &StepCx, state: &StageState, c: &CopyArgs) -> Result<CopyOptions, BuildError> {
+    let chown = match &c.chown {
+        Some(spec) => {
+            let spec = cx.expand(state, spec)?;
+            Some(resolve_chown(&state.tree, &spec).map_err(|e| cx.error(e))?)
+        }
+        None => None,
+    };
+    let chmod = match &c.chmod {
+        Some(m) => {
+            let m = cx.expand(state, m)?;
+            let mode = u32::from_str_radix(&m, 8).ok().filter(|v| *v <= 0o7777);
+            Some(mode.ok_or_else(|| {
+                cx.error(format!(
+                    "invalid --chmod={m}: expected an octal mode such as 0755"
+                ))
+            })?)
+        }
+        None => None,
+    };
+    Ok(CopyOptions {
+        chown,
+        chmod,
+        now: cx.build.now,
+    })
+}
+
+/// The destination made absolute against WORKDIR; a trailing `/` (or a
+/// `.`) that says "into this directory" is kept.
+fn destination(state: &StageState, raw_dest: &str) -> String {
+    if raw_dest.starts_with('/') {
+        return raw_dest.to_string();
+    }
+    let keep_slash = raw_dest.ends_with('/') || raw_dest == "." || raw_dest.ends_with("/.");
+    let mut d = clean(&format!("{}/{raw_dest}", working_dir(state)));
+    if keep_slash && !d.ends_with('/') {
+        d.push('/');
+    }
+    d
+}
+
+fn excludes(
+    cx: &StepCx,
+    state: &StageState,
+    c: &CopyArgs,
+) -> Result<Option<IgnoreMatcher>, BuildError> {
+    if c.excludes.is_empty() {
+        return Ok(None);
+    }
+    let mut text = String::new();
+    for e in &c.excludes {
+        text.push_str(&cx.expand(state, e)?);
+        text.push('\n');
+    }
+    let matcher = IgnoreMatcher::parse(&text).map_err(|e| cx.error(format!("--exclude: {e}")))?;
+    Ok(Some(matcher))
+}
+
+/// A heredoc source as one file (expanded unless its name was quoted).
+fn heredoc_item(cx: &StepCx, state: &StageState, h: &Heredoc) -> Result<SourceItem, BuildError> {
+    let mut content = h.effective_content();
+    if h.expand {
+        let mut lex = cx.build.lex;
+        lex.raw_quotes = true;
+        lex.raw_escapes = true;
+        content = lex
+            .process_word(&content, &|k: &str| state.lookup(k))
+            .map_err(|e| cx.error(e))?;
+    }
+    Ok(SourceItem {
+        name: h.name.clone(),
+        path: h.name.clone(),
+        entries: vec![SrcEntry {
+            rel: String::new(),
+            kind: SrcKind::File {
+                size: content.len() as u64,
+                content: Content::Bytes(Arc::new(content.into_bytes())),
+            },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: cx.build.now,
+            link_key: None,
+            xattrs: BTreeMap::new(),
+        }],
+    })
+}
+
+/// A local archive that ADD extracts (not for `--from` sources).
+fn local_archive(item: &SourceItem, extracts: bool) -> Option<PathBuf> {
+    match &item.root().kind {
+        SrcKind::File {
+            content: Content::Path(p),
+            ..
+        } if extracts && is_archive(p) => Some(p.clone()),
+        _ => None,
+    }
+}

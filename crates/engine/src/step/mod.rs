@@ -1,0 +1,135 @@
+//! Steps: one free function per instruction family over a borrowed
+//! context (`StepCx`) and the stage's state. `dispatch` is the one match.
+//! A step never sees the engine: what it may read (the plan, options,
+//! build context, the stage it copies from) is lent to it.
+
+mod config;
+mod copy;
+mod run;
+mod workdir;
+
+use crate::error::{BuildError, StepFailure};
+use crate::events::Event;
+use crate::layerstore::LayerStore;
+use crate::options::BuildOptions;
+use crate::source::ContextFs;
+use crate::stage::{Layer, StageState};
+use kiln_dockerfile::instructions::Instruction;
+use kiln_dockerfile::shell::Lex;
+use kiln_dockerfile::{Node as AstNode, Plan};
+use kiln_image::config::rfc3339;
+use kiln_image::{History, LayerBlob};
+use kiln_layer::{write_layer, LayerOptions};
+use kiln_sandbox::Executor;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
+use std::sync::mpsc::Sender;
+use std::sync::OnceLock;
+
+pub(crate) use copy::{heredoc_for, sources};
+
+/// What every step of a build may read.
+pub(crate) struct BuildCx<'a> {
+    pub plan: &'a Plan,
+    pub opts: &'a BuildOptions,
+    pub context: ContextFs,
+    pub lex: Lex,
+    /// Time for new files' mtimes and `created`.
+    pub now: i64,
+    pub clamp: Option<i64>,
+    pub staging: PathBuf,
+    pub blobs: PathBuf,
+    pub layer_store: LayerStore,
+    /// How RUN steps run: given, or detected at the first RUN.
+    pub executor: OnceLock<Box<dyn Executor>>,
+    pub events: Sender<Event>,
+    pub steps_run: AtomicUsize,
+}
+
+/// One step's view: the build, the instruction's node (for locations),
+/// and the stage or image a `COPY --from` reads.
+pub(crate) struct StepCx<'a> {
+    pub build: &'a BuildCx<'a>,
+    pub node: &'a AstNode,
+    pub copy_from: Option<&'a StageState>,
+}
+
+impl StepCx<'_> {
+    pub fn error(&self, cause: impl Into<StepFailure>) -> BuildError {
+        BuildError::at(&self.build.plan.ast, self.node, cause)
+    }
+
+    pub fn expand(&self, state: &StageState, word: &str) -> Result<String, BuildError> {
+        self.build
+            .lex
+            .process_word(word, &|k: &str| state.lookup(k))
+            .map_err(|e| self.error(e))
+    }
+
+    pub fn history(&self, state: &mut StageState, created_by: String, empty_layer: bool) {
+        state.config.history.push(History {
+            created: Some(rfc3339(self.build.now)),
+            created_by: Some(created_by),
+            author: None,
+            comment: Some("kiln.dockerfile.v0".into()),
+            empty_layer,
+        });
+    }
+
+    /// Write this step's changes as a layer (none: an empty history
+    /// entry). Returns whether a layer was added.
+    pub fn commit(&self, state: &mut StageState, created_by: String) -> Result<bool, BuildError> {
+        let entries = state.tree.take_changes();
+        if entries.is_empty() {
+            self.history(state, created_by, true);
+            return Ok(false);
+        }
+        let options = LayerOptions {
+            compression: self.build.opts.compression,
+            clamp_mtime: self.build.clamp,
+        };
+        let info = write_layer(entries, &self.build.blobs, &options).map_err(|e| self.error(e))?;
+        state.layers.push(Layer {
+            blob: LayerBlob {
+                digest: format!("sha256:{}", info.digest),
+                diff_id: format!("sha256:{}", info.diff_id),
+                size: info.size,
+                uncompressed_size: info.uncompressed_size,
+                media_type: info.compression.media_type().into(),
+                path: info.path,
+                source: None,
+            },
+            dir: None,
+        });
+        self.history(state, created_by, false);
+        Ok(true)
+    }
+}
+
+/// Run one instruction on the stage.
+pub(crate) fn dispatch(
+    cx: &StepCx,
+    state: &mut StageState,
+    ins: &Instruction,
+) -> Result<(), BuildError> {
+    match ins {
+        Instruction::From { .. } => Err(cx.error("FROM is not allowed here")),
+        Instruction::Run(r) => run::run(cx, state, r),
+        Instruction::Arg(decls) => config::arg(cx, state, decls),
+        Instruction::Env(pairs) => config::env(cx, state, pairs),
+        Instruction::Label(pairs) => config::label(cx, state, pairs),
+        Instruction::Maintainer(m) => config::maintainer(cx, state, m),
+        Instruction::Cmd(c) => config::cmd(cx, state, c),
+        Instruction::Entrypoint(c) => config::entrypoint(cx, state, c),
+        Instruction::Shell(s) => config::shell(cx, state, s),
+        Instruction::Expose(ports) => config::expose(cx, state, ports),
+        Instruction::Volume(vols) => config::volume(cx, state, vols),
+        Instruction::User(u) => config::user(cx, state, u),
+        Instruction::StopSignal(s) => config::stop_signal(cx, state, s),
+        Instruction::Healthcheck(h) => config::healthcheck(cx, state, h),
+        Instruction::Onbuild(t) => config::onbuild(state, t),
+        Instruction::Workdir(w) => workdir::workdir(cx, state, w),
+        Instruction::Copy(c) => copy::copy(cx, state, c, false),
+        Instruction::Add(c) => copy::copy(cx, state, c, true),
+    }
+}

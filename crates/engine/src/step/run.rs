@@ -1,0 +1,247 @@
+//! RUN: the process (argv through SHELL, env, user, working directory),
+//! run by the build's `Executor` on the stage's root, and its changes
+//! folded into the tree and committed as the step's layer.
+
+use super::workdir::working_dir;
+use super::StepCx;
+use crate::error::BuildError;
+use crate::fold::apply_changes;
+use crate::materialize::materialize;
+use crate::metadata::{go_quoted_list, shell_wrap};
+use crate::stage::{Rootfs, StageState};
+use crate::users::resolve_user;
+use kiln_dockerfile::instructions::{Network, RunArgs, Security};
+use kiln_dockerfile::Command;
+use kiln_sandbox::{Executor, Process, SandboxError, StageRoot, StepRequest};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+pub fn run(cx: &StepCx, state: &mut StageState, r: &RunArgs) -> Result<(), BuildError> {
+    if !r.mounts.is_empty() {
+        return Err(cx.error("RUN --mount is not supported yet"));
+    }
+    if r.security == Security::Insecure {
+        return Err(cx.error("RUN --security=insecure is not supported"));
+    }
+    let executor = executor(cx)?;
+    let argv = run_argv(&state.config.config, r);
+    let process = process(cx, state, argv.clone(), r.network)?;
+    let n = cx.build.steps_run.fetch_add(1, Ordering::Relaxed) + 1;
+    let work_dir = &cx.build.opts.work_dir;
+    let step = StepRequest {
+        process,
+        ignore: ignored_paths(cx, state),
+        step_dir: work_dir.join(format!("step-{n}")),
+    };
+    let line = cx.node.start_line;
+    let events = cx.build.events.clone();
+    let output = move |text: &str| {
+        let _ = events.send(crate::Event::Output {
+            line,
+            text: text.to_string(),
+        });
+    };
+    let outcome = {
+        let mut root = StageRootOnDisk {
+            state,
+            work_dir,
+            step_dir: &step.step_dir,
+        };
+        executor
+            .run(&step, &mut root, &output)
+            .map_err(|e| cx.error(e))?
+    };
+    if outcome.exit_code != 0 {
+        return Err(cx.error(format!(
+            "the command {} did not complete successfully: exit code {}",
+            go_quoted_list(&argv),
+            outcome.exit_code
+        )));
+    }
+    apply_changes(&mut state.tree, outcome.changes).map_err(|e| cx.error(e))?;
+    if let (Some(upper), Some(fs)) = (&outcome.upper, state.rootfs.as_mut()) {
+        fs.uppers.push(upper.clone());
+    }
+    if cx.commit(state, format!("RUN {}", argv.join(" ")))? {
+        // The step's upper directory is its layer, ready to be a lower one.
+        if let Some(layer) = state.layers.last_mut() {
+            layer.dir = outcome.upper;
+        }
+    }
+    Ok(())
+}
+
+/// The build's executor: the one given, or the one this machine allows
+/// (decided at the first RUN).
+fn executor<'a>(cx: &StepCx<'a>) -> Result<&'a dyn Executor, BuildError> {
+    let build = cx.build;
+    if build.executor.get().is_none() {
+        let chosen = kiln_sandbox::detect(build.opts.isolation, &build.opts.work_dir)
+            .map_err(|e| cx.error(e))?;
+        let _ = build.executor.set(chosen);
+    }
+    match build.executor.get() {
+        Some(e) => Ok(e.as_ref()),
+        None => Err(cx.error("no way to run steps here")),
+    }
+}
+
+fn process(
+    cx: &StepCx,
+    state: &StageState,
+    argv: Vec<String>,
+    network: Network,
+) -> Result<Process, BuildError> {
+    // The image's Env, then the ARGs the step can see (not persisted).
+    let config = &state.config.config;
+    let mut env: Vec<String> = config.env.clone().unwrap_or_default();
+    for (k, v) in &state.args {
+        if config.env_get(k).is_none() {
+            env.push(format!("{k}={v}"));
+        }
+    }
+    let (uid, gid, groups) = resolve_user(&state.tree, &config.user).map_err(|e| cx.error(e))?;
+    Ok(Process {
+        argv,
+        env,
+        cwd: working_dir(state),
+        uid,
+        gid,
+        groups,
+        no_network: network == Network::None,
+    })
+}
+
+/// `--ignore-path`, and what the sandbox adds to a root that lacks it.
+fn ignored_paths(cx: &StepCx, state: &StageState) -> Vec<String> {
+    let mut ignore = cx.build.opts.ignore_paths.clone();
+    for p in ["/etc/resolv.conf", "/etc/hosts"] {
+        if state.tree.get(p).is_none() {
+            ignore.push(p.to_string());
+        }
+    }
+    ignore
+}
+
+/// The command a RUN executes: exec form as is; shell form through SHELL,
+/// with heredocs passed to the shell as written (a RUN that is only a
+/// heredoc runs the heredoc's text as the script).
+pub(crate) fn run_argv(config: &kiln_image::ContainerConfig, r: &RunArgs) -> Vec<String> {
+    match &r.command {
+        Command::Exec(v) => v.clone(),
+        Command::Shell(line) => {
+            let trimmed = line.trim();
+            let script = match r.heredocs.as_slice() {
+                [] => line.clone(),
+                [h] if super::copy::heredoc_for(trimmed, &r.heredocs).is_some() => {
+                    h.effective_content()
+                }
+                hs => {
+                    let mut s = line.clone();
+                    for h in hs {
+                        s.push('\n');
+                        s.push_str(&h.content);
+                        if !h.content.ends_with('\n') && !h.content.is_empty() {
+                            s.push('\n');
+                        }
+                        s.push_str(&h.name);
+                    }
+                    s
+                }
+            };
+            shell_wrap(config, &Command::Shell(script))
+        }
+    }
+}
+
+/// The stage's root on disk, in the form the executor asks for.
+struct StageRootOnDisk<'a> {
+    state: &'a mut StageState,
+    work_dir: &'a Path,
+    step_dir: &'a Path,
+}
+
+impl StageRoot for StageRootOnDisk<'_> {
+    fn lowers(&mut self) -> Result<Vec<PathBuf>, SandboxError> {
+        if let Some(dirs) = layer_directories(self.state, self.work_dir) {
+            tracing::debug!(
+                "root: {} layer directories stacked as overlay lower layers",
+                dirs.len()
+            );
+            return Ok(dirs);
+        }
+        let fs = self.written_out()?;
+        let mut lowers: Vec<PathBuf> = fs.uppers.iter().rev().cloned().collect();
+        lowers.push(fs.base.clone());
+        Ok(lowers)
+    }
+
+    fn directory(&mut self) -> Result<PathBuf, SandboxError> {
+        Ok(self.written_out()?.base.clone())
+    }
+}
+
+impl StageRootOnDisk<'_> {
+    /// The stage's tree written out once (then kept for its later steps).
+    fn written_out(&mut self) -> Result<&Rootfs, SandboxError> {
+        if self.state.rootfs.is_none() {
+            let base = self.step_dir.join("rootfs");
+            let started = std::time::Instant::now();
+            materialize(&self.state.tree, &base).map_err(SandboxError::Setup)?;
+            tracing::debug!(
+                "root: the stage's {} files written out in {:.3}s",
+                self.state.tree.len(),
+                started.elapsed().as_secs_f64()
+            );
+            self.state.rootfs = Some(Rootfs {
+                base,
+                uppers: Vec::new(),
+            });
+        }
+        self.state
+            .rootfs
+            .as_ref()
+            .ok_or_else(|| SandboxError::Setup("no root file system".into()))
+    }
+}
+
+/// The stage's layers as overlay lower directories, top first: stored
+/// and RUN layers as they are, other layers (COPY, ADD, WORKDIR)
+/// extracted from their blobs once. `None` when a layer cannot be used
+/// this way (the stage is then written out instead).
+fn layer_directories(state: &mut StageState, work_dir: &Path) -> Option<Vec<PathBuf>> {
+    for layer in state.layers.iter_mut().filter(|l| l.dir.is_none()) {
+        let dir = work_dir
+            .join("layers")
+            .join(layer.blob.digest.trim_start_matches("sha256:"));
+        if !dir.join(".ready").exists() {
+            let root = dir.join("root");
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&root).ok()?;
+            let file = std::fs::File::open(&layer.blob.path).ok()?;
+            let options = kiln_layer::apply::ExtractOptions {
+                overlay_markers: true,
+            };
+            let got =
+                kiln_layer::apply::extract_layer_with(file, &root, &layer.blob.digest, &options)
+                    .ok()?;
+            if !got.overlay_ready {
+                return None;
+            }
+            std::fs::write(dir.join(".ready"), "").ok()?;
+        }
+        layer.dir = Some(dir.join("root"));
+    }
+    let dirs: Vec<PathBuf> = state
+        .layers
+        .iter()
+        .rev()
+        .filter_map(|l| l.dir.clone())
+        .collect();
+    // The mount options must fit in a page.
+    let length: usize = dirs.iter().map(|d| d.as_os_str().len() + 1).sum();
+    if dirs.is_empty() || length > 3000 {
+        return None;
+    }
+    Some(dirs)
+}

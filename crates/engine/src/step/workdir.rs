@@ -1,0 +1,50 @@
+//! WORKDIR: sets the working directory and creates it (owned by the
+//! current USER, as BuildKit makes it), committing a layer when it is new.
+
+use super::StepCx;
+use crate::error::BuildError;
+use crate::fstree::{Node, NodeKind};
+use crate::ignore::clean;
+use crate::stage::StageState;
+use crate::users::resolve_chown;
+use std::collections::BTreeMap;
+
+/// The stage's working directory, `/` when unset.
+pub(crate) fn working_dir(state: &StageState) -> String {
+    match state.config.config.working_dir.as_str() {
+        "" => "/".to_string(),
+        wd => wd.to_string(),
+    }
+}
+
+pub fn workdir(cx: &StepCx, state: &mut StageState, w: &str) -> Result<(), BuildError> {
+    let w = cx.expand(state, w)?;
+    let joined = if w.starts_with('/') {
+        w.clone()
+    } else {
+        format!("{}/{w}", working_dir(state))
+    };
+    let path = clean(&joined);
+    state.config.config.working_dir = path.clone();
+    let user = state.config.config.user.clone();
+    let (uid, gid) = if user.is_empty() {
+        (0, 0)
+    } else {
+        resolve_chown(&state.tree, &user).map_err(|e| cx.error(e))?
+    };
+    let now = cx.build.now;
+    state
+        .tree
+        .mkdir_all(&path, &mut |t| Node {
+            kind: NodeKind::Dir,
+            mode: 0o755,
+            uid,
+            gid,
+            mtime: now,
+            xattrs: BTreeMap::new(),
+            inode: t.new_inode(),
+        })
+        .map_err(|e| cx.error(e))?;
+    cx.commit(state, format!("WORKDIR {path}"))?;
+    Ok(())
+}

@@ -1,0 +1,271 @@
+//! The engine's steps through its seams, with no root, namespaces or
+//! registry: a fake `Executor` plays RUN steps, a `MemoryCache` keeps
+//! cache entries, and the image's layers are read back as tars.
+
+use kiln_cache::{CacheOutcome, LayerCache, MemoryCache};
+use kiln_dockerfile::{Plan, PlanOptions};
+use kiln_engine::{BuildError, BuildOptions, CacheLocation, CacheSettings, Services, StepRecord};
+use kiln_image::BuiltImage;
+use kiln_layer::Compression;
+use kiln_sandbox::fake::FakeExecutor;
+use kiln_sandbox::{Executor, OutputSink, SandboxError, StageRoot, StepOutcome, StepRequest};
+use kiln_snapshot::{meta_of, Change};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::sync::Arc;
+
+struct Fixture {
+    context: tempfile::TempDir,
+    state: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new(dockerfile: &str, files: &[(&str, &str)]) -> Fixture {
+        let context = tempfile::tempdir().unwrap();
+        std::fs::write(context.path().join("Dockerfile"), dockerfile).unwrap();
+        for (path, text) in files {
+            let p = context.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        Fixture {
+            context,
+            state: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn options(&self, run: &str, cache: bool) -> BuildOptions {
+        let work = self.state.path().join(run);
+        std::fs::create_dir_all(&work).unwrap();
+        BuildOptions {
+            context_dir: self.context.path().to_path_buf(),
+            dockerfile: self.context.path().join("Dockerfile"),
+            labels: Vec::new(),
+            reproducible: true,
+            source_date_epoch: None,
+            work_dir: work,
+            compression: Compression::Gzip(1),
+            kiln_dir: self.state.path().join("kiln"),
+            registry: Default::default(),
+            isolation: Default::default(),
+            ignore_paths: Vec::new(),
+            cache: cache.then(|| CacheSettings {
+                repo: CacheLocation::Layout(self.state.path().join("unused")),
+                ttl: 3600,
+                run_layers: true,
+                copy_layers: true,
+                push: true,
+                explain: true,
+            }),
+            cache_dir: None,
+        }
+    }
+
+    fn try_build(
+        &self,
+        run: &str,
+        services: Services,
+        cache: bool,
+    ) -> Result<(BuiltImage, Vec<StepRecord>), BuildError> {
+        let text = std::fs::read_to_string(self.context.path().join("Dockerfile")).unwrap();
+        let ast = kiln_dockerfile::parse("Dockerfile", &text).unwrap();
+        let plan = Plan::new(ast, PlanOptions::default()).unwrap();
+        let (events, _rx) = std::sync::mpsc::channel();
+        kiln_engine::build(&plan, &self.options(run, cache), services, events)
+    }
+
+    fn build(&self, run: &str, services: Services, cache: bool) -> (BuiltImage, Vec<StepRecord>) {
+        self.try_build(run, services, cache).unwrap()
+    }
+}
+
+/// A step that creates `/made-by-run` holding its command line.
+fn make_file(step: &StepRequest) -> StepOutcome {
+    let out = step.step_dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let file = out.join("made-by-run");
+    std::fs::write(&file, step.process.argv.join(" ")).unwrap();
+    let meta = meta_of(&file, &std::fs::symlink_metadata(&file).unwrap());
+    StepOutcome {
+        exit_code: 0,
+        changes: vec![Change::Upsert("/made-by-run".into(), meta)],
+        upper: None,
+    }
+}
+
+/// Every layer's entries: path -> file content (directories: "dir").
+fn files(image: &BuiltImage) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for layer in &image.layers {
+        let file = std::fs::File::open(&layer.path).unwrap();
+        let (_, reader) = kiln_layer::open_archive(file).unwrap();
+        let mut archive = tar::Archive::new(reader);
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().to_string_lossy().into_owned();
+            let mut text = String::new();
+            if entry.header().entry_type().is_dir() {
+                text.push_str("dir");
+            } else {
+                entry.read_to_string(&mut text).unwrap();
+            }
+            out.insert(path.trim_end_matches('/').to_string(), text);
+        }
+    }
+    out
+}
+
+/// The fake behind an Arc, so that the test can ask it what ran.
+struct Shared(Arc<FakeExecutor>);
+
+impl Executor for Shared {
+    fn describe(&self) -> &'static str {
+        self.0.describe()
+    }
+    fn changes_root_in_place(&self) -> bool {
+        self.0.changes_root_in_place()
+    }
+    fn run(
+        &self,
+        step: &StepRequest,
+        root: &mut dyn StageRoot,
+        output: OutputSink<'_>,
+    ) -> Result<StepOutcome, SandboxError> {
+        self.0.run(step, root, output)
+    }
+}
+
+fn fake(script: fn(&StepRequest) -> StepOutcome) -> Arc<FakeExecutor> {
+    Arc::new(FakeExecutor::new(script))
+}
+
+fn services(executor: &Arc<FakeExecutor>, cache: Option<&Arc<MemoryCache>>) -> Services {
+    Services {
+        executor: Some(Box::new(Shared(executor.clone()))),
+        cache: cache.map(|c| Box::new(c.clone()) as Box<dyn LayerCache>),
+    }
+}
+
+#[test]
+fn a_run_steps_changes_are_folded_into_the_tree_and_committed() {
+    let f = Fixture::new(
+        "FROM scratch\nARG V=1\nENV E=x\nUSER 7:8\nWORKDIR /w\nRUN make it\n",
+        &[],
+    );
+    let exec = fake(make_file);
+    let (image, records) = f.build("a", services(&exec, None), false);
+    let ran = exec.ran();
+    assert_eq!(ran.len(), 1);
+    assert_eq!(ran[0].argv, ["/bin/sh", "-c", "make it"]);
+    assert_eq!((ran[0].uid, ran[0].gid, ran[0].cwd.as_str()), (7, 8, "/w"));
+    assert!(ran[0].env.contains(&"E=x".to_string()));
+    assert!(ran[0].env.contains(&"V=1".to_string()), "ARGs reach RUN");
+    let files = files(&image);
+    assert_eq!(
+        files.get("made-by-run").map(String::as_str),
+        Some("/bin/sh -c make it")
+    );
+    // WORKDIR's layer, then RUN's.
+    assert_eq!(image.layers.len(), 2);
+    let run = records.last().unwrap();
+    assert_eq!(run.cache, CacheOutcome::Off);
+    assert_eq!(
+        run.layer_digest.as_deref(),
+        Some(image.layers[1].digest.as_str())
+    );
+}
+
+#[test]
+fn a_failing_run_names_the_line_and_the_exit_code() {
+    let f = Fixture::new("FROM scratch\nRUN false\n", &[]);
+    let exec = fake(|_| StepOutcome {
+        exit_code: 3,
+        ..Default::default()
+    });
+    let err = f
+        .try_build("a", services(&exec, None), false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("Dockerfile:2:"), "{err}");
+    assert!(err.contains("exit code 3"), "{err}");
+}
+
+#[test]
+fn a_miss_stores_and_a_hit_executes_nothing() {
+    let f = Fixture::new(
+        "FROM scratch\nCOPY a.txt /a.txt\nRUN make it\n",
+        &[("a.txt", "A")],
+    );
+    let cache = Arc::new(MemoryCache::new(3600));
+    let first = fake(make_file);
+    let (image1, records1) = f.build("1", services(&first, Some(&cache)), true);
+    assert_eq!(first.ran().len(), 1);
+    assert!(records1
+        .iter()
+        .all(|r| matches!(r.cache, CacheOutcome::Miss(_))));
+    assert_eq!(cache.len(), 2, "the COPY and the RUN were stored");
+
+    let second = fake(make_file);
+    let (image2, records2) = f.build("2", services(&second, Some(&cache)), true);
+    assert!(second.ran().is_empty(), "a hit runs no command");
+    assert!(records2.iter().all(|r| r.cache == CacheOutcome::Hit));
+    assert_eq!(image1.manifest_digest, image2.manifest_digest);
+
+    // A changed file misses from its COPY on, and says why.
+    std::fs::write(f.context.path().join("a.txt"), "B").unwrap();
+    let third = fake(make_file);
+    let (_, records3) = f.build("3", services(&third, Some(&cache)), true);
+    assert_eq!(third.ran().len(), 1);
+    match &records3[0].cache {
+        CacheOutcome::Miss(reasons) => {
+            assert!(reasons.iter().any(|r| r.contains("a.txt")), "{reasons:?}")
+        }
+        other => panic!("expected a miss, got {other:?}"),
+    }
+}
+
+#[test]
+fn copy_places_sources_as_buildkit_does() {
+    let f = Fixture::new(
+        "FROM scratch\nCOPY src /dst/\nCOPY a.txt /into/\nCOPY a.txt /renamed\n\
+         WORKDIR /w\nCOPY a.txt rel/\nCOPY *.md /docs\n",
+        &[
+            ("src/x.txt", "X"),
+            ("src/sub/y.txt", "Y"),
+            ("a.txt", "A"),
+            ("r.md", "R"),
+            ("s.md", "S"),
+        ],
+    );
+    let exec = fake(make_file);
+    let (image, _) = f.build("a", services(&exec, None), false);
+    let files = files(&image);
+    let get = |p: &str| files.get(p).map(String::as_str);
+    // A directory's contents, not the directory itself.
+    assert_eq!(get("dst/x.txt"), Some("X"));
+    assert_eq!(get("dst/sub/y.txt"), Some("Y"));
+    assert!(!files.contains_key("dst/src"));
+    // A trailing slash means "into"; without it the file is renamed.
+    assert_eq!(get("into/a.txt"), Some("A"));
+    assert_eq!(get("renamed"), Some("A"));
+    // Relative destinations are under WORKDIR; several matches go into a
+    // directory even without a trailing slash.
+    assert_eq!(get("w/rel/a.txt"), Some("A"));
+    assert_eq!(get("docs/r.md"), Some("R"));
+    assert_eq!(get("docs/s.md"), Some("S"));
+    assert!(exec.ran().is_empty());
+}
+
+#[test]
+fn copy_from_a_stage_reads_that_stages_tree() {
+    let f = Fixture::new(
+        "FROM scratch AS build\nRUN make it\nFROM scratch\nCOPY --from=build /made-by-run /out/\n",
+        &[],
+    );
+    let exec = fake(make_file);
+    let (image, _) = f.build("a", services(&exec, None), false);
+    assert_eq!(
+        files(&image).get("out/made-by-run").map(String::as_str),
+        Some("/bin/sh -c make it")
+    );
+}

@@ -1,0 +1,78 @@
+//! `kiln build` and `kiln warm`: flags to options, the engine, the outputs.
+
+use crate::cli::{BuildArgs, WarmArgs};
+use crate::options;
+use crate::Error;
+use kiln_dockerfile::{Plan, Platform};
+use kiln_engine::{DigestFiles, Services};
+use kiln_registry::Reference;
+
+pub fn build(args: BuildArgs) -> Result<(), Error> {
+    let outputs = options::outputs(&args)?;
+    let dockerfile = options::dockerfile(&args)?;
+    let src = crate::read_dockerfile(&dockerfile)?;
+    let ast = kiln_dockerfile::parse(&dockerfile.display().to_string(), &src)?;
+    let plan = Plan::new(ast, options::plan_options(&args)?)?;
+    for unused in plan.unused_build_args() {
+        tracing::warn!("build arg {unused} was given but no ARG declares it");
+    }
+    let kiln_dir = options::kiln_dir(args.kiln_dir.clone())?;
+    let tmp = kiln_dir.join("tmp");
+    std::fs::create_dir_all(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+    let work = tempfile::Builder::new()
+        .prefix("build-")
+        .tempdir_in(&tmp)
+        .map_err(|e| format!("creating a work directory in {}: {e}", tmp.display()))?;
+    let build_options = options::build_options(&args, dockerfile, kiln_dir, work.path())?;
+    let started = std::time::Instant::now();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let renderer = std::thread::spawn(move || crate::render::render(receiver));
+    let built = kiln_engine::build(&plan, &build_options, Services::default(), sender);
+    let records = renderer.join().unwrap_or_default();
+    let (image, _) = built?;
+    let files = DigestFiles {
+        digest: args.digest_file.clone(),
+        name_with_digest: args.image_name_with_digest_file.clone(),
+        name_tag_with_digest: args.image_name_tag_with_digest_file.clone(),
+    };
+    kiln_engine::export(&image, &outputs, &build_options.registry, &files)?;
+    if let Some(path) = &args.report {
+        let text = serde_json::to_string_pretty(&kiln_engine::report_json(&records))?;
+        std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    tracing::info!(
+        "built {} ({} layers) in {:.1}s",
+        image.manifest_digest,
+        image.layers.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+pub fn warm(args: WarmArgs) -> Result<(), Error> {
+    let platform = match &args.custom_platform {
+        Some(p) => Platform::parse(p).map_err(|e| format!("--custom-platform {p}: {e}"))?,
+        None => Platform::host(),
+    };
+    let client = kiln_registry::Client::new(kiln_registry::RegistryOptions {
+        insecure_registries: args.insecure_registries.clone(),
+        skip_tls_verify_registries: args.skip_tls_verify_registries.clone(),
+        certificates: options::certificates(&args.registry_certificates)?,
+        pull_retries: 3,
+        ..Default::default()
+    });
+    std::fs::create_dir_all(&args.cache_dir)
+        .map_err(|e| format!("creating {}: {e}", args.cache_dir.display()))?;
+    let wanted = kiln_registry::WantedPlatform {
+        os: platform.os.clone(),
+        architecture: platform.arch.clone(),
+        variant: platform.variant.clone(),
+    };
+    for image in &args.images {
+        let r = Reference::parse(image).map_err(|e| format!("-i {image}: {e}"))?;
+        let digest = kiln_registry::local::warm(&client, &args.cache_dir, &r, &wanted)
+            .map_err(|e| format!("warming {r}: {e}"))?;
+        tracing::info!("stored {r}@{digest} in {}", args.cache_dir.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,262 @@
+//! Flags into the engine's options, checked before any work starts.
+
+use crate::cli::{BuildArgs, CompressionArg, IsolationArg};
+use crate::Error;
+use kiln_dockerfile::{BuildArgs as ArgMap, PlanOptions, Platform};
+use kiln_engine::{BuildOptions, CacheLocation, CacheSettings, IsolationMode, Output};
+use kiln_layer::Compression;
+use kiln_registry::{Reference, RegistryOptions};
+use std::path::{Path, PathBuf};
+
+pub fn isolation(arg: IsolationArg) -> IsolationMode {
+    match arg {
+        IsolationArg::Auto => IsolationMode::Auto,
+        IsolationArg::Userns => IsolationMode::Userns,
+        IsolationArg::Chroot => IsolationMode::Chroot,
+    }
+}
+
+/// Where the image goes; destinations are parsed before any work.
+pub fn outputs(args: &BuildArgs) -> Result<Vec<Output>, Error> {
+    if args.oci_layout_path.is_none() && args.tar_path.is_none() && args.destinations.is_empty() {
+        return Err(
+            "no output: give -d/--destination to push, or --oci-layout-path DIR / --tar-path FILE"
+                .into(),
+        );
+    }
+    if args.no_push && args.oci_layout_path.is_none() && args.tar_path.is_none() {
+        return Err("--no-push without --oci-layout-path or --tar-path would build an image and throw it away".into());
+    }
+    let destinations = destinations(args)?;
+    let tags: Vec<String> = args.destinations.iter().map(|d| with_tag(d)).collect();
+    let mut outputs = Vec::new();
+    if let Some(dir) = &args.oci_layout_path {
+        let ref_name = tags
+            .first()
+            .and_then(|t| t.rsplit_once(':').map(|(_, tag)| tag.to_string()))
+            .filter(|t| !t.contains('/'))
+            .unwrap_or_else(|| "latest".to_string());
+        outputs.push(Output::OciLayout {
+            dir: dir.clone(),
+            ref_name,
+        });
+    }
+    if let Some(path) = &args.tar_path {
+        outputs.push(Output::DockerArchive {
+            path: path.clone(),
+            tags,
+        });
+    }
+    if !args.no_push && !destinations.is_empty() {
+        outputs.push(Output::Registry(destinations));
+    }
+    Ok(outputs)
+}
+
+fn destinations(args: &BuildArgs) -> Result<Vec<Reference>, Error> {
+    args.destinations
+        .iter()
+        .map(|d| Reference::parse(d).map_err(|e| format!("-d {d}: {e}").into()))
+        .collect()
+}
+
+/// `name` -> `name:latest`; a tag or digest stays as given.
+fn with_tag(name: &str) -> String {
+    let last = name.rsplit('/').next().unwrap_or(name);
+    if last.contains(':') || last.contains('@') {
+        name.to_string()
+    } else {
+        format!("{name}:latest")
+    }
+}
+
+/// The Dockerfile: `--dockerfile` as given or inside the context.
+pub fn dockerfile(args: &BuildArgs) -> Result<PathBuf, Error> {
+    let context = &args.context;
+    if !context.is_dir() {
+        return Err(format!("context {}: not a directory", context.display()).into());
+    }
+    Ok(match &args.dockerfile {
+        Some(p) if p.is_absolute() || p.exists() => p.clone(),
+        Some(p) => context.join(p),
+        None => context.join("Dockerfile"),
+    })
+}
+
+pub fn plan_options(args: &BuildArgs) -> Result<PlanOptions, Error> {
+    let mut options = PlanOptions {
+        build_args: build_arg_map(&args.build_args)?,
+        target: args.target.clone(),
+        ..PlanOptions::default()
+    };
+    if let Some(p) = &args.custom_platform {
+        options.target_platform =
+            Platform::parse(p).map_err(|e| format!("--custom-platform {p}: {e}"))?;
+    }
+    Ok(options)
+}
+
+pub fn build_options(
+    args: &BuildArgs,
+    dockerfile: PathBuf,
+    kiln_dir: PathBuf,
+    work_dir: &Path,
+) -> Result<BuildOptions, Error> {
+    Ok(BuildOptions {
+        context_dir: args.context.clone(),
+        dockerfile,
+        labels: labels(&args.labels)?,
+        reproducible: args.reproducible,
+        source_date_epoch: source_date_epoch()?,
+        work_dir: work_dir.to_path_buf(),
+        compression: match args.compression {
+            CompressionArg::Gzip => Compression::Gzip(args.compression_level),
+            CompressionArg::None => Compression::None,
+        },
+        kiln_dir,
+        registry: registry_options(args)?,
+        isolation: isolation(args.isolation),
+        ignore_paths: args.ignore_paths.clone(),
+        cache: cache_settings(args, &destinations(args)?)?,
+        cache_dir: args.cache_dir.clone(),
+    })
+}
+
+fn build_arg_map(items: &[String]) -> Result<ArgMap, Error> {
+    let mut map = ArgMap::new();
+    for item in items {
+        match item.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                map.insert(k.to_string(), v.to_string());
+            }
+            Some(_) => return Err(format!("--build-arg {item:?}: empty name").into()),
+            // A bare name takes its value from the environment (unset: ignored).
+            None => {
+                if let Ok(v) = std::env::var(item) {
+                    map.insert(item.clone(), v);
+                }
+            }
+        }
+    }
+    Ok(map)
+}
+
+/// `KEY=VALUE` items of a flag.
+fn pairs(flag: &str, items: &[String], expected: &str) -> Result<Vec<(String, String)>, Error> {
+    items
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) if !k.is_empty() && (flag == "--label" || !v.is_empty()) => {
+                Ok((k.to_string(), v.to_string()))
+            }
+            _ => Err(format!("{flag} {l:?}: expected {expected}").into()),
+        })
+        .collect()
+}
+
+fn labels(items: &[String]) -> Result<Vec<(String, String)>, Error> {
+    pairs("--label", items, "KEY=VALUE")
+}
+
+/// `--registry-certificate REGISTRY=PATH` items.
+pub fn certificates(items: &[String]) -> Result<Vec<(String, PathBuf)>, Error> {
+    let pairs = pairs("--registry-certificate", items, "REGISTRY=PATH")?;
+    Ok(pairs
+        .into_iter()
+        .map(|(r, p)| (r, PathBuf::from(p)))
+        .collect())
+}
+
+fn source_date_epoch() -> Result<Option<i64>, Error> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if v.is_empty() => Ok(None),
+        Ok(v) => v
+            .trim()
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| format!("SOURCE_DATE_EPOCH={v:?}: expected seconds since 1970").into()),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The cache settings from `--cache` and its companions.
+fn cache_settings(
+    args: &BuildArgs,
+    destinations: &[Reference],
+) -> Result<Option<CacheSettings>, Error> {
+    if !args.cache {
+        return Ok(None);
+    }
+    let repo = match (&args.cache_repo, destinations.first()) {
+        (Some(r), _) if r.starts_with("oci:") => CacheLocation::Layout(PathBuf::from(&r[4..])),
+        (Some(r), _) => CacheLocation::Registry(
+            Reference::parse(r).map_err(|e| format!("--cache-repo {r}: {e}"))?,
+        ),
+        (None, Some(d)) => CacheLocation::Registry(
+            Reference::parse(&format!("{}/cache", d.name()))
+                .map_err(|e| format!("--cache-repo: {e}"))?,
+        ),
+        (None, None) => return Err(
+            "--cache needs --cache-repo (or a -d destination to put <repository>/cache next to)"
+                .into(),
+        ),
+    };
+    let ttl_ns = kiln_dockerfile::instructions::parse_duration(&args.cache_ttl)
+        .map_err(|e| format!("--cache-ttl {}: {e}", args.cache_ttl))?;
+    Ok(Some(CacheSettings {
+        repo,
+        ttl: ttl_ns / 1_000_000_000,
+        run_layers: args.cache_run_layers,
+        copy_layers: args.cache_copy_layers,
+        push: !args.no_push_cache,
+        explain: args.explain_cache,
+    }))
+}
+
+/// `--kiln-dir`, else `$KILN_DIR`, else `${XDG_CACHE_HOME:-$HOME/.cache}/kiln`.
+pub fn kiln_dir(flag: Option<PathBuf>) -> Result<PathBuf, Error> {
+    if let Some(d) = flag {
+        return Ok(d);
+    }
+    if let Some(d) = std::env::var_os("KILN_DIR").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d));
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d).join("kiln"));
+    }
+    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        Some(h) => Ok(PathBuf::from(h).join(".cache").join("kiln")),
+        None => Err("no place for kiln's state: give --kiln-dir or set KILN_DIR".into()),
+    }
+}
+
+fn registry_options(args: &BuildArgs) -> Result<RegistryOptions, Error> {
+    let registry_maps = pairs(
+        "--registry-map",
+        &args.registry_maps,
+        "ORIGINAL=MIRROR[;MIRROR...]",
+    )?
+    .into_iter()
+    .map(|(orig, mirrors)| {
+        let list = mirrors
+            .split(';')
+            .filter(|x| !x.is_empty())
+            .map(String::from);
+        (orig, list.collect())
+    })
+    .collect();
+    Ok(RegistryOptions {
+        // Kaniko's pull-only variants: kiln uses one setting for both ways.
+        insecure: args.insecure || args.insecure_pull,
+        insecure_registries: args.insecure_registries.clone(),
+        skip_tls_verify: args.skip_tls_verify || args.skip_tls_verify_pull,
+        skip_tls_verify_registries: args.skip_tls_verify_registries.clone(),
+        certificates: certificates(&args.registry_certificates)?,
+        mirrors: args.registry_mirrors.clone(),
+        registry_maps,
+        skip_default_registry_fallback: args.skip_default_registry_fallback,
+        pull_retries: args.image_download_retry,
+        push_retries: args.push_retry,
+        credentials: Vec::new(),
+    })
+}
