@@ -4,8 +4,7 @@
 mod cache;
 mod common;
 mod debian;
-#[path = "../support/registry.rs"]
-mod support;
+use kiln_test_support as support;
 
 mod docker;
 mod errors;

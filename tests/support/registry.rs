@@ -2,8 +2,6 @@
 //! loopback port with its own storage: anonymous, htpasswd, and/or TLS with
 //! a CA generated for the test. Its access log counts requests.
 
-#![allow(dead_code)]
-
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,7 +1,6 @@
 //! Cache entries in a real registry.
 
-#[path = "../../../tests/support/registry.rs"]
-mod support;
+use kiln_test_support as support;
 
 use kiln_cache::{KeyParts, LayerCache, NewEntry, RegistryCache};
 use kiln_image::LayerBlob;

@@ -1,7 +1,6 @@
 //! The registry client against a real distribution registry.
 
-#[path = "../../../tests/support/registry.rs"]
-mod support;
+use kiln_test_support as support;
 
 use kiln_image::{BuiltImage, ImageConfig, LayerBlob};
 use kiln_layer::{write_layer, Content, Entry, EntryKind, LayerOptions};
