@@ -4,7 +4,7 @@
 //! mounts are blocked (`ChrootExecutor`, the Kubernetes-pod case).
 
 use crate::executor::{
-    create_dir, host_files, Executor, OutputSink, StageRoot, StepOutcome, StepRequest, HOSTNAME,
+    create_dir, host_files, Executor, OutputSink, StageRoot, StepOutcome, StepRequest,
 };
 use crate::spec::{HostFiles, RootSpec, RunSpec};
 use crate::{run_step, sys, SandboxError};
@@ -78,18 +78,7 @@ fn run_in_directory(
             restore,
         )
     };
-    let p = &step.process;
-    let spec = RunSpec {
-        root: root_spec,
-        argv: p.argv.clone(),
-        env: p.env.clone(),
-        cwd: p.cwd.clone(),
-        uid: p.uid,
-        gid: p.gid,
-        groups: p.groups.clone(),
-        hostname: HOSTNAME.into(),
-        no_network: p.no_network,
-    };
+    let spec = RunSpec::new(root_spec, &step.process);
     let result = run_step(&spec, dir, output);
     for (path, original) in restore {
         match original {

@@ -10,7 +10,7 @@ use kiln_snapshot::Change;
 use std::path::{Path, PathBuf};
 
 /// The process a step runs.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Process {
     pub argv: Vec<String>,
     pub env: Vec<String>,

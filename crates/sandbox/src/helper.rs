@@ -51,7 +51,7 @@ fn run(spec: &RunSpec) -> Result<i32, String> {
     }
     let mut flags =
         libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
-    if spec.no_network {
+    if spec.process.no_network {
         flags |= libc::CLONE_NEWNET;
     }
     sys::unshare(flags).map_err(|e| format!("unshare (mount, pid, ipc, uts namespaces): {e}"))?;
@@ -232,12 +232,19 @@ fn enter_and_exec(spec: &RunSpec, root: &Path) -> String {
     if let Err(e) = sys::chroot(root) {
         return format!("chroot {}: {e}", root.display());
     }
-    let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
+    let cwd = if spec.process.cwd.is_empty() {
+        "/"
+    } else {
+        &spec.process.cwd
+    };
     if let Err(e) = std::env::set_current_dir(cwd) {
         return format!("working directory {cwd}: {e}");
     }
-    if let Err(e) = sys::set_ids(spec.uid, spec.gid, &spec.groups) {
-        return format!("switching to user {}:{}: {e}", spec.uid, spec.gid);
+    if let Err(e) = sys::set_ids(spec.process.uid, spec.process.gid, &spec.process.groups) {
+        return format!(
+            "switching to user {}:{}: {e}",
+            spec.process.uid, spec.process.gid
+        );
     }
     // stdin is empty, as in docker build.
     if let Ok(null) = std::fs::File::open("/dev/null") {
@@ -245,13 +252,14 @@ fn enter_and_exec(spec: &RunSpec, root: &Path) -> String {
         // SAFETY: duplicating a valid descriptor onto stdin.
         unsafe { libc::dup2(null.as_raw_fd(), 0) };
     }
-    let Some(first) = spec.argv.first() else {
+    let Some(first) = spec.process.argv.first() else {
         return "empty command".into();
     };
     let path = if first.contains('/') {
         first.clone()
     } else {
         let search = spec
+            .process
             .env
             .iter()
             .find_map(|kv| kv.strip_prefix("PATH="))
@@ -265,6 +273,6 @@ fn enter_and_exec(spec: &RunSpec, root: &Path) -> String {
             None => return format!("{first}: executable file not found in $PATH"),
         }
     };
-    let e = sys::exec(&path, &spec.argv, &spec.env);
+    let e = sys::exec(&path, &spec.process.argv, &spec.process.env);
     format!("exec {path}: {e}")
 }

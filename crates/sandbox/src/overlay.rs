@@ -3,7 +3,7 @@
 //! snapshot reads only that (O(changed files)).
 
 use crate::executor::{
-    create_dir, host_files, Executor, OutputSink, StageRoot, StepOutcome, StepRequest, HOSTNAME,
+    create_dir, host_files, Executor, OutputSink, StageRoot, StepOutcome, StepRequest,
 };
 use crate::spec::{HostFiles, RootSpec, RunSpec};
 use crate::{run_step, SandboxError};
@@ -40,28 +40,18 @@ impl Executor for OverlayExecutor {
             create_dir(d)?;
         }
         let (resolv, hosts) = host_files(dir);
-        let p = &step.process;
-        let spec = RunSpec {
-            root: RootSpec::Overlay {
-                lowers,
-                upper: upper.clone(),
-                work,
-                merged,
-                userxattr: self.userxattr,
-                host_files: HostFiles {
-                    resolv_conf: Some(resolv),
-                    hosts: Some(hosts),
-                },
+        let root = RootSpec::Overlay {
+            lowers,
+            upper: upper.clone(),
+            work,
+            merged,
+            userxattr: self.userxattr,
+            host_files: HostFiles {
+                resolv_conf: Some(resolv),
+                hosts: Some(hosts),
             },
-            argv: p.argv.clone(),
-            env: p.env.clone(),
-            cwd: p.cwd.clone(),
-            uid: p.uid,
-            gid: p.gid,
-            groups: p.groups.clone(),
-            hostname: HOSTNAME.into(),
-            no_network: p.no_network,
         };
+        let spec = RunSpec::new(root, &step.process);
         let out = run_step(&spec, dir, output)?;
         if out.exit_code != 0 {
             return Ok(StepOutcome {

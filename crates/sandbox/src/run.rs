@@ -83,14 +83,12 @@ pub fn probe_mounts(work: &Path, userxattr: bool) -> Result<(), String> {
         },
         // The helper's own exec fails on an empty root: exit 127 proves the
         // mounts worked, 125 that they did not.
-        argv: vec!["/probe".into()],
-        env: vec![],
-        cwd: "/".into(),
-        uid: 0,
-        gid: 0,
-        groups: vec![],
+        process: crate::Process {
+            argv: vec!["/probe".into()],
+            cwd: "/".into(),
+            ..Default::default()
+        },
         hostname: "kiln".into(),
-        no_network: false,
     };
     let lines = std::sync::Mutex::new(Vec::new());
     let out = run_step(&spec, work, &|l: &str| {

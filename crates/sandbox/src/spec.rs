@@ -1,5 +1,6 @@
 //! What the helper process needs to run one step.
 
+use crate::executor::Process;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -37,14 +38,16 @@ pub struct HostFiles {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSpec {
     pub root: RootSpec,
-    pub argv: Vec<String>,
-    pub env: Vec<String>,
-    /// Working directory inside the root.
-    pub cwd: String,
-    pub uid: u32,
-    pub gid: u32,
-    pub groups: Vec<u32>,
+    pub process: Process,
     pub hostname: String,
-    /// A private network namespace (`RUN --network=none`).
-    pub no_network: bool,
+}
+
+impl RunSpec {
+    pub fn new(root: RootSpec, process: &Process) -> RunSpec {
+        RunSpec {
+            root,
+            process: process.clone(),
+            hostname: crate::executor::HOSTNAME.into(),
+        }
+    }
 }
