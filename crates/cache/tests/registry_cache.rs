@@ -4,7 +4,7 @@ use kiln_test_support as support;
 
 use kiln_cache::{KeyParts, LayerCache, NewEntry, RegistryCache};
 use kiln_image::LayerBlob;
-use kiln_layer::{write_layer, Content, Entry, EntryKind, LayerOptions};
+use kiln_layer::{write_layer, Content, Entry, FileKind, LayerOptions};
 use kiln_registry::{BlobStore, Client, Reference, RegistryOptions};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use support::{Options, TestRegistry};
 fn layer(dir: &std::path::Path) -> LayerBlob {
     let e = Entry {
         path: "made-by-run".into(),
-        kind: EntryKind::File {
+        kind: FileKind::File {
             content: Content::Bytes(Arc::new(b"cached".to_vec())),
             size: 6,
         },

@@ -213,7 +213,8 @@ fn key_parts(cx: &StepCx, state: &StageState, ins: &Instruction) -> KeyParts {
 /// Mode, owner and content of every file a COPY/ADD reads. A source
 /// that cannot be read is left out: the step itself then fails.
 fn copy_key_files(cx: &StepCx, state: &StageState, c: &CopyArgs, parts: &mut KeyParts) {
-    use crate::source::{expand_source, SrcKind};
+    use crate::source::expand_source;
+    use kiln_layer::FileKind;
     parts.from_stage = cx.copy_from.map(|s| s.cache_key.clone());
     let sources = crate::step::sources(cx, c);
     for src in &c.sources {
@@ -238,17 +239,17 @@ fn copy_key_files(cx: &StepCx, state: &StageState, c: &CopyArgs, parts: &mut Key
                     format!("{}/{}", item.path, e.rel)
                 };
                 let value = match &e.kind {
-                    SrcKind::File { content, .. } => {
+                    FileKind::File { content, .. } => {
                         let sha = match content {
                             Content::Path(p) => sha256_file(p).unwrap_or_default(),
                             Content::Bytes(b) => hex::encode(Sha256::digest(b.as_slice())),
                         };
                         file_part(e.mode, e.uid, e.gid, Some(&sha))
                     }
-                    SrcKind::Symlink(t) => {
+                    FileKind::Symlink(t) => {
                         file_part(e.mode, e.uid, e.gid, Some(&format!("-> {t}")))
                     }
-                    SrcKind::Dir => file_part(e.mode, e.uid, e.gid, None),
+                    FileKind::Dir => file_part(e.mode, e.uid, e.gid, None),
                     other => file_part(e.mode, e.uid, e.gid, Some(&format!("{other:?}"))),
                 };
                 parts.files.insert(path, value);

@@ -4,9 +4,9 @@
 //! becomes the destination; hard links within one COPY stay hard links.
 //! ADD of a local tar archive extracts it, refusing entries that escape.
 
-use crate::fstree::{base_name, join, parent_of, FsTree, Node, NodeKind, TreeError};
+use crate::fstree::{base_name, join, parent_of, FileKind, FsTree, Node, TreeError};
 use crate::ignore::clean;
-use crate::source::{SourceItem, SrcEntry, SrcKind};
+use crate::source::{SourceItem, SrcEntry};
 use kiln_layer::Content;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -49,7 +49,7 @@ impl CopyOptions {
     fn new_dir(&self, tree: &mut FsTree) -> Node {
         let (uid, gid) = self.chown.unwrap_or((0, 0));
         Node {
-            kind: NodeKind::Dir,
+            kind: FileKind::Dir,
             mode: 0o755,
             uid,
             gid,
@@ -74,7 +74,7 @@ pub fn copy_items(
         // file named twice becomes two files.
         let mut inodes: HashMap<(u64, u64), u64> = HashMap::new();
         let root = item.root();
-        if matches!(root.kind, SrcKind::Dir) {
+        if matches!(root.kind, FileKind::Dir) {
             let target = tree.resolve(&dest, true)?;
             match tree.get(&target) {
                 Some(n) if !n.is_dir() => {
@@ -122,12 +122,12 @@ fn make_node(
     };
     let kind = e.kind.clone();
     let mode = match (&e.kind, opts.chmod) {
-        (SrcKind::Symlink(_), _) => 0o777,
+        (FileKind::Symlink(_), _) => 0o777,
         (_, Some(m)) => m,
         (_, None) => e.mode,
     };
     // Docker gives copied directories the time of the copy; files keep theirs.
-    let mtime = if matches!(e.kind, SrcKind::Dir) {
+    let mtime = if matches!(e.kind, FileKind::Dir) {
         opts.now
     } else {
         e.mtime
@@ -227,8 +227,8 @@ pub fn extract_archive(
         let mtime = header.mtime().unwrap_or(0) as i64;
         let et = header.entry_type();
         let kind = match et {
-            tar::EntryType::Directory => NodeKind::Dir,
-            tar::EntryType::Symlink => NodeKind::Symlink(
+            tar::EntryType::Directory => FileKind::Dir,
+            tar::EntryType::Symlink => FileKind::Symlink(
                 entry
                     .link_name()
                     .ok()
@@ -249,7 +249,7 @@ pub fn extract_archive(
                 let src = join(&dest_dir, &link_rel);
                 let Some(existing) = tree
                     .get(&src)
-                    .filter(|n| matches!(n.kind, NodeKind::File { .. }))
+                    .filter(|n| matches!(n.kind, FileKind::File { .. }))
                     .cloned()
                 else {
                     return Err(err(format!("hard link {raw:?} -> {link:?}: target is not an earlier file of the archive")));
@@ -257,14 +257,14 @@ pub fn extract_archive(
                 place_node(tree, &target, existing, opts)?;
                 continue;
             }
-            tar::EntryType::Fifo => NodeKind::Fifo,
+            tar::EntryType::Fifo => FileKind::Fifo,
             tar::EntryType::Char | tar::EntryType::Block => {
                 let major = header.device_major().ok().flatten().unwrap_or(0);
                 let minor = header.device_minor().ok().flatten().unwrap_or(0);
                 if et == tar::EntryType::Char {
-                    NodeKind::CharDevice { major, minor }
+                    FileKind::CharDevice { major, minor }
                 } else {
-                    NodeKind::BlockDevice { major, minor }
+                    FileKind::BlockDevice { major, minor }
                 }
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
@@ -275,7 +275,7 @@ pub fn extract_archive(
                 })?;
                 let size = std::io::copy(&mut entry, &mut out)
                     .map_err(|e| err(format!("entry {raw:?}: {e}")))?;
-                NodeKind::File {
+                FileKind::File {
                     content: Content::Path(staged),
                     size,
                 }

@@ -2,9 +2,9 @@
 //! stage's tree; copy-ups whose content and metadata did not change are
 //! dropped, so they never reach the layer.
 
-use crate::fstree::{FsTree, Node, NodeKind};
+use crate::fstree::{FileKind, FsTree, Node};
 use kiln_layer::Content;
-use kiln_snapshot::{Change, Kind, Meta};
+use kiln_snapshot::{Change, Meta};
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
@@ -30,27 +30,8 @@ pub(crate) fn apply_changes(
                     Some(k) => *inodes.entry(k).or_insert_with(|| tree.new_inode()),
                     None => tree.new_inode(),
                 };
-                let kind = match &meta.kind {
-                    Kind::Dir => NodeKind::Dir,
-                    Kind::File { size } => NodeKind::File {
-                        content: Content::Path(meta.disk.clone()),
-                        size: *size,
-                    },
-                    Kind::Symlink(t) => NodeKind::Symlink(t.clone()),
-                    Kind::Fifo => NodeKind::Fifo,
-                    Kind::CharDevice { major, minor } => NodeKind::CharDevice {
-                        major: *major,
-                        minor: *minor,
-                    },
-                    Kind::BlockDevice { major, minor } => NodeKind::BlockDevice {
-                        major: *major,
-                        minor: *minor,
-                    },
-                    // Sockets do not belong in images.
-                    Kind::Socket => continue,
-                };
                 let node = Node {
-                    kind,
+                    kind: meta.kind.clone(),
                     mode: meta.mode,
                     uid: meta.uid,
                     gid: meta.gid,
@@ -91,19 +72,15 @@ fn unchanged(old: &Node, meta: &Meta) -> bool {
         return false;
     }
     match (&old.kind, &meta.kind) {
-        (NodeKind::Dir, Kind::Dir) => true,
-        (NodeKind::Symlink(a), Kind::Symlink(b)) => a == b,
-        (NodeKind::File { content, size }, Kind::File { size: s }) => {
-            size == s && same_content(content, &meta.disk)
-        }
-        (NodeKind::Fifo, Kind::Fifo) => true,
-        (NodeKind::CharDevice { major, minor }, Kind::CharDevice { major: a, minor: b }) => {
-            major == a && minor == b
-        }
-        (NodeKind::BlockDevice { major, minor }, Kind::BlockDevice { major: a, minor: b }) => {
-            major == a && minor == b
-        }
-        _ => false,
+        (
+            FileKind::File { content, size },
+            FileKind::File {
+                content: Content::Path(disk),
+                size: s,
+            },
+        ) => size == s && same_content(content, disk),
+        (FileKind::File { .. }, _) => false,
+        (a, b) => a == b,
     }
 }
 

@@ -4,23 +4,14 @@
 //! Each step's changes are tracked so the step's layer holds exactly them.
 
 use kiln_layer::apply::{AppliedEntry, AppliedKind};
-use kiln_layer::{Content, Entry, EntryKind};
+pub use kiln_layer::FileKind;
+use kiln_layer::{Content, Entry};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NodeKind {
-    Dir,
-    File { content: Content, size: u64 },
-    Symlink(String),
-    Fifo,
-    CharDevice { major: u32, minor: u32 },
-    BlockDevice { major: u32, minor: u32 },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
-    pub kind: NodeKind,
+    pub kind: FileKind,
     /// Permission and setuid/setgid/sticky bits.
     pub mode: u32,
     pub uid: u64,
@@ -33,7 +24,7 @@ pub struct Node {
 
 impl Node {
     pub fn is_dir(&self) -> bool {
-        matches!(self.kind, NodeKind::Dir)
+        matches!(self.kind, FileKind::Dir)
     }
 }
 
@@ -72,7 +63,7 @@ impl FsTree {
         nodes.insert(
             "/".to_string(),
             Node {
-                kind: NodeKind::Dir,
+                kind: FileKind::Dir,
                 mode: 0o755,
                 uid: 0,
                 gid: 0,
@@ -142,7 +133,7 @@ impl FsTree {
     pub fn resolve(&self, path: &str, follow_last: bool) -> Result<String, TreeError> {
         let readlink = |p: &str| match self.nodes.get(&format!("/{p}")) {
             Some(Node {
-                kind: NodeKind::Symlink(t),
+                kind: FileKind::Symlink(t),
                 ..
             }) => Some(t.clone()),
             _ => None,
@@ -271,7 +262,7 @@ impl FsTree {
             let parent = self.resolve(parent_of(&abs), true)?;
             let now = e.mtime;
             let parent = self.mkdir_all(&parent, &mut |t| Node {
-                kind: NodeKind::Dir,
+                kind: FileKind::Dir,
                 mode: 0o755,
                 uid: 0,
                 gid: 0,
@@ -286,7 +277,7 @@ impl FsTree {
                     self.remove(&path);
                     continue;
                 }
-                AppliedKind::Hardlink { target } => {
+                AppliedKind::Node(FileKind::Hardlink(target)) => {
                     let t = self.resolve(&format!("/{target}"), false)?;
                     let Some(node) = self.nodes.get(&t).cloned() else {
                         return Err(TreeError::NotADirectory(format!("hard link target {t}")));
@@ -297,23 +288,15 @@ impl FsTree {
                     self.nodes.insert(path, node);
                     continue;
                 }
-                AppliedKind::Dir => NodeKind::Dir,
-                AppliedKind::File { size } => NodeKind::File {
+                // The record leaves a file's content out: it is in the
+                // layer's directory.
+                AppliedKind::Node(FileKind::File { size, .. }) => FileKind::File {
                     content: Content::Path(root.join(&e.path)),
                     size: *size,
                 },
-                AppliedKind::Symlink { target } => NodeKind::Symlink(target.clone()),
-                AppliedKind::Fifo => NodeKind::Fifo,
-                AppliedKind::CharDevice { major, minor } => NodeKind::CharDevice {
-                    major: *major,
-                    minor: *minor,
-                },
-                AppliedKind::BlockDevice { major, minor } => NodeKind::BlockDevice {
-                    major: *major,
-                    minor: *minor,
-                },
+                AppliedKind::Node(kind) => kind.clone(),
             };
-            let is_dir = matches!(kind, NodeKind::Dir);
+            let is_dir = matches!(kind, FileKind::Dir);
             match self.nodes.get(&path) {
                 // A directory over a directory updates its metadata only.
                 Some(old) if old.is_dir() && is_dir => {}
@@ -374,27 +357,14 @@ impl FsTree {
             };
             let rel = p.trim_start_matches('/').to_string();
             let kind = match &node.kind {
-                NodeKind::Dir => EntryKind::Dir,
-                NodeKind::File { content, size } => match first_of_inode.get(&node.inode) {
-                    Some(first) => EntryKind::Hardlink(first.clone()),
+                FileKind::File { .. } => match first_of_inode.get(&node.inode) {
+                    Some(first) => FileKind::Hardlink(first.clone()),
                     None => {
                         first_of_inode.insert(node.inode, rel.clone());
-                        EntryKind::File {
-                            content: content.clone(),
-                            size: *size,
-                        }
+                        node.kind.clone()
                     }
                 },
-                NodeKind::Symlink(t) => EntryKind::Symlink(t.clone()),
-                NodeKind::Fifo => EntryKind::Fifo,
-                NodeKind::CharDevice { major, minor } => EntryKind::CharDevice {
-                    major: *major,
-                    minor: *minor,
-                },
-                NodeKind::BlockDevice { major, minor } => EntryKind::BlockDevice {
-                    major: *major,
-                    minor: *minor,
-                },
+                other => other.clone(),
             };
             entries.push(Entry {
                 path: rel,
@@ -408,7 +378,7 @@ impl FsTree {
         }
         let marker = |path: String| Entry {
             path,
-            kind: EntryKind::File {
+            kind: FileKind::File {
                 content: Content::Bytes(std::sync::Arc::new(Vec::new())),
                 size: 0,
             },
@@ -480,7 +450,7 @@ mod tests {
 
     fn dir(tree: &mut FsTree) -> Node {
         Node {
-            kind: NodeKind::Dir,
+            kind: FileKind::Dir,
             mode: 0o755,
             uid: 0,
             gid: 0,
@@ -495,10 +465,10 @@ mod tests {
         let mut t = FsTree::new(0);
         t.mkdir_all("/a/b", &mut dir).unwrap();
         let mut link = dir(&mut t);
-        link.kind = NodeKind::Symlink("../../../../a".into());
+        link.kind = FileKind::Symlink("../../../../a".into());
         t.insert("/a/up", link.clone()).unwrap();
         assert_eq!(t.resolve("/a/up/b", true).unwrap(), "/a/b");
-        link.kind = NodeKind::Symlink("/a/loop".into());
+        link.kind = FileKind::Symlink("/a/loop".into());
         t.insert("/a/loop", link).unwrap();
         assert!(t.resolve("/a/loop/x", true).is_err());
         assert_eq!(t.resolve("/a/loop", false).unwrap(), "/a/loop");

@@ -2,16 +2,28 @@
 //! steps that run commands in it. Owners, modes, times, xattrs, hard links
 //! and (where permitted) device nodes are as the image says.
 
-use crate::fstree::{FsTree, NodeKind};
-use kiln_layer::apply::{make_node, AppliedKind};
+use crate::fstree::{FileKind, FsTree};
+use kiln_layer::apply::make_node;
 use kiln_layer::Content;
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+/// Writing a path of the tree failed.
+#[derive(Debug, thiserror::Error)]
+#[error("writing the stage's root: {path}")]
+pub struct MaterializeError {
+    pub path: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
 /// Materialize `tree` under `root` (which must not exist yet).
-pub fn materialize(tree: &FsTree, root: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(root).map_err(|e| format!("creating {}: {e}", root.display()))?;
+pub fn materialize(tree: &FsTree, root: &Path) -> Result<(), MaterializeError> {
+    std::fs::create_dir_all(root).map_err(|source| MaterializeError {
+        path: root.display().to_string(),
+        source,
+    })?;
     let mut first_of_inode: HashMap<u64, PathBuf> = HashMap::new();
     let mut dirs: Vec<(PathBuf, u32, i64)> = Vec::new();
     let mut chown_failed = 0usize;
@@ -22,9 +34,12 @@ pub fn materialize(tree: &FsTree, root: &Path) -> Result<(), String> {
         } else {
             root.join(path.trim_start_matches('/'))
         };
-        let io = |e: std::io::Error| format!("materializing {path}: {e}");
+        let io = |source: std::io::Error| MaterializeError {
+            path: path.to_string(),
+            source,
+        };
         match &node.kind {
-            NodeKind::Dir => {
+            FileKind::Dir => {
                 if path != "/" {
                     std::fs::create_dir(&dest).map_err(io)?;
                 }
@@ -33,7 +48,7 @@ pub fn materialize(tree: &FsTree, root: &Path) -> Result<(), String> {
                     .map_err(io)?;
                 dirs.push((dest.clone(), node.mode, node.mtime));
             }
-            NodeKind::File { content, .. } => {
+            FileKind::File { content, .. } => {
                 if let Some(first) = first_of_inode.get(&node.inode) {
                     std::fs::hard_link(first, &dest).map_err(io)?;
                     continue;
@@ -46,21 +61,11 @@ pub fn materialize(tree: &FsTree, root: &Path) -> Result<(), String> {
                 }
                 first_of_inode.insert(node.inode, dest.clone());
             }
-            NodeKind::Symlink(target) => std::os::unix::fs::symlink(target, &dest).map_err(io)?,
-            NodeKind::Fifo | NodeKind::CharDevice { .. } | NodeKind::BlockDevice { .. } => {
-                let kind = match &node.kind {
-                    NodeKind::Fifo => AppliedKind::Fifo,
-                    NodeKind::CharDevice { major, minor } => AppliedKind::CharDevice {
-                        major: *major,
-                        minor: *minor,
-                    },
-                    NodeKind::BlockDevice { major, minor } => AppliedKind::BlockDevice {
-                        major: *major,
-                        minor: *minor,
-                    },
-                    _ => unreachable!("matched above"),
-                };
-                if make_node(&dest, &kind, node.mode).is_err() {
+            FileKind::Symlink(target) => std::os::unix::fs::symlink(target, &dest).map_err(io)?,
+            // A tree shares inodes instead (handled with files above).
+            FileKind::Hardlink(_) => continue,
+            FileKind::Fifo | FileKind::CharDevice { .. } | FileKind::BlockDevice { .. } => {
+                if make_node(&dest, &node.kind, node.mode).is_err() {
                     nodes_failed += 1;
                     continue;
                 }
@@ -69,12 +74,12 @@ pub fn materialize(tree: &FsTree, root: &Path) -> Result<(), String> {
         if std::os::unix::fs::lchown(&dest, Some(node.uid as u32), Some(node.gid as u32)).is_err() {
             chown_failed += 1;
         }
-        if !matches!(node.kind, NodeKind::Symlink(_)) {
+        if !matches!(node.kind, FileKind::Symlink(_)) {
             for (k, v) in &node.xattrs {
                 let _ = xattr::set(&dest, k, v);
             }
         }
-        if !matches!(node.kind, NodeKind::Symlink(_) | NodeKind::Dir) {
+        if !matches!(node.kind, FileKind::Symlink(_) | FileKind::Dir) {
             // After chown, which clears setuid bits.
             std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(node.mode))
                 .map_err(io)?;
@@ -83,8 +88,12 @@ pub fn materialize(tree: &FsTree, root: &Path) -> Result<(), String> {
     }
     // Directories last, deepest first: their times and modes stay.
     for (dir, mode, mtime) in dirs.iter().rev() {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(*mode))
-            .map_err(|e| format!("materializing {}: {e}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(*mode)).map_err(
+            |source| MaterializeError {
+                path: dir.display().to_string(),
+                source,
+            },
+        )?;
         set_mtime(dir, *mtime);
     }
     if chown_failed > 0 {

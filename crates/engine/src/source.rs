@@ -2,21 +2,19 @@
 //! .dockerignore applied) or another stage's tree. Both give the same
 //! listing of entries, relative to the source path the user named.
 
-use crate::fstree::{resolve_in_root, FsTree, NodeKind};
+use crate::fstree::{resolve_in_root, FileKind, FsTree};
 use crate::ignore::{clean, glob_match, has_wildcard, IgnoreMatcher};
+use kiln_layer::file::{kind_of, read_xattrs};
 use kiln_layer::Content;
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-
-/// A source entry's type: the same as a tree node's.
-pub type SrcKind = NodeKind;
 
 #[derive(Debug, Clone)]
 pub struct SrcEntry {
     /// Path below the named source ("" for the source itself).
     pub rel: String,
-    pub kind: SrcKind,
+    pub kind: FileKind,
     pub mode: u32,
     pub uid: u64,
     pub gid: u64,
@@ -151,36 +149,17 @@ impl ContextFs {
 
     fn entry(&self, rel_in_item: String, path: &Path, md: &std::fs::Metadata) -> SrcEntry {
         let ft = md.file_type();
-        let kind = if ft.is_dir() {
-            SrcKind::Dir
-        } else if ft.is_symlink() {
-            SrcKind::Symlink(
-                std::fs::read_link(path)
-                    .map(|t| t.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-            )
-        } else if ft.is_fifo() {
-            SrcKind::Fifo
-        } else if ft.is_char_device() || ft.is_block_device() {
-            let rdev = md.rdev();
-            let (major, minor) = (libc_major(rdev), libc_minor(rdev));
-            if ft.is_char_device() {
-                SrcKind::CharDevice { major, minor }
-            } else {
-                SrcKind::BlockDevice { major, minor }
-            }
-        } else {
-            SrcKind::File {
-                content: Content::Path(path.to_path_buf()),
-                size: md.len(),
-            }
-        };
+        // A socket is copied as an (empty) file, as docker does.
+        let kind = kind_of(path, md).unwrap_or(FileKind::File {
+            content: Content::Path(path.to_path_buf()),
+            size: md.len(),
+        });
         let link_key = (ft.is_file() && md.nlink() > 1).then(|| (md.dev(), md.ino()));
-        let xattrs = if ft.is_symlink() {
-            BTreeMap::new()
-        } else {
-            read_xattrs(path)
-        };
+        // File capabilities and `user.*`: SELinux labels and ACLs belong
+        // to the build host.
+        let xattrs = read_xattrs(path, md, |n| {
+            n == "security.capability" || n.starts_with("user.")
+        });
         SrcEntry {
             rel: rel_in_item,
             kind,
@@ -193,32 +172,6 @@ impl ContextFs {
             xattrs,
         }
     }
-}
-
-/// Extended attributes worth carrying into an image: file capabilities and
-/// `user.*` (SELinux labels and ACLs belong to the build host).
-fn read_xattrs(path: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let Ok(names) = xattr::list(path) else {
-        return out;
-    };
-    for name in names {
-        let name = name.to_string_lossy().into_owned();
-        if name == "security.capability" || name.starts_with("user.") {
-            if let Ok(Some(value)) = xattr::get(path, &name) {
-                out.insert(name, value);
-            }
-        }
-    }
-    out
-}
-
-fn libc_major(dev: u64) -> u32 {
-    (((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0x0000_0fff)) as u32
-}
-
-fn libc_minor(dev: u64) -> u32 {
-    (((dev >> 12) & 0xffff_ff00) | (dev & 0x0000_00ff)) as u32
 }
 
 impl SourceFs for ContextFs {
@@ -390,7 +343,7 @@ impl SourceFs for TreeFs<'_> {
             let kind = n.kind.clone();
             Some(SrcEntry {
                 rel: rel_in_item,
-                link_key: matches!(kind, SrcKind::File { .. }).then_some((0, n.inode)),
+                link_key: matches!(kind, FileKind::File { .. }).then_some((0, n.inode)),
                 kind,
                 mode: n.mode,
                 uid: n.uid,

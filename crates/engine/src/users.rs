@@ -1,7 +1,7 @@
 //! Resolving `--chown` and USER names through the image's own /etc/passwd
 //! and /etc/group, as docker does (never the host's).
 
-use crate::fstree::{FsTree, NodeKind};
+use crate::fstree::{FileKind, FsTree};
 use kiln_layer::Content;
 use std::io::Read;
 
@@ -19,7 +19,7 @@ pub enum UserError {
 fn read_text(tree: &FsTree, path: &str) -> Option<String> {
     let resolved = tree.resolve(path, true).ok()?;
     let node = tree.get(&resolved)?;
-    let NodeKind::File { content, .. } = &node.kind else {
+    let FileKind::File { content, .. } = &node.kind else {
         return None;
     };
     match content {
@@ -143,7 +143,7 @@ mod tests {
     fn with_file(tree: &mut FsTree, path: &str, text: &str) {
         let inode = tree.new_inode();
         let dir = Node {
-            kind: NodeKind::Dir,
+            kind: FileKind::Dir,
             mode: 0o755,
             uid: 0,
             gid: 0,
@@ -155,7 +155,7 @@ mod tests {
         tree.insert(
             path,
             Node {
-                kind: NodeKind::File {
+                kind: FileKind::File {
                     content: Content::Bytes(Arc::new(text.as_bytes().to_vec())),
                     size: text.len() as u64,
                 },

@@ -85,7 +85,7 @@ fn make_file(step: &StepRequest) -> StepOutcome {
     std::fs::create_dir_all(&out).unwrap();
     let file = out.join("made-by-run");
     std::fs::write(&file, step.process.argv.join(" ")).unwrap();
-    let meta = meta_of(&file, &std::fs::symlink_metadata(&file).unwrap());
+    let meta = meta_of(&file, &std::fs::symlink_metadata(&file).unwrap()).unwrap();
     StepOutcome {
         exit_code: 0,
         changes: vec![Change::Upsert("/made-by-run".into(), meta)],

@@ -8,6 +8,8 @@
 //! and always recorded, so nothing is silently lost.
 
 use crate::archive::open_archive;
+use crate::entry::Content;
+use crate::file::FileKind;
 use crate::hashing::HashingReader;
 use crate::LayerError;
 use std::collections::BTreeMap;
@@ -16,28 +18,13 @@ use std::io::Read;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// What one tar entry did to the directory.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AppliedKind {
-    Dir,
-    File {
-        size: u64,
-    },
-    Symlink {
-        target: String,
-    },
-    /// A hard link to an earlier path of this layer or a lower one.
-    Hardlink {
-        target: String,
-    },
-    Fifo,
-    CharDevice {
-        major: u32,
-        minor: u32,
-    },
-    BlockDevice {
-        major: u32,
-        minor: u32,
-    },
+    /// A file of this kind now stands at `path` (a file's content is where
+    /// it was extracted; a hard link names an earlier path of this layer or
+    /// a lower one).
+    Node(FileKind),
     /// `.wh.NAME`: `path` is removed from the lower layers.
     Whiteout,
     /// `.wh..wh..opq`: the lower layers' contents of directory `path` are hidden.
@@ -161,7 +148,7 @@ pub fn extract_layer_with(
                 let target = dir.join(hidden);
                 let _ = remove_existing(&target);
                 overlay_ready &=
-                    make_node(&target, &AppliedKind::CharDevice { major: 0, minor: 0 }, 0).is_ok();
+                    make_node(&target, &FileKind::CharDevice { major: 0, minor: 0 }, 0).is_ok();
             }
             let path = if parent_rel.is_empty() {
                 hidden.to_string()
@@ -206,7 +193,7 @@ pub fn extract_layer_with(
                 }
                 // Keep the directory writable for us; the real mode is recorded.
                 fs::set_permissions(&dest, fs::Permissions::from_mode(mode | 0o700)).map_err(io)?;
-                AppliedKind::Dir
+                FileKind::Dir
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 let mut file = fs::OpenOptions::new()
@@ -226,12 +213,15 @@ pub fn extract_layer_with(
                 }
                 let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime.max(0) as u64);
                 let _ = file.set_times(fs::FileTimes::new().set_accessed(t).set_modified(t));
-                AppliedKind::File { size }
+                FileKind::File {
+                    content: Content::Path(dest.clone()),
+                    size,
+                }
             }
             tar::EntryType::Symlink => {
                 let target = link_name(&entry);
                 symlink(&target, &dest).map_err(io)?;
-                AppliedKind::Symlink { target }
+                FileKind::Symlink(target)
             }
             tar::EntryType::Link => {
                 let target_raw = link_name(&entry);
@@ -248,15 +238,15 @@ pub fn extract_layer_with(
                     Ok(m) if m.is_file() => fs::hard_link(&source, &dest).map_err(io)?,
                     _ => return Err(invalid(&raw, format!("hard link to {target_raw:?}, which is not an earlier file of the layer"))),
                 }
-                AppliedKind::Hardlink { target }
+                FileKind::Hardlink(target)
             }
             tar::EntryType::Fifo | tar::EntryType::Char | tar::EntryType::Block => {
                 let major = header.device_major().ok().flatten().unwrap_or(0);
                 let minor = header.device_minor().ok().flatten().unwrap_or(0);
                 let kind = match et {
-                    tar::EntryType::Fifo => AppliedKind::Fifo,
-                    tar::EntryType::Char => AppliedKind::CharDevice { major, minor },
-                    _ => AppliedKind::BlockDevice { major, minor },
+                    tar::EntryType::Fifo => FileKind::Fifo,
+                    tar::EntryType::Char => FileKind::CharDevice { major, minor },
+                    _ => FileKind::BlockDevice { major, minor },
                 };
                 if let Err(e) = make_node(&dest, &kind, mode) {
                     tracing::debug!("{what}: {rel}: not created ({e})");
@@ -267,29 +257,29 @@ pub fn extract_layer_with(
             // PAX/GNU metadata records are consumed by the reader.
             _ => continue,
         };
-        let is_file = matches!(kind, AppliedKind::File { .. });
+        let is_file = matches!(kind, FileKind::File { .. });
         if is_root && !is_file {
             let _ = std::os::unix::fs::lchown(&dest, Some(uid as u32), Some(gid as u32));
             // Root reads and writes regardless of modes: keep them exact
             // (after chown, which clears setuid bits).
             match kind {
-                AppliedKind::Symlink { .. } | AppliedKind::Dir => {}
+                FileKind::Symlink(_) | FileKind::Dir => {}
                 _ => {
                     let _ = fs::set_permissions(&dest, fs::Permissions::from_mode(mode));
                 }
             }
         }
         match kind {
-            AppliedKind::Dir => dir_times.push((dest.clone(), mode, mtime)),
-            AppliedKind::File { .. } => {}
+            FileKind::Dir => dir_times.push((dest.clone(), mode, mtime)),
+            FileKind::File { .. } => {}
             _ => set_times(&dest, mtime),
         }
-        if !matches!(kind, AppliedKind::Symlink { .. }) {
+        if !matches!(kind, FileKind::Symlink(_)) {
             for (k, v) in &xattrs {
                 let _ = xattr_set(&dest, k, v);
             }
         }
-        out.push(record(kind, rel));
+        out.push(record(AppliedKind::Node(kind), rel));
     }
     // Directories last, deepest first (entries inside changed their times).
     for (dir, mode, mtime) in dir_times.iter().rev() {
@@ -359,15 +349,15 @@ fn xattr_set(path: &Path, key: &str, value: &[u8]) -> std::io::Result<()> {
 }
 
 /// Create a fifo or device node (needs privilege for devices).
-pub fn make_node(path: &Path, kind: &AppliedKind, mode: u32) -> std::io::Result<()> {
+pub fn make_node(path: &Path, kind: &FileKind, mode: u32) -> std::io::Result<()> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     let c =
         CString::new(path.as_os_str().as_bytes()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
     let (kind_bits, dev) = match kind {
-        AppliedKind::Fifo => (libc::S_IFIFO, 0),
-        AppliedKind::CharDevice { major, minor } => (libc::S_IFCHR, libc::makedev(*major, *minor)),
-        AppliedKind::BlockDevice { major, minor } => (libc::S_IFBLK, libc::makedev(*major, *minor)),
+        FileKind::Fifo => (libc::S_IFIFO, 0),
+        FileKind::CharDevice { major, minor } => (libc::S_IFCHR, libc::makedev(*major, *minor)),
+        FileKind::BlockDevice { major, minor } => (libc::S_IFBLK, libc::makedev(*major, *minor)),
         _ => return Ok(()),
     };
     // SAFETY: `c` is a valid NUL-terminated path; mknod has no other inputs.

@@ -1,5 +1,6 @@
 //! One entry of a layer: path, type, metadata and where its content is.
 
+pub use crate::file::FileKind;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,25 +15,12 @@ pub enum Content {
     Bytes(Arc<Vec<u8>>),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EntryKind {
-    Dir,
-    File {
-        content: Content,
-        size: u64,
-    },
-    Symlink(String),
-    /// A hard link to another path of the same layer (relative, no leading /).
-    Hardlink(String),
-    Fifo,
-    CharDevice {
-        major: u32,
-        minor: u32,
-    },
-    BlockDevice {
-        major: u32,
-        minor: u32,
-    },
+impl Default for Content {
+    /// No bytes (what a file kind read back from a record holds until its
+    /// owner says where the file is).
+    fn default() -> Self {
+        Content::Bytes(Arc::default())
+    }
 }
 
 /// A layer entry. `path` is relative to the root, without a leading or
@@ -40,7 +28,7 @@ pub enum EntryKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub path: String,
-    pub kind: EntryKind,
+    pub kind: FileKind,
     pub mode: u32,
     pub uid: u64,
     pub gid: u64,

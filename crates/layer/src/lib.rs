@@ -5,11 +5,13 @@
 pub mod apply;
 pub mod archive;
 pub mod entry;
+pub mod file;
 pub mod hashing;
 pub mod writer;
 
 pub use archive::{detect_compression, open_archive, ArchiveCompression};
-pub use entry::{Content, Entry, EntryKind};
+pub use entry::{Content, Entry};
+pub use file::FileKind;
 pub use hashing::{HashingReader, HashingWriter};
 pub use writer::{write_layer, Compression, LayerInfo, LayerOptions};
 

@@ -2,7 +2,8 @@
 //! where ustar cannot say it), compressed, and hashed twice in one pass:
 //! the uncompressed stream gives the diff_id, the compressed one the digest.
 
-use crate::entry::{Content, Entry, EntryKind};
+use crate::entry::{Content, Entry};
+use crate::file::FileKind;
 use crate::hashing::HashingWriter;
 use crate::LayerError;
 use flate2::write::GzEncoder;
@@ -168,7 +169,7 @@ fn append_entry<W: Write>(
     let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
     let mut header = tar::Header::new_ustar();
     let name = match entry.kind {
-        EntryKind::Dir => format!("{}/", entry.path),
+        FileKind::Dir => format!("{}/", entry.path),
         _ => entry.path.clone(),
     };
     if header.set_path(&name).is_err() || name.len() > 255 {
@@ -215,22 +216,22 @@ fn append_entry<W: Write>(
     let mut link: Option<&str> = None;
     let mut size = 0u64;
     match &entry.kind {
-        EntryKind::Dir => header.set_entry_type(tar::EntryType::Directory),
-        EntryKind::File { size: s, .. } => {
+        FileKind::Dir => header.set_entry_type(tar::EntryType::Directory),
+        FileKind::File { size: s, .. } => {
             header.set_entry_type(tar::EntryType::Regular);
             size = *s;
         }
-        EntryKind::Symlink(t) => {
+        FileKind::Symlink(t) => {
             header.set_entry_type(tar::EntryType::Symlink);
             link = Some(t);
         }
-        EntryKind::Hardlink(t) => {
+        FileKind::Hardlink(t) => {
             header.set_entry_type(tar::EntryType::Link);
             link = Some(t);
         }
-        EntryKind::Fifo => header.set_entry_type(tar::EntryType::Fifo),
-        EntryKind::CharDevice { major, minor } | EntryKind::BlockDevice { major, minor } => {
-            header.set_entry_type(if matches!(entry.kind, EntryKind::CharDevice { .. }) {
+        FileKind::Fifo => header.set_entry_type(tar::EntryType::Fifo),
+        FileKind::CharDevice { major, minor } | FileKind::BlockDevice { major, minor } => {
+            header.set_entry_type(if matches!(entry.kind, FileKind::CharDevice { .. }) {
                 tar::EntryType::Char
             } else {
                 tar::EntryType::Block
@@ -268,7 +269,7 @@ fn append_entry<W: Write>(
     }
     header.set_cksum();
     match &entry.kind {
-        EntryKind::File { content, size } => {
+        FileKind::File { content, size } => {
             let reader: Box<dyn Read> = match content {
                 Content::Path(p) => Box::new(
                     File::open(p)

@@ -1,6 +1,7 @@
 //! Hostile layer tars: nothing may change outside the extraction root.
 
 use kiln_layer::apply::{extract_layer, AppliedKind};
+use kiln_layer::{Content, FileKind};
 use std::path::Path;
 
 enum E<'a> {
@@ -166,11 +167,9 @@ fn symlink_then_write_through_stays_inside() {
         std::fs::read_link(s.root().join("up")).unwrap().to_str(),
         Some("../../..")
     );
-    assert!(applied.iter().any(|e| e.path == "up"
-        && e.kind
-            == AppliedKind::Symlink {
-                target: "../../..".into()
-            }));
+    assert!(applied.iter().any(
+        |e| e.path == "up" && e.kind == AppliedKind::Node(FileKind::Symlink("../../..".into()))
+    ));
     // A write through a symlink loop is refused, not followed forever.
     let err = extract_layer(
         &tar_of(&[E::File("dir/loop/x", b"x")])[..],
@@ -213,7 +212,10 @@ fn hardlinks_to_outside_are_refused() {
         std::fs::metadata(s.root().join("f")).unwrap().ino(),
         std::fs::metadata(s.root().join("g")).unwrap().ino()
     );
-    assert_eq!(ok[1].kind, AppliedKind::Hardlink { target: "f".into() });
+    assert_eq!(
+        ok[1].kind,
+        AppliedKind::Node(FileKind::Hardlink("f".into()))
+    );
 }
 
 #[test]
@@ -234,13 +236,20 @@ fn devices_whiteouts_and_owners_are_recorded() {
     s.assert_outside_untouched();
     let kinds: Vec<(&str, &AppliedKind)> =
         applied.iter().map(|e| (e.path.as_str(), &e.kind)).collect();
+    let owned = AppliedKind::Node(FileKind::File {
+        content: Content::Path(s.root().join("owned")),
+        size: 1,
+    });
     assert_eq!(
         kinds,
         vec![
-            ("dev/null", &AppliedKind::CharDevice { major: 1, minor: 3 }),
+            (
+                "dev/null",
+                &AppliedKind::Node(FileKind::CharDevice { major: 1, minor: 3 })
+            ),
             ("etc/gone", &AppliedKind::Whiteout),
             ("var", &AppliedKind::Opaque),
-            ("owned", &AppliedKind::File { size: 1 }),
+            ("owned", &owned),
         ]
     );
     assert_eq!(

@@ -1,10 +1,10 @@
-use kiln_layer::{write_layer, Compression, Content, Entry, EntryKind, LayerOptions};
+use kiln_layer::{write_layer, Compression, Content, Entry, FileKind, LayerOptions};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::sync::Arc;
 
-fn entry(path: &str, kind: EntryKind, mode: u32) -> Entry {
+fn entry(path: &str, kind: FileKind, mode: u32) -> Entry {
     Entry {
         path: path.into(),
         kind,
@@ -19,7 +19,7 @@ fn entry(path: &str, kind: EntryKind, mode: u32) -> Entry {
 fn file(path: &str, data: &[u8]) -> Entry {
     entry(
         path,
-        EntryKind::File {
+        FileKind::File {
             content: Content::Bytes(Arc::new(data.to_vec())),
             size: data.len() as u64,
         },
@@ -31,7 +31,7 @@ fn file(path: &str, data: &[u8]) -> Entry {
 fn gzip_layer_digests_and_order() {
     let dir = tempfile::tempdir().unwrap();
     let long = format!("d/{}", "x".repeat(150));
-    let mut big = entry("z", EntryKind::Dir, 0o755);
+    let mut big = entry("z", FileKind::Dir, 0o755);
     big.uid = 100_000_000;
     let mut with_xattr = file("d/cap", b"bin");
     with_xattr
@@ -40,11 +40,11 @@ fn gzip_layer_digests_and_order() {
     let entries = vec![
         file("a-b", b"2"),
         file("a/b", b"1"),
-        entry("a", EntryKind::Dir, 0o755),
-        entry("d", EntryKind::Dir, 0o700),
+        entry("a", FileKind::Dir, 0o755),
+        entry("d", FileKind::Dir, 0o700),
         file(&long, b"long"),
-        entry("d/link", EntryKind::Symlink("../a/b".into()), 0o777),
-        entry("d/hard", EntryKind::Hardlink("a/b".into()), 0o644),
+        entry("d/link", FileKind::Symlink("../a/b".into()), 0o777),
+        entry("d/hard", FileKind::Hardlink("a/b".into()), 0o644),
         with_xattr,
         big,
     ];
@@ -135,7 +135,7 @@ fn rejects_escaping_path_and_short_file() {
     .is_err());
     let short = entry(
         "f",
-        EntryKind::File {
+        FileKind::File {
             content: Content::Bytes(Arc::new(b"ab".to_vec())),
             size: 5,
         },

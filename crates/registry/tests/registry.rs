@@ -3,7 +3,7 @@
 use kiln_test_support as support;
 
 use kiln_image::{BuiltImage, ImageConfig, LayerBlob};
-use kiln_layer::{write_layer, Content, Entry, EntryKind, LayerOptions};
+use kiln_layer::{write_layer, Content, Entry, FileKind, LayerOptions};
 use kiln_registry::{
     pull, push, BlobStore, Client, Credential, Reference, RegistryError, RegistryOptions,
     WantedPlatform,
@@ -15,7 +15,7 @@ use support::{Options, TestRegistry};
 fn image(dir: &std::path::Path, text: &str) -> BuiltImage {
     let entry = Entry {
         path: "hello.txt".into(),
-        kind: EntryKind::File {
+        kind: FileKind::File {
             content: Content::Bytes(Arc::new(text.as_bytes().to_vec())),
             size: text.len() as u64,
         },

@@ -6,31 +6,21 @@
 //! - `index` + `tree_diff`: the fallback without overlay: the tree's
 //!   metadata before the step, compared with the tree after it.
 
+use kiln_layer::file::{kind_of, read_xattrs};
+use kiln_layer::FileKind;
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Kind {
-    Dir,
-    File { size: u64 },
-    Symlink(String),
-    Fifo,
-    CharDevice { major: u32, minor: u32 },
-    BlockDevice { major: u32, minor: u32 },
-    Socket,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Meta {
-    pub kind: Kind,
+    /// A file's content is where the file is on disk.
+    pub kind: FileKind,
     pub mode: u32,
     pub uid: u64,
     pub gid: u64,
     pub mtime: i64,
     pub xattrs: BTreeMap<String, Vec<u8>>,
-    /// Where the entry is on disk (content of files).
-    pub disk: PathBuf,
     /// (device, inode) of files with more than one link.
     pub link_key: Option<(u64, u64)>,
 }
@@ -64,74 +54,26 @@ pub fn is_ignored(path: &str, ignore: &[String]) -> bool {
             .any(|p| path == p || path.starts_with(&format!("{p}/")))
 }
 
-fn major(dev: u64) -> u32 {
-    (((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0x0000_0fff)) as u32
-}
-
-fn minor(dev: u64) -> u32 {
-    (((dev >> 12) & 0xffff_ff00) | (dev & 0x0000_00ff)) as u32
-}
-
-/// Metadata of one entry on disk; overlay's own xattrs are left out.
-pub fn meta_of(path: &Path, md: &std::fs::Metadata) -> Meta {
-    let ft = md.file_type();
-    let kind = if ft.is_dir() {
-        Kind::Dir
-    } else if ft.is_symlink() {
-        Kind::Symlink(
-            std::fs::read_link(path)
-                .map(|t| t.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        )
-    } else if ft.is_fifo() {
-        Kind::Fifo
-    } else if ft.is_char_device() {
-        Kind::CharDevice {
-            major: major(md.rdev()),
-            minor: minor(md.rdev()),
-        }
-    } else if ft.is_block_device() {
-        Kind::BlockDevice {
-            major: major(md.rdev()),
-            minor: minor(md.rdev()),
-        }
-    } else if ft.is_socket() {
-        Kind::Socket
-    } else {
-        Kind::File { size: md.len() }
+/// Metadata of one entry on disk; overlay's own xattrs (and SELinux
+/// labels, ACLs) are left out. Sockets, which images do not carry: `None`.
+pub fn meta_of(path: &Path, md: &std::fs::Metadata) -> Option<Meta> {
+    let kind = kind_of(path, md)?;
+    let keep = |n: &str| {
+        !(n.contains(".overlay.") || n.starts_with("security.selinux") || n.starts_with("system."))
     };
-    let mut xattrs = BTreeMap::new();
-    if !ft.is_symlink() {
-        if let Ok(names) = xattr::list(path) {
-            for n in names {
-                let n = n.to_string_lossy().into_owned();
-                if n.contains(".overlay.")
-                    || n.starts_with("security.selinux")
-                    || n.starts_with("system.")
-                {
-                    continue;
-                }
-                if let Ok(Some(v)) = xattr::get(path, &n) {
-                    let v = if n == "security.capability" {
-                        capability_v2(v)
-                    } else {
-                        v
-                    };
-                    xattrs.insert(n, v);
-                }
-            }
-        }
+    let mut xattrs = read_xattrs(path, md, keep);
+    if let Some(v) = xattrs.remove("security.capability") {
+        xattrs.insert("security.capability".into(), capability_v2(v));
     }
-    Meta {
-        link_key: (ft.is_file() && md.nlink() > 1).then(|| (md.dev(), md.ino())),
+    Some(Meta {
+        link_key: (md.file_type().is_file() && md.nlink() > 1).then(|| (md.dev(), md.ino())),
         kind,
         mode: md.mode() & 0o7777,
         uid: md.uid() as u64,
         gid: md.gid() as u64,
         mtime: md.mtime(),
         xattrs,
-        disk: path.to_path_buf(),
-    }
+    })
 }
 
 /// File capabilities as images carry them: a namespaced (v3) capability,
@@ -188,7 +130,9 @@ pub fn upper_changes(upper: &Path, ignore: &[String]) -> std::io::Result<Vec<Cha
         if md.is_dir() && is_opaque(e.path()) {
             out.push(Change::Opaque(path.clone()));
         }
-        out.push(Change::Upsert(path, meta_of(e.path(), &md)));
+        if let Some(meta) = meta_of(e.path(), &md) {
+            out.push(Change::Upsert(path, meta));
+        }
     }
     Ok(out)
 }
@@ -308,7 +252,7 @@ pub fn tree_diff(root: &Path, before: &Index, ignore: &[String]) -> std::io::Res
         let changed = before.get(path) != Some(&now);
         Ok(Some((
             path.to_string(),
-            changed.then(|| meta_of(e.path(), &md)),
+            changed.then(|| meta_of(e.path(), &md)).flatten(),
         )))
     })?;
     let seen: std::collections::HashSet<&str> = found.iter().map(|(p, _)| p.as_str()).collect();

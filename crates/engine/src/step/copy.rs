@@ -9,12 +9,13 @@ use crate::copy::{copy_items, extract_archive, is_archive, CopyOptions};
 use crate::error::BuildError;
 use crate::fstree::parent_of;
 use crate::ignore::{clean, IgnoreMatcher};
-use crate::source::{expand_source, ContextFs, SourceFs, SourceItem, SrcEntry, SrcKind, TreeFs};
+use crate::source::{expand_source, ContextFs, SourceFs, SourceItem, SrcEntry, TreeFs};
 use crate::stage::StageState;
 use crate::users::resolve_chown;
 use kiln_dockerfile::instructions::CopyArgs;
 use kiln_dockerfile::Heredoc;
 use kiln_layer::Content;
+use kiln_layer::FileKind;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -200,7 +201,7 @@ fn heredoc_item(cx: &StepCx, state: &StageState, h: &Heredoc) -> Result<SourceIt
         path: h.name.clone(),
         entries: vec![SrcEntry {
             rel: String::new(),
-            kind: SrcKind::File {
+            kind: FileKind::File {
                 size: content.len() as u64,
                 content: Content::Bytes(Arc::new(content.into_bytes())),
             },
@@ -217,7 +218,7 @@ fn heredoc_item(cx: &StepCx, state: &StageState, h: &Heredoc) -> Result<SourceIt
 /// A local archive that ADD extracts (not for `--from` sources).
 fn local_archive(item: &SourceItem, extracts: bool) -> Option<PathBuf> {
     match &item.root().kind {
-        SrcKind::File {
+        FileKind::File {
             content: Content::Path(p),
             ..
         } if extracts && is_archive(p) => Some(p.clone()),

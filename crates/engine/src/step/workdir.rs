@@ -3,7 +3,7 @@
 
 use super::StepCx;
 use crate::error::BuildError;
-use crate::fstree::{Node, NodeKind};
+use crate::fstree::{FileKind, Node};
 use crate::ignore::clean;
 use crate::stage::StageState;
 use crate::users::resolve_chown;
@@ -36,7 +36,7 @@ pub fn workdir(cx: &StepCx, state: &mut StageState, w: &str) -> Result<(), Build
     state
         .tree
         .mkdir_all(&path, &mut |t| Node {
-            kind: NodeKind::Dir,
+            kind: FileKind::Dir,
             mode: 0o755,
             uid,
             gid,
