@@ -141,9 +141,9 @@ fn load_ignore(opts: &BuildOptions) -> Result<IgnoreMatcher, BuildError> {
     for path in candidates {
         match std::fs::read_to_string(&path) {
             Ok(text) => {
-                return IgnoreMatcher::parse(&text).map_err(|message| BuildError::Ignore {
+                return IgnoreMatcher::parse(&text).map_err(|source| BuildError::Ignore {
                     path: path.display().to_string(),
-                    message,
+                    source,
                 });
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

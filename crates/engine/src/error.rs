@@ -26,6 +26,8 @@ pub enum StepFailure {
     User(#[from] crate::users::UserError),
     #[error(transparent)]
     Expand(#[from] kiln_dockerfile::shell::ExpandError),
+    #[error(transparent)]
+    LayerStore(#[from] crate::layerstore::LayerStoreError),
 }
 
 impl From<String> for StepFailure {
@@ -54,8 +56,12 @@ pub struct StepError {
 pub enum BuildError {
     #[error(transparent)]
     Step(Box<StepError>),
-    #[error("{path}: {message}")]
-    Ignore { path: String, message: String },
+    #[error("{path}: {source}")]
+    Ignore {
+        path: String,
+        #[source]
+        source: crate::ignore::IgnoreError,
+    },
     #[error("reading {path}")]
     Read {
         path: String,

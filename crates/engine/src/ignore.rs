@@ -10,6 +10,16 @@ struct Pattern {
     exclusion: bool,
 }
 
+/// A pattern that does not compile.
+#[derive(Debug, thiserror::Error)]
+#[error("line {line}: bad pattern {pattern:?}: {source}")]
+pub struct IgnoreError {
+    pub line: usize,
+    pub pattern: String,
+    #[source]
+    pub source: regex::Error,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct IgnoreMatcher {
     patterns: Vec<Pattern>,
@@ -17,7 +27,7 @@ pub struct IgnoreMatcher {
 
 impl IgnoreMatcher {
     /// Parse the text of a `.dockerignore` file.
-    pub fn parse(text: &str) -> Result<IgnoreMatcher, String> {
+    pub fn parse(text: &str) -> Result<IgnoreMatcher, IgnoreError> {
         let mut patterns = Vec::new();
         for (i, raw) in text.lines().enumerate() {
             let line = raw.trim();
@@ -35,8 +45,11 @@ impl IgnoreMatcher {
             if cleaned.is_empty() || cleaned == "." {
                 continue;
             }
-            let regex = compile(&cleaned)
-                .map_err(|e| format!("line {}: bad pattern {body:?}: {e}", i + 1))?;
+            let regex = compile(&cleaned).map_err(|source| IgnoreError {
+                line: i + 1,
+                pattern: body.to_string(),
+                source,
+            })?;
             patterns.push(Pattern { regex, exclusion });
         }
         Ok(IgnoreMatcher { patterns })

@@ -23,6 +23,32 @@ pub struct StoredLayer {
     pub overlay_ready: bool,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum LayerStoreError {
+    #[error("{what}: invalid diff_id {diff_id:?}")]
+    InvalidDiffId { what: String, diff_id: String },
+    #[error("{what}: diff_id mismatch: the config says {expected}, the layer is sha256:{actual}")]
+    DiffIdMismatch {
+        what: String,
+        expected: String,
+        actual: String,
+    },
+    #[error(transparent)]
+    Extract(#[from] kiln_layer::LayerError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}: extracted layer missing from {dir}")]
+    Missing { what: String, dir: String },
+}
+
+fn io(context: String) -> impl FnOnce(std::io::Error) -> LayerStoreError {
+    move |source| LayerStoreError::Io { context, source }
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Index {
     uncompressed_size: u64,
@@ -33,7 +59,10 @@ struct Index {
 
 impl LayerStore {
     pub fn new(dir: impl Into<PathBuf>) -> LayerStore {
-        LayerStore { dir: dir.into() }
+        // v2: entries record file kinds as kiln-layer's `FileKind`.
+        LayerStore {
+            dir: dir.into().join("v2"),
+        }
     }
 
     /// The extracted layer `diff_id` (`sha256:<hex>`), extracting `blob`
@@ -43,17 +72,20 @@ impl LayerStore {
         diff_id: &str,
         blob: &Path,
         what: &str,
-    ) -> Result<StoredLayer, String> {
+    ) -> Result<StoredLayer, LayerStoreError> {
         let hex = diff_id.strip_prefix("sha256:").unwrap_or(diff_id);
         if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("{what}: invalid diff_id {diff_id:?}"));
+            return Err(LayerStoreError::InvalidDiffId {
+                what: what.into(),
+                diff_id: diff_id.into(),
+            });
         }
         let final_dir = self.dir.join(hex);
         if let Some(layer) = self.load(&final_dir) {
             return Ok(layer);
         }
         std::fs::create_dir_all(&self.dir)
-            .map_err(|e| format!("creating {}: {e}", self.dir.display()))?;
+            .map_err(io(format!("creating {}", self.dir.display())))?;
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let tmp = self.dir.join(format!(
             ".tmp-{}-{}",
@@ -62,10 +94,9 @@ impl LayerStore {
         ));
         let result = (|| {
             let root = tmp.join("root");
-            std::fs::create_dir_all(&root)
-                .map_err(|e| format!("creating {}: {e}", root.display()))?;
+            std::fs::create_dir_all(&root).map_err(io(format!("creating {}", root.display())))?;
             let file = std::fs::File::open(blob)
-                .map_err(|e| format!("{what}: opening {}: {e}", blob.display()))?;
+                .map_err(io(format!("{what}: opening {}", blob.display())))?;
             let extracted = extract_layer_with(
                 std::io::BufReader::with_capacity(1 << 20, file),
                 &root,
@@ -73,22 +104,22 @@ impl LayerStore {
                 &ExtractOptions {
                     overlay_markers: true,
                 },
-            )
-            .map_err(|e| e.to_string())?;
+            )?;
             if extracted.diff_id != hex {
-                return Err(format!(
-                    "{what}: diff_id mismatch: the config says {diff_id}, the layer is sha256:{}",
-                    extracted.diff_id
-                ));
+                return Err(LayerStoreError::DiffIdMismatch {
+                    what: what.into(),
+                    expected: diff_id.into(),
+                    actual: extracted.diff_id,
+                });
             }
             let index = Index {
                 uncompressed_size: extracted.uncompressed_size,
                 overlay_ready: extracted.overlay_ready,
                 entries: extracted.entries,
             };
-            let json = serde_json::to_vec(&index).map_err(|e| e.to_string())?;
-            std::fs::write(tmp.join("entries.json"), json)
-                .map_err(|e| format!("writing layer index: {e}"))?;
+            let json = serde_json::to_vec(&index).map_err(std::io::Error::other);
+            json.and_then(|j| std::fs::write(tmp.join("entries.json"), j))
+                .map_err(io("writing the layer index".into()))?;
             Ok(())
         })();
         if let Err(e) = result {
@@ -99,12 +130,11 @@ impl LayerStore {
             // Another build stored it first: use theirs.
             remove_tree(&tmp);
         }
-        self.load(&final_dir).ok_or_else(|| {
-            format!(
-                "{what}: extracted layer missing from {}",
-                final_dir.display()
-            )
-        })
+        self.load(&final_dir)
+            .ok_or_else(|| LayerStoreError::Missing {
+                what: what.into(),
+                dir: final_dir.display().to_string(),
+            })
     }
 
     fn load(&self, dir: &Path) -> Option<StoredLayer> {

@@ -40,6 +40,9 @@ pub use userns::{enter_user_namespace, finish_entering, in_user_namespace};
 pub enum SandboxError {
     #[error("{0}")]
     Setup(String),
+    /// The caller could not give the step its root.
+    #[error(transparent)]
+    Root(Box<dyn std::error::Error + Send + Sync>),
     /// No executor can run steps here.
     #[error("{0}")]
     Unavailable(String),
@@ -57,5 +60,17 @@ impl SandboxError {
             context: context.into(),
             source,
         }
+    }
+}
+
+impl From<String> for SandboxError {
+    fn from(message: String) -> Self {
+        SandboxError::Setup(message)
+    }
+}
+
+impl From<&str> for SandboxError {
+    fn from(message: &str) -> Self {
+        SandboxError::Setup(message.to_string())
     }
 }

@@ -6,6 +6,7 @@
 //! steps that give files to other IDs fail.
 
 use crate::sys;
+use crate::SandboxError;
 use std::io::Read;
 use std::os::unix::io::{FromRawFd, RawFd};
 use std::process::Command;
@@ -70,7 +71,7 @@ fn pipe(cloexec_read: bool, cloexec_write: bool) -> std::io::Result<(RawFd, RawF
 /// is still single-threaded: unshare the user namespace, tell the parent,
 /// wait until it has written the ID maps. Returns false when this process
 /// is not such a child.
-pub fn finish_entering() -> Result<bool, String> {
+pub fn finish_entering() -> Result<bool, SandboxError> {
     let Some(fds) = std::env::var(HANDSHAKE_ENV).ok() else {
         return Ok(false);
     };
@@ -96,7 +97,7 @@ pub fn finish_entering() -> Result<bool, String> {
 /// Re-execute kiln in a user namespace unless it is root already. `None`:
 /// carry on (root, or already inside); `Some(code)`: the inner kiln
 /// finished with `code` and this process should exit with it.
-pub fn enter_user_namespace() -> Result<Option<i32>, String> {
+pub fn enter_user_namespace() -> Result<Option<i32>, SandboxError> {
     if sys::geteuid() == 0 || in_user_namespace() {
         return Ok(None);
     }
@@ -112,9 +113,10 @@ pub fn enter_user_namespace() -> Result<Option<i32>, String> {
     let helpers = which("newuidmap").is_some() && which("newgidmap").is_some();
 
     // The child's ends stay open across exec; ours do not.
-    let (ready_r, ready_w) = pipe(true, false).map_err(|e| format!("pipe: {e}"))?;
-    let (go_r, go_w) = pipe(false, true).map_err(|e| format!("pipe: {e}"))?;
-    let exe = std::env::current_exe().map_err(|e| format!("finding kiln's own binary: {e}"))?;
+    let (ready_r, ready_w) = pipe(true, false).map_err(|e| SandboxError::io("pipe", e))?;
+    let (go_r, go_w) = pipe(false, true).map_err(|e| SandboxError::io("pipe", e))?;
+    let exe =
+        std::env::current_exe().map_err(|e| SandboxError::io("finding kiln's own binary", e))?;
     let spawned = Command::new(exe)
         .args(std::env::args_os().skip(1))
         .env(HANDSHAKE_ENV, format!("{ready_w},{go_r}"))
@@ -127,14 +129,15 @@ pub fn enter_user_namespace() -> Result<Option<i32>, String> {
     // SAFETY: ready_r and go_w are ours; File closes them on drop.
     let mut ready = unsafe { std::fs::File::from_raw_fd(ready_r) };
     let mut go = unsafe { std::fs::File::from_raw_fd(go_w) };
-    let mut child = spawned.map_err(|e| format!("starting kiln in a user namespace: {e}"))?;
+    let mut child =
+        spawned.map_err(|e| SandboxError::io("starting kiln in a user namespace", e))?;
     let mut byte = [0u8; 1];
     let unshared = ready.read_exact(&mut byte).is_ok() && byte[0] == b'1';
     let mapped = if !unshared {
         Err(
             "user namespaces are not available here (unshare(CLONE_NEWUSER) failed); \
              run kiln as root (it then uses chroot where namespaces are blocked)"
-                .to_string(),
+                .into(),
         )
     } else {
         write_maps(child.id(), uid, gid, subuid, subgid, helpers)
@@ -144,7 +147,7 @@ pub fn enter_user_namespace() -> Result<Option<i32>, String> {
     drop(go);
     let status = child
         .wait()
-        .map_err(|e| format!("waiting for kiln in the user namespace: {e}"))?;
+        .map_err(|e| SandboxError::io("waiting for kiln in the user namespace", e))?;
     mapped?;
     Ok(Some(status.code().unwrap_or(1)))
 }
@@ -156,7 +159,7 @@ fn write_maps(
     subuid: Option<IdRange>,
     subgid: Option<IdRange>,
     helpers: bool,
-) -> Result<(), String> {
+) -> Result<(), SandboxError> {
     match (subuid, subgid, helpers) {
         (Some(u), Some(g), true) => {
             run_map("newuidmap", pid, uid, u)?;
@@ -182,28 +185,29 @@ fn write_maps(
                 "{why}: only your own user is mapped (as root); steps that give files to other users or groups will fail"
             );
             std::fs::write(format!("/proc/{pid}/setgroups"), "deny")
-                .map_err(|e| format!("user namespace setgroups: {e}"))?;
+                .map_err(|e| SandboxError::io("user namespace setgroups", e))?;
             std::fs::write(format!("/proc/{pid}/uid_map"), format!("0 {uid} 1\n"))
-                .map_err(|e| format!("user namespace uid_map: {e}"))?;
+                .map_err(|e| SandboxError::io("user namespace uid_map", e))?;
             std::fs::write(format!("/proc/{pid}/gid_map"), format!("0 {gid} 1\n"))
-                .map_err(|e| format!("user namespace gid_map: {e}"))?;
+                .map_err(|e| SandboxError::io("user namespace gid_map", e))?;
             Ok(())
         }
     }
 }
 
-fn run_map(tool: &str, pid: u32, own: u32, range: IdRange) -> Result<(), String> {
+fn run_map(tool: &str, pid: u32, own: u32, range: IdRange) -> Result<(), SandboxError> {
     let out = Command::new(tool)
         .arg(pid.to_string())
         .args(["0", &own.to_string(), "1"])
         .args(["1", &range.start.to_string(), &range.count.to_string()])
         .output()
-        .map_err(|e| format!("running {tool}: {e}"))?;
+        .map_err(|e| SandboxError::io(format!("running {tool}"), e))?;
     if !out.status.success() {
         return Err(format!(
             "{tool} failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        )
+        .into());
     }
     Ok(())
 }

@@ -187,7 +187,7 @@ impl StageRootOnDisk<'_> {
         if self.state.rootfs.is_none() {
             let base = self.step_dir.join("rootfs");
             let started = std::time::Instant::now();
-            materialize(&self.state.tree, &base).map_err(SandboxError::Setup)?;
+            materialize(&self.state.tree, &base).map_err(|e| SandboxError::Root(Box::new(e)))?;
             tracing::debug!(
                 "root: the stage's {} files written out in {:.3}s",
                 self.state.tree.len(),
