@@ -29,14 +29,9 @@ fn cached_build(reg: &TestRegistry, ctx: &Path, base: &str, extra: &[&str]) -> R
     let state = tempfile::tempdir().unwrap(); // an empty machine every time
     let report = state.path().join("report.json");
     let digest = state.path().join("digest");
-    let out = kiln()
-        .args([
-            "build",
-            "-c",
-            ctx.to_str().unwrap(),
-            "-d",
-            &format!("{}/app/cached:1", reg.addr),
-        ])
+    let log = kiln_build(ctx)
+        .arg("-d")
+        .arg(format!("{}/app/cached:1", reg.addr))
         .args(reg_args(reg))
         .arg("--build-arg")
         .arg(format!("BASE={base}"))
@@ -55,10 +50,7 @@ fn cached_build(reg: &TestRegistry, ctx: &Path, base: &str, extra: &[&str]) -> R
         .arg("--kiln-dir")
         .arg(state.path().join("kiln"))
         .args(extra)
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{log}");
+        .ok();
     Run {
         report: json(&std::fs::read_to_string(&report).unwrap()),
         digest: std::fs::read_to_string(&digest).unwrap(),
@@ -191,14 +183,8 @@ fn a_failing_cache_registry_degrades_to_an_uncached_build() {
         &format!("FROM {base}\nRUN echo built > /x\n"),
     );
     let out = tempfile::tempdir().unwrap();
-    let o = kiln()
-        .args([
-            "build",
-            "-c",
-            ctx.path().to_str().unwrap(),
-            "--oci-layout-path",
-        ])
-        .arg(out.path().join("l"))
+    let log = kiln_build(ctx.path())
+        .oci_layout(&out.path().join("l"))
         .args(reg_args(&reg))
         .args([
             "--cache",
@@ -208,10 +194,7 @@ fn a_failing_cache_registry_degrades_to_an_uncached_build() {
             "127.0.0.1:9",
         ])
         .args(["--image-download-retry", "0", "--push-retry", "0"])
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{log}");
+        .ok();
     assert!(log.contains("building without it"), "{log}");
     let bundle = umoci_unpack(&out.path().join("l"), "latest");
     assert_eq!(
@@ -248,21 +231,12 @@ fn warm_cache_dir_serves_base_images_without_a_registry() {
         &format!("FROM {base}\nRUN echo offline > /x\n"),
     );
     let out = tempfile::tempdir().unwrap();
-    let o = kiln()
-        .args([
-            "build",
-            "-c",
-            ctx.path().to_str().unwrap(),
-            "--oci-layout-path",
-        ])
-        .arg(out.path().join("l"))
+    let log = kiln_build(ctx.path())
+        .oci_layout(&out.path().join("l"))
         .arg("--cache-dir")
         .arg(cache_dir.path())
         .args(["--image-download-retry", "0"])
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{log}");
+        .ok();
     assert!(log.contains("from --cache-dir"), "{log}");
     let bundle = umoci_unpack(&out.path().join("l"), "latest");
     assert_eq!(
@@ -290,14 +264,8 @@ fn cache_in_a_local_oci_layout() {
     for _ in 0..2 {
         let state = tempfile::tempdir().unwrap();
         let report = state.path().join("r.json");
-        let o = kiln()
-            .args([
-                "build",
-                "-c",
-                ctx.path().to_str().unwrap(),
-                "--oci-layout-path",
-            ])
-            .arg(state.path().join("out"))
+        kiln_build(ctx.path())
+            .oci_layout(&state.path().join("out"))
             .args(reg_args(&reg))
             .arg("--cache")
             .arg("--cache-repo")
@@ -306,9 +274,7 @@ fn cache_in_a_local_oci_layout() {
             .arg(&report)
             .arg("--kiln-dir")
             .arg(state.path().join("kiln"))
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            .ok();
         reports.push(json(&std::fs::read_to_string(&report).unwrap()));
     }
     assert_eq!(reports[0]["totals"]["runs_executed"], 2);

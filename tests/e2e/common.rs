@@ -430,3 +430,19 @@ pub fn ensure_subids() {
         }
     });
 }
+
+/// `kiln build -c CTX` with the tests' kiln directory.
+pub fn kiln_build(ctx: &Path) -> kiln_test_support::KilnBuild {
+    kiln_test_support::KilnBuild::new(env!("CARGO_BIN_EXE_kiln"), ctx)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env(
+            "KILN_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("kiln-dir"),
+        )
+}
+
+/// `kiln build -c CTX` as uid 65534, its state under `home`.
+pub fn kiln_build_as_nobody(ctx: &Path, home: &Path) -> kiln_test_support::KilnBuild {
+    kiln_test_support::KilnBuild::as_nobody(env!("CARGO_BIN_EXE_kiln"), ctx, home)
+        .env_remove("SOURCE_DATE_EPOCH")
+}

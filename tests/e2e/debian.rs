@@ -45,6 +45,21 @@ fn debian_rootfs_tar() -> PathBuf {
     cache
 }
 
+/// A context that makes the Debian base: its root file system ADDed to
+/// scratch, then `rest` of the Dockerfile.
+fn debian_base_context(rest: &str) -> tempfile::TempDir {
+    let tar = debian_rootfs_tar();
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::hard_link(&tar, ctx.path().join("rootfs.tar"))
+        .or_else(|_| std::fs::copy(&tar, ctx.path().join("rootfs.tar")).map(|_| ()))
+        .unwrap();
+    write(
+        &ctx.path().join("Dockerfile"),
+        &format!("FROM scratch\nADD rootfs.tar /\n{rest}"),
+    );
+    ctx
+}
+
 fn app_dockerfile(base: &str, with_setcap: bool) -> String {
     let (copy, setcap) = if with_setcap {
         (
@@ -75,16 +90,8 @@ fn debian_base_unprivileged_and_chroot_give_the_same_image() {
         return;
     }
     ensure_subids();
-    let tar = debian_rootfs_tar();
     let reg = TestRegistry::start(Options::default());
-    let base_ctx = tempfile::tempdir().unwrap();
-    std::fs::hard_link(&tar, base_ctx.path().join("rootfs.tar"))
-        .or_else(|_| std::fs::copy(&tar, base_ctx.path().join("rootfs.tar")).map(|_| ()))
-        .unwrap();
-    write(
-        &base_ctx.path().join("Dockerfile"),
-        "FROM scratch\nADD rootfs.tar /\nCMD [\"bash\"]\n",
-    );
+    let base_ctx = debian_base_context("CMD [\"bash\"]\n");
     let base = format!("{}/debian/minbase:bookworm", reg.addr);
     build(base_ctx.path(), &base, &reg_args(&reg));
     // Also where the benchmark workloads expect it.
@@ -128,20 +135,9 @@ fn debian_base_unprivileged_and_chroot_give_the_same_image() {
     };
 
     let unpriv = format!("{}/debian/app:unprivileged", reg.addr);
-    let out = tool("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(env!("CARGO_BIN_EXE_kiln"))
-        .args(["build", "-c", ctx.to_str().unwrap()])
+    kiln_build_as_nobody(&ctx, work.path())
         .args(args(&unpriv))
-        .env("HOME", work.path())
-        .env("KILN_DIR", work.path().join("kiln-dir"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .ok();
     let chrooted = format!("{}/debian/app:chroot", reg.addr);
     let mut a = args(&chrooted);
     a.extend(["--isolation".into(), "chroot".into()]);
@@ -215,24 +211,13 @@ fn debian_base_unprivileged_and_chroot_give_the_same_image() {
             chmod(&copy.join(f), 0o644);
         }
         chmod(&copy, 0o755);
-        let out = tool("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_kiln"))
-            .args(["build", "-c", copy.to_str().unwrap()])
+        kiln_build_as_nobody(&copy, work.path())
             .arg("--build-arg")
             .arg(format!("REGISTRY={}", reg.addr))
             .arg("-d")
             .arg(format!("{}/bench/w1-small:kiln", reg.addr))
             .args(reg_args(&reg))
-            .env("HOME", work.path())
-            .env("KILN_DIR", work.path().join("kiln-dir"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "W1: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .ok();
     } else {
         eprintln!(
             "!!!!!!!! SKIPPED: {} is missing: W1 not built !!!!!!!!",
@@ -264,15 +249,9 @@ fn bench_workloads_rebuild_from_the_registry_cache() {
         );
         return;
     }
-    let tar = debian_rootfs_tar();
     let reg = TestRegistry::start(Options::default());
-    let base_ctx = tempfile::tempdir().unwrap();
-    std::fs::hard_link(&tar, base_ctx.path().join("rootfs.tar"))
-        .or_else(|_| std::fs::copy(&tar, base_ctx.path().join("rootfs.tar")).map(|_| ()))
-        .unwrap();
-    write(
-        &base_ctx.path().join("Dockerfile"),
-        "FROM scratch\nADD rootfs.tar /\nENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",
+    let base_ctx = debian_base_context(
+        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",
     );
     build(
         base_ctx.path(),
@@ -286,8 +265,7 @@ fn bench_workloads_rebuild_from_the_registry_cache() {
             let state = tempfile::tempdir().unwrap();
             let report = state.path().join("report.json");
             let digest = state.path().join("digest");
-            let out = kiln()
-                .args(["build", "-c", ctx.to_str().unwrap()])
+            kiln_build(&ctx)
                 .arg("--build-arg")
                 .arg(format!("REGISTRY={}", reg.addr))
                 .arg("-d")
@@ -304,13 +282,7 @@ fn bench_workloads_rebuild_from_the_registry_cache() {
                 .arg(&digest)
                 .arg("--kiln-dir")
                 .arg(state.path().join("kiln"))
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{w}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+                .ok();
             runs.push((
                 json(&std::fs::read_to_string(&report).unwrap()),
                 std::fs::read_to_string(&digest).unwrap(),

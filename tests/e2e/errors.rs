@@ -14,24 +14,11 @@ fn build_fails(dockerfile: &str, files: &[(&str, &str)], extra: &[&str]) -> Stri
     }
     let out = tempfile::tempdir().unwrap();
     let layout = out.path().join("layout");
-    let result = kiln()
-        .args([
-            "build",
-            "-c",
-            ctx.path().to_str().unwrap(),
-            "--oci-layout-path",
-            layout.to_str().unwrap(),
-        ])
+    let (code, stderr) = kiln_build(ctx.path())
+        .oci_layout(&layout)
         .args(extra)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
-    assert_eq!(
-        result.status.code(),
-        Some(1),
-        "expected failure, got {:?}: {stderr}",
-        result.status
-    );
+        .fails();
+    assert_eq!(code, Some(1), "expected failure: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(stderr.contains("error: "), "{stderr}");
     assert!(
@@ -189,19 +176,11 @@ fn a_build_without_output_is_refused() {
         "{err}"
     );
     // A destination nobody answers on: the push fails naming it.
-    let out = kiln()
-        .args([
-            "build",
-            "-c",
-            hello.to_str().unwrap(),
-            "-d",
-            "127.0.0.1:9/x:1",
-        ])
+    let (code, err) = kiln_build(&hello)
+        .args(["-d", "127.0.0.1:9/x:1"])
         .args(["--insecure-registry", "127.0.0.1:9", "--push-retry", "0"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1));
+        .fails();
+    assert_eq!(code, Some(1));
     assert!(
         err.contains("pushing 127.0.0.1:9/x:1") && err.contains("cannot connect"),
         "{err}"
@@ -220,19 +199,11 @@ fn context_symlinks_cannot_leave_the_context() {
             "FROM scratch\nCOPY escape/passwd /stolen\n",
         );
         let out = tempfile::tempdir().unwrap();
-        let o = kiln()
-            .args([
-                "build",
-                "-c",
-                ctx.path().to_str().unwrap(),
-                "--oci-layout-path",
-            ])
-            .arg(out.path().join("l"))
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
+        let (code, err) = kiln_build(ctx.path())
+            .oci_layout(&out.path().join("l"))
+            .fails();
         assert_eq!(
-            o.status.code(),
+            code,
             Some(1),
             "{target}: the host's /etc/passwd was copied: {err}"
         );

@@ -15,20 +15,11 @@ fn build_and_unpack(
 ) -> (serde_json::Value, tempfile::TempDir) {
     let out = tempfile::tempdir().unwrap();
     let layout = out.path().join("layout");
-    let mut cmd = kiln();
-    cmd.args([
-        "build",
-        "-c",
-        ctx.to_str().unwrap(),
-        "--oci-layout-path",
-        layout.to_str().unwrap(),
-    ])
-    .args(args);
+    let mut build = kiln_build(ctx).oci_layout(&layout).args(args);
     for (k, v) in env {
-        cmd.env(k, v);
+        build = build.env(k, v);
     }
-    let o = cmd.output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    build.ok();
     let config = skopeo_inspect(&format!("oci:{}:latest", layout.display()), true);
     let bundle = umoci_unpack(&layout, "latest");
     (config, bundle)

@@ -140,19 +140,11 @@ fn run_steps_unprivileged_and_in_chroot_mode() {
 
     // As uid 65534: user namespaces with its subordinate range.
     let unpriv = format!("{}/run/unprivileged:1", reg.addr);
-    let out = tool("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(env!("CARGO_BIN_EXE_kiln"))
-        .args(["build", "-c", ctx.to_str().unwrap()])
+    let log = kiln_build_as_nobody(&ctx, work.path())
         .args(common(&unpriv))
-        .env("HOME", work.path())
-        .env("KILN_DIR", work.path().join("kiln-dir"))
         .env("SOURCE_DATE_EPOCH", "1700000000")
         .args(["-v", "debug"])
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
+        .ok();
     assert!(log.contains("isolation: user namespaces"), "{log}");
     // The image's layers are the overlay's lower layers: no copy of the tree.
     assert!(
@@ -203,19 +195,11 @@ fn run_steps_unprivileged_and_in_chroot_mode() {
         &failing.join("Dockerfile"),
         &format!("FROM {base}\nRUN echo before; exit 3\n"),
     );
-    let o = kiln()
-        .args([
-            "build",
-            "-c",
-            failing.to_str().unwrap(),
-            "--oci-layout-path",
-        ])
-        .arg(work.path().join("never"))
+    let (code, err) = kiln_build(&failing)
+        .oci_layout(&work.path().join("never"))
         .args(reg_args(&reg))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1));
+        .fails();
+    assert_eq!(code, Some(1));
     assert!(
         err.contains("line 2 | before"),
         "output streamed with the step's line: {err}"
@@ -243,18 +227,11 @@ fn run_matches_docker_buildkit() {
         "--build-arg".into(),
         "GREETING=from-cli".into(),
     ]);
-    let o = kiln()
-        .args([
-            "build",
-            "-c",
-            ctx.path().to_str().unwrap(),
-            "--tar-path",
-            kiln_tar.to_str().unwrap(),
-        ])
+    kiln_build(ctx.path())
+        .arg("--tar-path")
+        .arg(&kiln_tar)
         .args(&args)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        .ok();
     let tag = "kiln-e2e/run:docker";
     let docker_tar = out.path().join("docker.tar");
     let build_args = [format!("BASE={base}"), "GREETING=from-cli".to_string()];

@@ -1,0 +1,94 @@
+//! `kiln build` as the tests run it: as the caller or as uid 65534, with
+//! the outputs and flags a test adds, checked for success or failure with
+//! the log in the panic message.
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::{Command, Output};
+
+pub struct KilnBuild {
+    cmd: Command,
+    what: String,
+}
+
+impl KilnBuild {
+    /// `BIN build -c CONTEXT`.
+    pub fn new(bin: impl AsRef<OsStr>, context: &Path) -> KilnBuild {
+        let mut cmd = Command::new(bin);
+        cmd.arg("build").arg("-c").arg(context);
+        KilnBuild {
+            cmd,
+            what: format!("kiln build -c {}", context.display()),
+        }
+    }
+
+    /// The same as uid and gid 65534 with no groups (setpriv), its HOME
+    /// and kiln's directory under `home`.
+    pub fn as_nobody(bin: impl AsRef<OsStr>, context: &Path, home: &Path) -> KilnBuild {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(bin)
+            .arg("build")
+            .arg("-c")
+            .arg(context)
+            .env("HOME", home)
+            .env("KILN_DIR", home.join("kiln-dir"));
+        KilnBuild {
+            cmd,
+            what: format!("kiln build -c {} as uid 65534", context.display()),
+        }
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.cmd.arg(arg);
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.cmd.args(args);
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: impl AsRef<OsStr>) -> Self {
+        self.cmd.env(key, value);
+        self
+    }
+
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.cmd.env_remove(key);
+        self
+    }
+
+    /// `--oci-layout-path DIR`.
+    pub fn oci_layout(self, dir: &Path) -> Self {
+        self.arg("--oci-layout-path").arg(dir)
+    }
+
+    pub fn output(mut self) -> Output {
+        self.cmd
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e}", self.what))
+    }
+
+    /// Run; panic with the log unless it succeeded. Returns the log.
+    pub fn ok(self) -> String {
+        let what = self.what.clone();
+        let out = self.output();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{what} failed:\n{log}");
+        log
+    }
+
+    /// Run; panic if it succeeded. Returns the exit code and the log.
+    pub fn fails(self) -> (Option<i32>, String) {
+        let what = self.what.clone();
+        let out = self.output();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{what} succeeded:\n{log}");
+        (out.status.code(), log)
+    }
+}

@@ -1,0 +1,9 @@
+//! Test fixtures shared by kiln's crates: Debian's docker-registry on a
+//! loopback port (anonymous, htpasswd, TLS, token challenges), a
+//! fault-injecting proxy, and a builder for `kiln build` runs.
+
+mod kiln_build;
+mod registry;
+
+pub use kiln_build::KilnBuild;
+pub use registry::*;
