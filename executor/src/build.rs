@@ -54,25 +54,18 @@ pub fn warm(args: WarmArgs) -> Result<(), Error> {
         Some(p) => Platform::parse(p).map_err(|e| format!("--custom-platform {p}: {e}"))?,
         None => Platform::host(),
     };
-    let client = kiln_registry::Client::new(kiln_registry::RegistryOptions {
+    let images = args
+        .images
+        .iter()
+        .map(|i| Reference::parse(i).map_err(|e| format!("-i {i}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let registry = kiln_registry::RegistryOptions {
         insecure_registries: args.insecure_registries.clone(),
         skip_tls_verify_registries: args.skip_tls_verify_registries.clone(),
         certificates: options::certificates(&args.registry_certificates)?,
         pull_retries: 3,
         ..Default::default()
-    });
-    std::fs::create_dir_all(&args.cache_dir)
-        .map_err(|e| format!("creating {}: {e}", args.cache_dir.display()))?;
-    let wanted = kiln_registry::WantedPlatform {
-        os: platform.os.clone(),
-        architecture: platform.arch.clone(),
-        variant: platform.variant.clone(),
     };
-    for image in &args.images {
-        let r = Reference::parse(image).map_err(|e| format!("-i {image}: {e}"))?;
-        let digest = kiln_registry::local::warm(&client, &args.cache_dir, &r, &wanted)
-            .map_err(|e| format!("warming {r}: {e}"))?;
-        tracing::info!("stored {r}@{digest} in {}", args.cache_dir.display());
-    }
+    kiln_engine::warm(&args.cache_dir, &images, &platform, registry)?;
     Ok(())
 }

@@ -20,6 +20,7 @@ pub mod source;
 mod stage;
 mod step;
 pub mod users;
+mod warm;
 
 pub use engine::{build, Services};
 pub use error::{BuildError, StepError, StepFailure};
@@ -29,3 +30,4 @@ pub use kiln_cache::CacheOutcome;
 pub use kiln_sandbox::{enter_for_build, entrypoint, IsolationMode};
 pub use options::{BuildOptions, CacheLocation, CacheSettings};
 pub use stage::DEFAULT_PATH;
+pub use warm::warm;
