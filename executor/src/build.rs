@@ -1,6 +1,7 @@
 //! `kiln build` and `kiln warm`: flags to options, the engine, the outputs.
 
 use crate::cli::{BuildArgs, WarmArgs};
+use crate::exit::usage;
 use crate::options;
 use crate::Error;
 use kiln_dockerfile::{Plan, Platform};
@@ -8,22 +9,27 @@ use kiln_engine::{DigestFiles, Services};
 use kiln_registry::Reference;
 
 pub fn build(args: BuildArgs) -> Result<(), Error> {
-    let outputs = options::outputs(&args)?;
-    let dockerfile = options::dockerfile(&args)?;
-    let src = crate::read_dockerfile(&dockerfile)?;
-    let ast = kiln_dockerfile::parse(&dockerfile.display().to_string(), &src)?;
-    let plan = Plan::new(ast, options::plan_options(&args)?)?;
-    for unused in plan.unused_build_args() {
-        tracing::warn!("build arg {unused} was given but no ARG declares it");
-    }
-    let kiln_dir = options::kiln_dir(args.kiln_dir.clone())?;
+    options::warn_meaningless(&args);
+    let outputs = options::outputs(&args).map_err(usage)?;
+    let source = options::context_source(&args).map_err(usage)?;
+    let git = options::git_options(&args).map_err(usage)?;
+    let kiln_dir = options::kiln_dir(args.kiln_dir.clone()).map_err(usage)?;
     let tmp = kiln_dir.join("tmp");
     std::fs::create_dir_all(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
     let work = tempfile::Builder::new()
         .prefix("build-")
         .tempdir_in(&tmp)
         .map_err(|e| format!("creating a work directory in {}: {e}", tmp.display()))?;
-    let build_options = options::build_options(&args, dockerfile, kiln_dir, work.path())?;
+    let context = source.prepare(work.path(), &git, args.context_sub_path.as_deref())?;
+    let dockerfile = options::dockerfile(&args, &context);
+    let src = crate::read_dockerfile(&dockerfile).map_err(usage)?;
+    let ast = kiln_dockerfile::parse(&dockerfile.display().to_string(), &src)?;
+    let plan = Plan::new(ast, options::plan_options(&args).map_err(usage)?)?;
+    for unused in plan.unused_build_args() {
+        tracing::warn!("build arg {unused} was given but no ARG declares it");
+    }
+    let build_options =
+        options::build_options(&args, context, dockerfile, kiln_dir, work.path()).map_err(usage)?;
     let started = std::time::Instant::now();
     let (sender, receiver) = std::sync::mpsc::channel();
     let renderer = std::thread::spawn(move || crate::render::render(receiver));
@@ -34,6 +40,9 @@ pub fn build(args: BuildArgs) -> Result<(), Error> {
         digest: args.digest_file.clone(),
         name_with_digest: args.image_name_with_digest_file.clone(),
         name_tag_with_digest: args.image_name_tag_with_digest_file.clone(),
+        iid: args.iidfile.clone(),
+        metadata: args.metadata_file.clone(),
+        names: options::names(&args),
     };
     kiln_engine::export(&image, &outputs, &build_options.registry, &files)?;
     if let Some(path) = &args.report {

@@ -1,6 +1,7 @@
 //! Command line, with Kaniko's flag names where Kaniko has the flag.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -13,8 +14,33 @@ pub struct Cli {
     /// Log level: panic, fatal, error, warn, info, debug, trace.
     #[arg(short = 'v', long = "verbosity", global = true, default_value = "info")]
     pub verbosity: String,
+    /// Log format: text, color or json (one JSON object a line).
+    #[arg(long = "log-format", global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Timestamps on log lines (default: when stderr is not a terminal).
+    #[arg(long = "log-timestamp", global = true, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
+    pub log_timestamp: Option<bool>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Kaniko's executor takes its flags with no command: `kiln --context .
+/// --destination ...` (or kiln installed as `executor`) means `kiln build`.
+pub fn with_default_command(
+    args: impl Iterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = args.collect();
+    let invoked_as_executor = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n == "executor");
+    let first = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
+    let is_flag = first.starts_with('-') && !matches!(first, "-h" | "--help" | "-V" | "--version");
+    if invoked_as_executor || is_flag {
+        args.insert(1.min(args.len()), "build".into());
+    }
+    args
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,6 +101,23 @@ pub enum IsolationArg {
     Chroot,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressArg {
+    /// Bars on a terminal, plain lines elsewhere.
+    Auto,
+    /// Live bars.
+    Tty,
+    /// Plain timestamped lines.
+    Plain,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Color,
+    Json,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum CompressionArg {
     Gzip,
@@ -83,11 +126,23 @@ pub enum CompressionArg {
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// The build context directory.
-    #[arg(short = 'c', long = "context", default_value = ".")]
-    pub context: PathBuf,
+    /// The build context: a directory, dir://DIR, tar://FILE (gzip or
+    /// plain), tar://stdin, git://HOST/REPO[#REF[#COMMIT]], or
+    /// https://HOST/REPO.git[#REF[:SUBDIR]].
+    #[arg(short = 'c', long = "context", value_name = "CONTEXT")]
+    pub context: Option<String>,
+    /// The context as docker build takes it: `kiln build -t app:1 .`.
+    #[arg(value_name = "CONTEXT", conflicts_with = "context")]
+    pub context_arg: Option<String>,
+    /// A directory inside the context to use as the context.
+    #[arg(long = "context-sub-path", value_name = "PATH")]
+    pub context_sub_path: Option<String>,
+    /// For a git context: branch=NAME, single-branch=BOOL,
+    /// recurse-submodules=BOOL (comma-separated).
+    #[arg(long = "git", value_name = "OPTIONS")]
+    pub git: Option<String>,
     /// The Dockerfile (default: Dockerfile in the context).
-    #[arg(short = 'f', long = "dockerfile")]
+    #[arg(short = 'f', long = "dockerfile", visible_alias = "file")]
     pub dockerfile: Option<PathBuf>,
     /// A build argument: KEY=VALUE, or KEY to take the value from the environment.
     #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
@@ -100,24 +155,40 @@ pub struct BuildArgs {
     pub labels: Vec<String>,
     /// Clamp every timestamp (to 0, or to SOURCE_DATE_EPOCH when set) so
     /// that builds are reproducible.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
     pub reproducible: bool,
     /// Where to push the image (repeatable); with --no-push it only names
     /// the outputs.
     #[arg(short = 'd', long = "destination")]
     pub destinations: Vec<String>,
+    /// docker build's name for the image (repeatable): pushed with --push.
+    #[arg(short = 't', long = "tag")]
+    pub tags: Vec<String>,
+    /// Push the -t/--tag names (docker build's --push).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
+    pub push: bool,
     /// Do not push.
-    #[arg(long = "no-push")]
+    #[arg(long = "no-push", num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
     pub no_push: bool,
     /// Write the image as an OCI image layout in this directory.
     #[arg(long = "oci-layout-path", value_name = "DIR")]
     pub oci_layout_path: Option<PathBuf>,
     /// Write the image as a docker-archive (for `docker load`).
-    #[arg(long = "tar-path", value_name = "FILE")]
+    #[arg(long = "tar-path", alias = "tarPath", value_name = "FILE")]
     pub tar_path: Option<PathBuf>,
     /// Write the image's manifest digest to this file.
     #[arg(long = "digest-file", value_name = "FILE")]
     pub digest_file: Option<PathBuf>,
+    /// Write the image ID (its config digest, as docker names images) to this file.
+    #[arg(long = "iidfile", value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    /// Write BuildKit's build metadata JSON (containerimage.digest,
+    /// image.name, ...) to this file.
+    #[arg(long = "metadata-file", value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
     /// Layer compression.
     #[arg(long, value_enum, default_value = "gzip")]
     pub compression: CompressionArg,
@@ -126,22 +197,31 @@ pub struct BuildArgs {
     #[arg(long = "kiln-dir", alias = "kaniko-dir", value_name = "DIR")]
     pub kiln_dir: Option<PathBuf>,
     /// Platform to build for and to pull base images for (os/arch[/variant]).
-    #[arg(long = "custom-platform", value_name = "PLATFORM")]
+    #[arg(
+        long = "custom-platform",
+        alias = "customPlatform",
+        visible_alias = "platform",
+        value_name = "PLATFORM"
+    )]
     pub custom_platform: Option<String>,
     /// Use plain HTTP for every registry.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
     pub insecure: bool,
     /// Use plain HTTP when pulling.
-    #[arg(long = "insecure-pull")]
+    #[arg(long = "insecure-pull", num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
     pub insecure_pull: bool,
     /// Use plain HTTP for this registry (host[:port]).
     #[arg(long = "insecure-registry", value_name = "REGISTRY")]
     pub insecure_registries: Vec<String>,
     /// Do not verify TLS certificates of any registry.
-    #[arg(long = "skip-tls-verify")]
+    #[arg(long = "skip-tls-verify", num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
     pub skip_tls_verify: bool,
     /// Do not verify TLS certificates when pulling.
-    #[arg(long = "skip-tls-verify-pull")]
+    #[arg(long = "skip-tls-verify-pull", num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
     pub skip_tls_verify_pull: bool,
     /// Do not verify the TLS certificate of this registry.
     #[arg(long = "skip-tls-verify-registry", value_name = "REGISTRY")]
@@ -149,14 +229,19 @@ pub struct BuildArgs {
     /// Trust this CA certificate (PEM) for a registry: REGISTRY=PATH.
     #[arg(long = "registry-certificate", value_name = "REGISTRY=PATH")]
     pub registry_certificates: Vec<String>,
-    /// A mirror of docker.io, tried before it (host[/path]).
+    /// A client certificate for mutual TLS: REGISTRY=CERT,KEY (PEM).
+    #[arg(long = "registry-client-cert", value_name = "REGISTRY=CERT,KEY")]
+    pub registry_client_certs: Vec<String>,
+    /// A mirror of docker.io, tried before it (host[/path]); also
+    /// $KANIKO_REGISTRY_MIRROR.
     #[arg(long = "registry-mirror", value_name = "MIRROR")]
     pub registry_mirrors: Vec<String>,
     /// Pull from mirrors instead of a registry: ORIGINAL=MIRROR[;MIRROR...].
     #[arg(long = "registry-map", value_name = "ORIGINAL=MIRRORS")]
     pub registry_maps: Vec<String>,
     /// Never fall back to the original registry when mirrors fail.
-    #[arg(long = "skip-default-registry-fallback")]
+    #[arg(long = "skip-default-registry-fallback", num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
     pub skip_default_registry_fallback: bool,
     /// Extra attempts for a failing download.
     #[arg(long = "image-download-retry", default_value_t = 3)]
@@ -178,30 +263,44 @@ pub struct BuildArgs {
     /// A path whose changes by RUN steps never go into a layer (repeatable).
     #[arg(long = "ignore-path", value_name = "PATH")]
     pub ignore_paths: Vec<String>,
+    /// Keep /var/run out of every layer (mounted sockets live there).
+    #[arg(long = "ignore-var-run", alias = "whitelist-var-run", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "true", value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
+    pub ignore_var_run: bool,
     /// Base images stored by `kiln warm`, used before asking a registry.
     #[arg(long = "cache-dir", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Use the layer cache in a registry: steps whose inputs did not change
-    /// reuse their cached layer instead of running.
-    #[arg(long)]
+    /// Use the layer cache: steps whose inputs did not change reuse their
+    /// cached layer instead of running.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
     pub cache: bool,
-    /// The cache repository (default: <first destination's repository>/cache).
+    /// docker build's --no-cache: do not use the layer cache.
+    #[arg(long = "no-cache", num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
+    pub no_cache: bool,
+    /// The cache repository (default: <first destination's repository>/cache),
+    /// or oci:DIR for a local OCI layout.
     #[arg(long = "cache-repo", value_name = "REPOSITORY")]
     pub cache_repo: Option<String>,
     /// How long a cache entry stays valid (Go duration: 336h, 30m, ...).
     #[arg(long = "cache-ttl", default_value = "336h")]
     pub cache_ttl: String,
     /// Cache RUN steps.
-    #[arg(long = "cache-run-layers", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    #[arg(long = "cache-run-layers", num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "true", value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
     pub cache_run_layers: bool,
     /// Cache COPY and ADD steps too.
-    #[arg(long = "cache-copy-layers")]
+    #[arg(long = "cache-copy-layers", num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
     pub cache_copy_layers: bool,
     /// Use the cache but do not store new entries.
-    #[arg(long = "no-push-cache")]
+    #[arg(long = "no-push-cache", num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
     pub no_push_cache: bool,
     /// Say for each cached step whether it hit and why a miss missed.
-    #[arg(long = "explain-cache")]
+    #[arg(long = "explain-cache", num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
     pub explain_cache: bool,
     /// Write a JSON report of the steps (cache, time, layer) to this file.
     #[arg(long, value_name = "FILE")]
@@ -209,4 +308,87 @@ pub struct BuildArgs {
     /// gzip level, 1 (fast) to 9 (small).
     #[arg(long = "compression-level", default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
     pub compression_level: u32,
+    /// Progress display: auto, tty (live bars) or plain (lines).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressArg,
+    /// Build outside a container in a mode meant for kiln's own image.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
+    pub force: bool,
+    /// docker build's --pull: kiln always asks the registry for the base
+    /// image's current digest (blobs it has are reused).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
+    pub pull: bool,
+    /// docker build's secrets (id=ID,src=PATH|env=VAR), for RUN --mount=type=secret.
+    #[arg(long = "secret", value_name = "SPEC")]
+    pub secrets: Vec<String>,
+    /// docker build's SSH agent sockets, for RUN --mount=type=ssh.
+    #[arg(long = "ssh", value_name = "SPEC")]
+    pub ssh: Vec<String>,
+    #[command(flatten)]
+    pub kaniko: KanikoOnly,
+}
+
+/// Kaniko flags that change nothing in kiln: accepted so that job lines
+/// move over unchanged, each with a warning saying why (docs/kaniko-flags.md).
+#[derive(Debug, Args)]
+pub struct KanikoOnly {
+    /// Kaniko: how files are compared in snapshots. kiln reads what a step
+    /// changed from the overlay (or compares metadata and content).
+    #[arg(
+        long = "snapshot-mode",
+        alias = "snapshotMode",
+        value_name = "MODE",
+        hide = true
+    )]
+    pub snapshot_mode: Option<String>,
+    /// Kaniko: one snapshot at the end. kiln keeps a layer per step.
+    #[arg(long = "single-snapshot", num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          value_parser = BoolishValueParser::new(), action = ArgAction::Set, hide = true)]
+    pub single_snapshot: Option<bool>,
+    /// Kaniko: build only needed stages. kiln always does.
+    #[arg(long = "skip-unused-stages", num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          value_parser = BoolishValueParser::new(), action = ArgAction::Set, hide = true)]
+    pub skip_unused_stages: Option<bool>,
+    /// Kaniko: clean the container's file system at the end. kiln's builds
+    /// leave nothing in it.
+    #[arg(long = "cleanup", num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          value_parser = BoolishValueParser::new(), action = ArgAction::Set, hide = true)]
+    pub cleanup: Option<bool>,
+    /// Kaniko: the experimental RUN that avoids snapshots. kiln's RUN
+    /// always reads only what changed.
+    #[arg(long = "use-new-run", num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          value_parser = BoolishValueParser::new(), action = ArgAction::Set, hide = true)]
+    pub use_new_run: Option<bool>,
+    /// Kaniko: compress cached layers in memory. kiln never holds a layer in memory.
+    #[arg(long = "compressed-caching", num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          value_parser = BoolishValueParser::new(), action = ArgAction::Set, hide = true)]
+    pub compressed_caching: Option<bool>,
+    /// Kaniko: retries of the local file system extraction.
+    #[arg(long = "image-fs-extract-retry", value_name = "N", hide = true)]
+    pub image_fs_extract_retry: Option<u32>,
+    /// Kaniko: metadata-only layers.
+    #[arg(long = "force-build-metadata", num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          value_parser = BoolishValueParser::new(), action = ArgAction::Set, hide = true)]
+    pub force_build_metadata: Option<bool>,
+    /// Kaniko: check push permission before building.
+    #[arg(long = "skip-push-permission-check", num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          value_parser = BoolishValueParser::new(), action = ArgAction::Set, hide = true)]
+    pub skip_push_permission_check: Option<bool>,
+    /// Kaniko: keep the context unchanged between stages.
+    #[arg(long = "preserve-context", num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          value_parser = BoolishValueParser::new(), action = ArgAction::Set, hide = true)]
+    pub preserve_context: Option<bool>,
+    /// Kaniko: write the file system out even when every step hits.
+    #[arg(long = "materialize", num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          value_parser = BoolishValueParser::new(), action = ArgAction::Set, hide = true)]
+    pub materialize: Option<bool>,
+    /// Kaniko: treat a registry's immutable-tag refusal as success.
+    #[arg(long = "push-ignore-immutable-tag-errors", num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          value_parser = BoolishValueParser::new(), action = ArgAction::Set, hide = true)]
+    pub push_ignore_immutable_tag_errors: Option<bool>,
+    /// Kaniko: a context in a Google Cloud Storage bucket.
+    #[arg(short = 'b', long = "bucket", value_name = "BUCKET", hide = true)]
+    pub bucket: Option<String>,
 }

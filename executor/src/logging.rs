@@ -1,10 +1,12 @@
 //! Logs through tracing to stderr: plain timestamped lines when stderr is
-//! not a terminal (CI logs), compact coloured lines when it is.
+//! not a terminal (CI logs), compact coloured lines when it is, or one
+//! JSON object a line (`--log-format json`).
 
+use crate::cli::LogFormat;
 use std::io::IsTerminal;
 use tracing_subscriber::filter::LevelFilter;
 
-pub fn init(verbosity: &str) -> Result<(), String> {
+pub fn init(verbosity: &str, format: LogFormat, timestamp: Option<bool>) -> Result<(), String> {
     let level = match verbosity.to_ascii_lowercase().as_str() {
         "panic" | "fatal" | "error" => LevelFilter::ERROR,
         "warn" | "warning" => LevelFilter::WARN,
@@ -17,14 +19,18 @@ pub fn init(verbosity: &str) -> Result<(), String> {
             ))
         }
     };
+    let terminal = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_target(false)
         .with_writer(std::io::stderr);
-    if std::io::stderr().is_terminal() {
-        builder.without_time().init();
-    } else {
-        builder.with_ansi(false).init();
+    let timestamp = timestamp.unwrap_or(!terminal);
+    match (format, timestamp) {
+        (LogFormat::Json, _) => builder.json().flatten_event(true).init(),
+        (LogFormat::Color, true) => builder.with_ansi(true).init(),
+        (LogFormat::Color, false) => builder.with_ansi(true).without_time().init(),
+        (LogFormat::Text, true) => builder.with_ansi(terminal).init(),
+        (LogFormat::Text, false) => builder.with_ansi(terminal).without_time().init(),
     }
     Ok(())
 }

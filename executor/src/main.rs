@@ -3,6 +3,7 @@
 
 mod build;
 mod cli;
+mod exit;
 mod logging;
 mod options;
 mod render;
@@ -17,8 +18,8 @@ fn main() -> ExitCode {
     if let Some(code) = kiln_engine::entrypoint() {
         return exit(code);
     }
-    let cli = Cli::parse();
-    if let Err(e) = logging::init(&cli.verbosity) {
+    let cli = Cli::parse_from(cli::with_default_command(std::env::args_os()));
+    if let Err(e) = logging::init(&cli.verbosity, cli.log_format, cli.log_timestamp) {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
@@ -36,7 +37,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             print_error(e.as_ref());
-            ExitCode::FAILURE
+            ExitCode::from(exit::code(e.as_ref()))
         }
     }
 }

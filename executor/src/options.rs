@@ -3,6 +3,7 @@
 use crate::cli::{BuildArgs, CompressionArg, IsolationArg};
 use crate::Error;
 use kiln_dockerfile::{BuildArgs as ArgMap, PlanOptions, Platform};
+use kiln_engine::context::{ContextSource, GitOptions};
 use kiln_engine::{BuildOptions, CacheLocation, CacheSettings, IsolationMode, Output};
 use kiln_layer::Compression;
 use kiln_registry::{Reference, RegistryOptions};
@@ -18,19 +19,23 @@ pub fn isolation(arg: IsolationArg) -> IsolationMode {
 
 /// Where the image goes; destinations are parsed before any work.
 pub fn outputs(args: &BuildArgs) -> Result<Vec<Output>, Error> {
-    if args.oci_layout_path.is_none() && args.tar_path.is_none() && args.destinations.is_empty() {
+    let local = args.oci_layout_path.is_some() || args.tar_path.is_some();
+    if !local && args.destinations.is_empty() && args.tags.is_empty() {
         return Err(
             "no output: give -d/--destination to push, or --oci-layout-path DIR / --tar-path FILE"
                 .into(),
         );
     }
-    if args.no_push && args.oci_layout_path.is_none() && args.tar_path.is_none() {
+    if !local && args.destinations.is_empty() && !args.push {
+        return Err("-t names the image, and kiln keeps no local image store: add --push to push it, or --tar-path FILE to `docker load` it".into());
+    }
+    if args.no_push && !local {
         return Err("--no-push without --oci-layout-path or --tar-path would build an image and throw it away".into());
     }
-    let destinations = destinations(args)?;
-    let tags: Vec<String> = args.destinations.iter().map(|d| with_tag(d)).collect();
+    let names = names(args);
     let mut outputs = Vec::new();
     if let Some(dir) = &args.oci_layout_path {
+        let tags: Vec<String> = names.iter().map(|d| with_tag(d)).collect();
         let ref_name = tags
             .first()
             .and_then(|t| t.rsplit_once(':').map(|(_, tag)| tag.to_string()))
@@ -44,18 +49,31 @@ pub fn outputs(args: &BuildArgs) -> Result<Vec<Output>, Error> {
     if let Some(path) = &args.tar_path {
         outputs.push(Output::DockerArchive {
             path: path.clone(),
-            tags,
+            tags: names.iter().map(|d| with_tag(d)).collect(),
         });
     }
-    if !args.no_push && !destinations.is_empty() {
-        outputs.push(Output::Registry(destinations));
+    let pushed = destinations(args)?;
+    if !args.no_push && !pushed.is_empty() {
+        outputs.push(Output::Registry(pushed));
     }
     Ok(outputs)
 }
 
-fn destinations(args: &BuildArgs) -> Result<Vec<Reference>, Error> {
+/// Every name given: `-d` (Kaniko) and `-t` (docker build).
+pub fn names(args: &BuildArgs) -> Vec<String> {
     args.destinations
         .iter()
+        .chain(&args.tags)
+        .cloned()
+        .collect()
+}
+
+/// What is pushed: every `-d`, and the `-t` names with `--push`.
+fn destinations(args: &BuildArgs) -> Result<Vec<Reference>, Error> {
+    let tags = args.tags.iter().filter(|_| args.push);
+    args.destinations
+        .iter()
+        .chain(tags)
         .map(|d| Reference::parse(d).map_err(|e| format!("-d {d}: {e}").into()))
         .collect()
 }
@@ -70,17 +88,34 @@ fn with_tag(name: &str) -> String {
     }
 }
 
-/// The Dockerfile: `--dockerfile` as given or inside the context.
-pub fn dockerfile(args: &BuildArgs) -> Result<PathBuf, Error> {
-    let context = &args.context;
-    if !context.is_dir() {
-        return Err(format!("context {}: not a directory", context.display()).into());
+/// Where the context comes from: `-c/--context` or the positional one.
+pub fn context_source(args: &BuildArgs) -> Result<ContextSource, Error> {
+    if let Some(bucket) = &args.kaniko.bucket {
+        return Err(format!("--bucket {bucket}: cloud storage contexts are not supported: download the archive and pass --context tar://FILE").into());
     }
-    Ok(match &args.dockerfile {
+    let text = args
+        .context
+        .as_deref()
+        .or(args.context_arg.as_deref())
+        .unwrap_or(".");
+    Ok(ContextSource::parse(text)?)
+}
+
+/// Kaniko's `--git` options.
+pub fn git_options(args: &BuildArgs) -> Result<GitOptions, Error> {
+    Ok(match &args.git {
+        Some(text) => GitOptions::parse(text)?,
+        None => GitOptions::default(),
+    })
+}
+
+/// The Dockerfile: `--dockerfile` as given or inside the context.
+pub fn dockerfile(args: &BuildArgs, context: &Path) -> PathBuf {
+    match &args.dockerfile {
         Some(p) if p.is_absolute() || p.exists() => p.clone(),
         Some(p) => context.join(p),
         None => context.join("Dockerfile"),
-    })
+    }
 }
 
 pub fn plan_options(args: &BuildArgs) -> Result<PlanOptions, Error> {
@@ -98,12 +133,13 @@ pub fn plan_options(args: &BuildArgs) -> Result<PlanOptions, Error> {
 
 pub fn build_options(
     args: &BuildArgs,
+    context_dir: PathBuf,
     dockerfile: PathBuf,
     kiln_dir: PathBuf,
     work_dir: &Path,
 ) -> Result<BuildOptions, Error> {
     Ok(BuildOptions {
-        context_dir: args.context.clone(),
+        context_dir,
         dockerfile,
         labels: labels(&args.labels)?,
         reproducible: args.reproducible,
@@ -184,7 +220,7 @@ fn cache_settings(
     args: &BuildArgs,
     destinations: &[Reference],
 ) -> Result<Option<CacheSettings>, Error> {
-    if !args.cache {
+    if !args.cache || args.no_cache {
         return Ok(None);
     }
     let repo = match (&args.cache_repo, destinations.first()) {
@@ -230,6 +266,31 @@ pub fn kiln_dir(flag: Option<PathBuf>) -> Result<PathBuf, Error> {
     }
 }
 
+/// `--registry-client-cert REGISTRY=CERT,KEY` items.
+fn client_certificates(items: &[String]) -> Result<Vec<(String, PathBuf, PathBuf)>, Error> {
+    let pairs = pairs("--registry-client-cert", items, "REGISTRY=CERT,KEY")?;
+    pairs
+        .into_iter()
+        .map(|(r, files)| match files.split_once(',') {
+            Some((c, k)) if !c.is_empty() && !k.is_empty() => {
+                Ok((r, PathBuf::from(c), PathBuf::from(k)))
+            }
+            _ => Err(
+                format!("--registry-client-cert {r}={files}: expected REGISTRY=CERT,KEY").into(),
+            ),
+        })
+        .collect()
+}
+
+/// `--registry-mirror`s, and `$KANIKO_REGISTRY_MIRROR` as Kaniko reads it.
+fn mirrors(args: &BuildArgs) -> Vec<String> {
+    let mut mirrors = args.registry_mirrors.clone();
+    if let Ok(env) = std::env::var("KANIKO_REGISTRY_MIRROR") {
+        mirrors.extend(env.split(',').filter(|m| !m.is_empty()).map(String::from));
+    }
+    mirrors
+}
+
 fn registry_options(args: &BuildArgs) -> Result<RegistryOptions, Error> {
     let registry_maps = pairs(
         "--registry-map",
@@ -252,11 +313,39 @@ fn registry_options(args: &BuildArgs) -> Result<RegistryOptions, Error> {
         skip_tls_verify: args.skip_tls_verify || args.skip_tls_verify_pull,
         skip_tls_verify_registries: args.skip_tls_verify_registries.clone(),
         certificates: certificates(&args.registry_certificates)?,
-        mirrors: args.registry_mirrors.clone(),
+        client_certificates: client_certificates(&args.registry_client_certs)?,
+        mirrors: mirrors(args),
         registry_maps,
         skip_default_registry_fallback: args.skip_default_registry_fallback,
         pull_retries: args.image_download_retry,
         push_retries: args.push_retry,
         credentials: Vec::new(),
     })
+}
+
+/// Kaniko and docker flags that change nothing here, each with why.
+pub fn warn_meaningless(args: &BuildArgs) {
+    let k = &args.kaniko;
+    let set = |b: Option<bool>| b.is_some();
+    let notes: [(bool, &str, &str); 14] = [
+        (k.snapshot_mode.is_some(), "--snapshot-mode", "kiln reads a step's changes from its overlay upper directory, or compares metadata then content"),
+        (set(k.single_snapshot), "--single-snapshot", "kiln keeps one layer per changing step"),
+        (set(k.skip_unused_stages), "--skip-unused-stages", "kiln always builds only the stages the target needs"),
+        (set(k.cleanup), "--cleanup", "kiln's builds leave nothing in the container's file system"),
+        (set(k.use_new_run), "--use-new-run", "kiln's RUN always reads only what changed"),
+        (set(k.compressed_caching), "--compressed-caching", "kiln streams layers to disk and never holds one in memory"),
+        (k.image_fs_extract_retry.is_some(), "--image-fs-extract-retry", "extraction is local; downloads retry with --image-download-retry"),
+        (set(k.force_build_metadata), "--force-build-metadata", "metadata steps add history entries without layers, as docker's do"),
+        (set(k.skip_push_permission_check), "--skip-push-permission-check", "kiln does not check permissions before building; a refused push fails with the registry's answer"),
+        (set(k.preserve_context), "--preserve-context", "kiln never changes the context"),
+        (set(k.materialize), "--materialize", "kiln writes a stage's file system out only when a step needs it"),
+        (set(k.push_ignore_immutable_tag_errors), "--push-ignore-immutable-tag-errors", "not supported: a refused tag fails the push"),
+        (args.pull, "--pull", "kiln always asks the registry for a base image's current digest"),
+        (!args.secrets.is_empty() || !args.ssh.is_empty(), "--secret/--ssh", "RUN --mount=type=secret|ssh is not supported yet; nothing uses them"),
+    ];
+    for (given, flag, why) in notes {
+        if given {
+            tracing::warn!("{flag} has no effect in kiln: {why}");
+        }
+    }
 }

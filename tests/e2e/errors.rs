@@ -5,8 +5,9 @@ use crate::common::*;
 use std::path::Path;
 
 /// Build `dockerfile` in a context holding `files`; return stderr of the
-/// failed build (asserting it failed cleanly).
-fn build_fails(dockerfile: &str, files: &[(&str, &str)], extra: &[&str]) -> String {
+/// failed build (asserting it failed cleanly, with exit code `code`:
+/// 1 a step failed, 3 a bad Dockerfile, 4 a registry error).
+fn build_fails(code: i32, dockerfile: &str, files: &[(&str, &str)], extra: &[&str]) -> String {
     let ctx = tempfile::tempdir().unwrap();
     write(&ctx.path().join("Dockerfile"), dockerfile);
     for (p, text) in files {
@@ -14,11 +15,11 @@ fn build_fails(dockerfile: &str, files: &[(&str, &str)], extra: &[&str]) -> Stri
     }
     let out = tempfile::tempdir().unwrap();
     let layout = out.path().join("layout");
-    let (code, stderr) = kiln_build(ctx.path())
+    let (got, stderr) = kiln_build(ctx.path())
         .oci_layout(&layout)
         .args(extra)
         .fails();
-    assert_eq!(code, Some(1), "expected failure: {stderr}");
+    assert_eq!(got, Some(code), "expected exit code {code}: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(stderr.contains("error: "), "{stderr}");
     assert!(
@@ -30,19 +31,24 @@ fn build_fails(dockerfile: &str, files: &[(&str, &str)], extra: &[&str]) -> Stri
 
 #[test]
 fn parse_errors_name_file_line_and_column_and_show_the_line() {
-    let cases: &[(&str, &str)] = &[
-        ("FROM scratch\nCOPY --nope=1 a /b\n", ":2:6: "),
-        ("FROM scratch\nFOO bar\n", ":2:1: "),
-        ("FROM scratch\nCOPY onlyone\n", ":2:"),
-        ("FROM scratch\nHEALTHCHECK --interval=xyz CMD true\n", ":2:"),
-        ("COPY a /b\n", ":1:"),
-        ("FROM scratch\nCOPY <<EOF /x\nnever ends\n", ":2:"),
-        ("FROM scratch AS a\nFROM scratch AS a\n", ":2:"),
-        ("FROM scratch\nENV\n", ":2:"),
-        ("FROM scratch\nCOPY --from=nosuchstage0 /a /b\n", ":2:"),
+    let cases: &[(&str, &str, i32)] = &[
+        ("FROM scratch\nCOPY --nope=1 a /b\n", ":2:6: ", 3),
+        ("FROM scratch\nFOO bar\n", ":2:1: ", 3),
+        ("FROM scratch\nCOPY onlyone\n", ":2:", 3),
+        (
+            "FROM scratch\nHEALTHCHECK --interval=xyz CMD true\n",
+            ":2:",
+            3,
+        ),
+        ("COPY a /b\n", ":1:", 3),
+        ("FROM scratch\nCOPY <<EOF /x\nnever ends\n", ":2:", 3),
+        ("FROM scratch AS a\nFROM scratch AS a\n", ":2:", 3),
+        ("FROM scratch\nENV\n", ":2:", 3),
+        // Not a stage: an image, which no registry here serves.
+        ("FROM scratch\nCOPY --from=nosuchstage0 /a /b\n", ":2:", 4),
     ];
-    for (dockerfile, location) in cases {
-        let err = build_fails(dockerfile, &[], &[]);
+    for (dockerfile, location, code) in cases {
+        let err = build_fails(*code, dockerfile, &[], &[]);
         assert!(
             err.contains(&format!("Dockerfile{location}")),
             "{dockerfile:?} gave: {err}"
@@ -67,7 +73,7 @@ fn parse_errors_name_file_line_and_column_and_show_the_line() {
 #[test]
 fn build_errors_name_the_instruction() {
     // No shell in scratch: the exit code propagates with the step's line.
-    let err = build_fails("FROM scratch\nRUN echo hi\n", &[], &[]);
+    let err = build_fails(1, "FROM scratch\nRUN echo hi\n", &[], &[]);
     assert!(err.contains("exec /bin/sh: No such file"), "{err}");
     assert!(
         err.contains("Dockerfile:2:5: the command [\"/bin/sh\" \"-c\" \"echo hi\"] did not complete successfully: exit code 127"),
@@ -75,6 +81,7 @@ fn build_errors_name_the_instruction() {
     );
     // A registry nobody answers on: one clear error at the FROM line.
     let err = build_fails(
+        4,
         "FROM 127.0.0.1:9/nothing/here:1\n",
         &[],
         &[
@@ -88,12 +95,13 @@ fn build_errors_name_the_instruction() {
         err.contains("Dockerfile:1:") && err.contains("127.0.0.1:9/nothing/here"),
         "{err}"
     );
-    let err = build_fails("FROM scratch\nCOPY missing.txt /\n", &[], &[]);
+    let err = build_fails(1, "FROM scratch\nCOPY missing.txt /\n", &[], &[]);
     assert!(
         err.contains("Dockerfile:2:6: missing.txt: not found"),
         "{err}"
     );
     let err = build_fails(
+        1,
         "FROM scratch\nCOPY a b /dst\n",
         &[("a", "1"), ("b", "2")],
         &[],
@@ -102,14 +110,25 @@ fn build_errors_name_the_instruction() {
         err.contains("must be a directory and end with a /"),
         "{err}"
     );
-    let err = build_fails("FROM scratch\nCOPY --chown=app a /a\n", &[("a", "1")], &[]);
+    let err = build_fails(
+        1,
+        "FROM scratch\nCOPY --chown=app a /a\n",
+        &[("a", "1")],
+        &[],
+    );
     assert!(
         err.contains("unable to find user app") && err.contains("/etc/passwd"),
         "{err}"
     );
-    let err = build_fails("FROM scratch\nCOPY --chmod=u+x a /a\n", &[("a", "1")], &[]);
+    let err = build_fails(
+        1,
+        "FROM scratch\nCOPY --chmod=u+x a /a\n",
+        &[("a", "1")],
+        &[],
+    );
     assert!(err.contains("--chmod=u+x"), "{err}");
     let err = build_fails(
+        1,
         "FROM scratch\nCOPY secret /a\n",
         &[("secret", "1"), (".dockerignore", "secret\n")],
         &[],
@@ -119,12 +138,14 @@ fn build_errors_name_the_instruction() {
         "an ignored file cannot be copied: {err}"
     );
     let err = build_fails(
+        3,
         "FROM scratch\nCOPY a /a\n",
         &[("a", "1")],
         &["--target", "nosuch"],
     );
     assert!(err.contains("nosuch"), "{err}");
     let err = build_fails(
+        3,
         "FROM scratch AS a\nCOPY --from=b /x /x\nFROM scratch AS b\nCOPY --from=a /y /y\n",
         &[],
         &[],
@@ -152,6 +173,7 @@ fn hostile_archive_is_refused() {
     std::fs::write(ctx.path().join("evil.tar"), builder.into_inner().unwrap()).unwrap();
     let tar_bytes = std::fs::read(ctx.path().join("evil.tar")).unwrap();
     let err = build_fails(
+        1,
         "FROM scratch\nADD evil.tar /x/\n",
         &[("evil.tar", &String::from_utf8_lossy(&tar_bytes))],
         &[],
@@ -169,7 +191,7 @@ fn a_build_without_output_is_refused() {
         .args(["build", "-c", hello.to_str().unwrap()])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a usage error");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("no output") && err.contains("--oci-layout-path"),
@@ -180,7 +202,7 @@ fn a_build_without_output_is_refused() {
         .args(["-d", "127.0.0.1:9/x:1"])
         .args(["--insecure-registry", "127.0.0.1:9", "--push-retry", "0"])
         .fails();
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(4), "a registry error: {err}");
     assert!(
         err.contains("pushing 127.0.0.1:9/x:1") && err.contains("cannot connect"),
         "{err}"

@@ -61,7 +61,7 @@ fn parse_json_keeps_heredocs_and_lines() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3), "a bad Dockerfile");
     assert!(
         err.contains("Broken:2:") && err.contains("RUN <<EOF"),
         "{err}"

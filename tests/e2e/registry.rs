@@ -299,12 +299,12 @@ fn credentials_from_docker_config_over_tls() {
     );
     // Untrusted certificate: refused.
     let bad = push(&[]);
-    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(bad.status.code(), Some(4), "a registry error");
     // Wrong password: one clear error naming the registry, no secret.
     set_password("not-it");
     let bad = push(&["--registry-certificate", &ca]);
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert_eq!(bad.status.code(), Some(1), "{err}");
+    assert_eq!(bad.status.code(), Some(4), "a credential error: {err}");
     assert!(
         err.contains(&format!("authentication to {} failed", reg.addr)),
         "{err}"

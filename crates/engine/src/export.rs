@@ -25,6 +25,14 @@ pub struct DigestFiles {
     pub name_with_digest: Option<PathBuf>,
     /// `name:tag@digest` per pushed destination.
     pub name_tag_with_digest: Option<PathBuf>,
+    /// docker's image ID: the config digest (`--iidfile`).
+    pub iid: Option<PathBuf>,
+    /// BuildKit's metadata JSON (`--metadata-file`): `containerimage.digest`,
+    /// `containerimage.config.digest`, `containerimage.descriptor`, and
+    /// `image.name` (the names given, comma-separated).
+    pub metadata: Option<PathBuf>,
+    /// The names `image.name` lists.
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +112,24 @@ pub fn export(
     }
     if let Some(path) = &files.digest {
         write(path, digest)?;
+    }
+    if let Some(path) = &files.iid {
+        write(path, &image.config_digest)?;
+    }
+    if let Some(path) = &files.metadata {
+        let mut meta = serde_json::json!({
+            "containerimage.digest": digest,
+            "containerimage.config.digest": image.config_digest,
+            "containerimage.descriptor": {
+                "mediaType": kiln_image::manifest::MEDIA_TYPE_MANIFEST,
+                "digest": digest,
+                "size": image.manifest_bytes.len(),
+            },
+        });
+        if !files.names.is_empty() {
+            meta["image.name"] = files.names.join(",").into();
+        }
+        write(path, &format!("{meta:#}\n"))?;
     }
     Ok(())
 }

@@ -27,6 +27,9 @@ pub struct RegistryOptions {
     pub skip_tls_verify_registries: Vec<String>,
     /// `--registry-certificate R=PATH`: extra CA certificates (PEM).
     pub certificates: Vec<(String, PathBuf)>,
+    /// `--registry-client-cert R=CERT,KEY`: client certificates for mutual
+    /// TLS (PEM).
+    pub client_certificates: Vec<(String, PathBuf, PathBuf)>,
     /// `--registry-mirror`: mirrors of docker.io, tried in order.
     pub mirrors: Vec<String>,
     /// `--registry-map ORIG=M1;M2`.
@@ -118,6 +121,28 @@ impl Client {
                 }
             }
         }
+        for (r, cert, key) in &self.options.client_certificates {
+            if r == registry {
+                let mut pem = Vec::new();
+                for p in [cert, key] {
+                    let bytes = std::fs::read(p).map_err(|e| {
+                        RegistryError::Config(format!(
+                            "reading client certificate {} for {registry}: {e}",
+                            p.display()
+                        ))
+                    })?;
+                    pem.extend_from_slice(&bytes);
+                    pem.push(b'\n');
+                }
+                let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                    RegistryError::Config(format!(
+                        "client certificate {} for {registry}: {e}",
+                        cert.display()
+                    ))
+                })?;
+                b = b.identity(identity);
+            }
+        }
         let h = b
             .build()
             .map_err(|e| RegistryError::Config(format!("HTTP client for {registry}: {e}")))?;
@@ -170,6 +195,13 @@ impl Client {
                 req = req.header(AUTHORIZATION, h);
             }
             let result = req.send();
+            if let Err(e) = &result {
+                if speaks_plain_http(e) {
+                    return Err(RegistryError::PlainHttp {
+                        registry: call.registry.to_string(),
+                    });
+                }
+            }
             let transient_wait = match &result {
                 // A certificate that is not trusted will not become trusted.
                 Err(e) if transport_message(e).contains("certificate") => None,
@@ -340,6 +372,13 @@ fn describe(r: &Result<Response, reqwest::Error>) -> String {
 }
 
 /// A transport error without URLs (they may carry tokens in queries).
+/// A TLS handshake answered with plain HTTP (rustls sees a record that is
+/// no TLS record): no retry will help, `--insecure-registry` will.
+fn speaks_plain_http(e: &reqwest::Error) -> bool {
+    let text = transport_message(e);
+    text.contains("InvalidContentType") || text.contains("corrupt message")
+}
+
 pub fn transport_message(e: &reqwest::Error) -> String {
     let mut msg = e.without_url_ref();
     let mut source = std::error::Error::source(e);

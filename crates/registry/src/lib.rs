@@ -24,6 +24,8 @@ pub enum RegistryError {
     Reference(#[from] ReferenceError),
     #[error("{0}")]
     Config(String),
+    #[error("{registry} answers in plain HTTP, not HTTPS: pass --insecure-registry {registry} (or --insecure) to use it")]
+    PlainHttp { registry: String },
     #[error("authentication to {registry} failed: {message}")]
     Unauthorized { registry: String, message: String },
     #[error("{what}: not found{}", if message.is_empty() { String::new() } else { format!(" ({message})") })]
