@@ -7,6 +7,7 @@ mod debian;
 use kiln_test_support as support;
 
 mod docker;
+mod dropin;
 mod errors;
 mod features;
 mod outputs;

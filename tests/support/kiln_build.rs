@@ -9,6 +9,8 @@ use std::process::{Command, Output};
 pub struct KilnBuild {
     cmd: Command,
     what: String,
+    /// An argument that goes after every other (a positional context).
+    last: Option<std::ffi::OsString>,
 }
 
 impl KilnBuild {
@@ -19,6 +21,34 @@ impl KilnBuild {
         KilnBuild {
             cmd,
             what: format!("kiln build -c {}", context.display()),
+            last: None,
+        }
+    }
+
+    /// `BIN build --context CONTEXT` for contexts that are no directory
+    /// (`tar://...`, `git://...`).
+    pub fn with_context(bin: impl AsRef<OsStr>, context: &str) -> KilnBuild {
+        let mut cmd = Command::new(bin);
+        cmd.args(["build", "--context", context]);
+        KilnBuild {
+            cmd,
+            what: format!("kiln build --context {context}"),
+            last: None,
+        }
+    }
+
+    /// `BIN build [ARGS...] CONTEXT`, the context last as docker build
+    /// takes it (run in CONTEXT's parent, naming it relatively).
+    pub fn positional(bin: impl AsRef<OsStr>, context: &Path) -> KilnBuild {
+        let mut cmd = Command::new(bin);
+        cmd.arg("build");
+        if let Some(parent) = context.parent() {
+            cmd.current_dir(parent);
+        }
+        KilnBuild {
+            cmd,
+            what: format!("kiln build {}", context.display()),
+            last: context.file_name().map(|n| n.to_os_string()),
         }
     }
 
@@ -36,6 +66,7 @@ impl KilnBuild {
         KilnBuild {
             cmd,
             what: format!("kiln build -c {} as uid 65534", context.display()),
+            last: None,
         }
     }
 
@@ -69,6 +100,9 @@ impl KilnBuild {
     }
 
     pub fn output(mut self) -> Output {
+        if let Some(last) = self.last.take() {
+            self.cmd.arg(last);
+        }
         self.cmd
             .output()
             .unwrap_or_else(|e| panic!("{}: {e}", self.what))

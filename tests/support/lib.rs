@@ -4,6 +4,8 @@
 
 mod kiln_build;
 mod registry;
+mod static_http;
 
 pub use kiln_build::KilnBuild;
 pub use registry::*;
+pub use static_http::StaticHttp;

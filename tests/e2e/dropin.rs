@@ -1,0 +1,283 @@
+//! kiln as a drop-in: Kaniko's job lines and `docker build` lines as users
+//! write them, the contexts they pass (tar on stdin, git), and what a user
+//! sees when a flag or a registry is wrong.
+
+use crate::common::*;
+use crate::support::{Options, StaticHttp, TestRegistry};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// The hello fixture copied into a fresh directory (a CI checkout).
+fn project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["Dockerfile", "hello"] {
+        std::fs::copy(
+            repo_root().join("fixtures/hello").join(f),
+            dir.path().join(f),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+/// The manifest digest a registry serves for `reference`.
+fn registry_digest(reference: &str) -> String {
+    let raw = run_ok(tool("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ]));
+    json(&raw)["Digest"].as_str().unwrap().to_string()
+}
+
+/// The most common Kaniko GitLab job line, verbatim but for the kiln binary.
+#[test]
+fn the_kaniko_gitlab_job_line_builds_and_pushes_both_tags() {
+    let reg = TestRegistry::start(Options::default());
+    let checkout = project();
+    let ci_project_dir = checkout.path().to_str().unwrap();
+    let image = format!("{}/group/project", reg.addr);
+    let sha = "1a2b3c4d";
+    let digest_file = checkout.path().join("digest");
+    let line = [
+        "--context".to_string(),
+        ci_project_dir.to_string(),
+        "--dockerfile".into(),
+        format!("{ci_project_dir}/Dockerfile"),
+        "--destination".into(),
+        format!("{image}:{sha}"),
+        "--destination".into(),
+        format!("{image}:latest"),
+        "--cache=true".into(),
+        "--cache-repo".into(),
+        format!("{image}/cache"),
+        "--digest-file".into(),
+        digest_file.to_str().unwrap().into(),
+        "--insecure".into(),
+        "--skip-tls-verify".into(),
+    ];
+    // No `build`: Kaniko's executor takes its flags alone.
+    let out = kiln().args(&line).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let digest = std::fs::read_to_string(&digest_file).unwrap();
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    assert_eq!(registry_digest(&format!("{image}:{sha}")), digest);
+    assert_eq!(registry_digest(&format!("{image}:latest")), digest);
+}
+
+/// A `docker build` line: -t, --push, --iidfile, --metadata-file, the
+/// context as the last argument.
+#[test]
+fn a_docker_build_line_builds_and_pushes() {
+    let reg = TestRegistry::start(Options::default());
+    let checkout = project();
+    let iid = checkout.path().join("iid");
+    let meta = checkout.path().join("meta.json");
+    let name = format!("{}/team/app:1", reg.addr);
+    let log = kiln_build_positional(checkout.path())
+        .args(["-t", &name, "--push"])
+        .arg("--iidfile")
+        .arg(&iid)
+        .arg("--metadata-file")
+        .arg(&meta)
+        .args(["--insecure-registry", &reg.addr])
+        .ok();
+    let digest = registry_digest(&name);
+    let meta = json(&std::fs::read_to_string(&meta).unwrap());
+    assert_eq!(meta["containerimage.digest"], digest.as_str(), "{log}");
+    assert_eq!(meta["image.name"], name.as_str());
+    // docker's image ID is the config digest.
+    let config = run_ok(tool("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{name}"),
+    ]));
+    let config_digest = json(&config)["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(std::fs::read_to_string(&iid).unwrap(), config_digest);
+    assert_eq!(meta["containerimage.config.digest"], config_digest.as_str());
+
+    // -t alone names an image kiln has nowhere to keep: a usage error.
+    let (code, err) = kiln_build_positional(checkout.path())
+        .args(["-t", &name])
+        .fails();
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--push"), "{err}");
+}
+
+/// `kiln build ... CONTEXT` with the context last, as docker takes it.
+fn kiln_build_positional(ctx: &Path) -> kiln_test_support::KilnBuild {
+    kiln_test_support::KilnBuild::positional(env!("CARGO_BIN_EXE_kiln"), ctx)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env(
+            "KILN_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("kiln-dir"),
+        )
+}
+
+#[test]
+fn a_context_on_stdin_builds() {
+    let checkout = project();
+    let tar = Command::new("tar")
+        .args(["-czf", "-", "-C"])
+        .arg(checkout.path())
+        .args(["Dockerfile", "hello"])
+        .output()
+        .unwrap();
+    assert!(tar.status.success());
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("l");
+    let mut child = kiln()
+        .args(["build", "--context", "tar://stdin", "--oci-layout-path"])
+        .arg(&layout)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&tar.stdout).unwrap();
+    let done = child.wait_with_output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let bundle = umoci_unpack(&layout, "latest");
+    assert!(bundle.path().join("b/rootfs/hello").is_file());
+}
+
+/// A git repository served over HTTP (git's dumb protocol, a local
+/// server): Kaniko's git://HOST/REPO#refs/heads/BRANCH form and docker's
+/// URL#REF:SUBDIR form, and --context-sub-path.
+#[test]
+fn git_contexts_build() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    std::fs::create_dir_all(src.join("app")).unwrap();
+    for f in ["Dockerfile", "hello"] {
+        std::fs::copy(
+            repo_root().join("fixtures/hello").join(f),
+            src.join("app").join(f),
+        )
+        .unwrap();
+    }
+    let git = |dir: &Path, args: &[&str]| {
+        run_ok(
+            tool("git")
+                .arg("-C")
+                .arg(dir)
+                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+                .args(args),
+        )
+    };
+    git(&src, &["init", "-q", "-b", "release"]);
+    git(&src, &["add", "."]);
+    git(&src, &["commit", "-q", "-m", "app"]);
+    let served = work.path().join("served");
+    std::fs::create_dir(&served).unwrap();
+    run_ok(
+        tool("git")
+            .args(["clone", "-q", "--bare"])
+            .arg(&src)
+            .arg(served.join("repo.git")),
+    );
+    git(&served.join("repo.git"), &["update-server-info"]);
+    let server = StaticHttp::start(served);
+
+    let kaniko_form = format!("git://{}/repo.git#refs/heads/release", server.addr);
+    let docker_form = format!("http://{}/repo.git#release:app", server.addr);
+    for (context, sub) in [
+        (kaniko_form.as_str(), Some("app")),
+        (docker_form.as_str(), None),
+    ] {
+        let out = tempfile::tempdir().unwrap();
+        let layout = out.path().join("l");
+        let mut build = kiln_build_raw(context)
+            .env("GIT_PULL_METHOD", "http")
+            .oci_layout(&layout);
+        if let Some(s) = sub {
+            build = build.args(["--context-sub-path", s]);
+        }
+        build.ok();
+        let bundle = umoci_unpack(&layout, "latest");
+        assert!(bundle.path().join("b/rootfs/hello").is_file(), "{context}");
+    }
+}
+
+/// `kiln build --context VALUE` for a context that is no directory.
+fn kiln_build_raw(context: &str) -> kiln_test_support::KilnBuild {
+    kiln_test_support::KilnBuild::with_context(env!("CARGO_BIN_EXE_kiln"), context)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env(
+            "KILN_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("kiln-dir"),
+        )
+}
+
+#[test]
+fn wrong_flags_and_plain_http_registries_say_what_to_do() {
+    let checkout = project();
+    // An unknown flag: a usage error that names the nearest one.
+    let (code, err) = kiln_build(checkout.path())
+        .args(["--destnation", "x/y:1"])
+        .fails();
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--destination"), "{err}");
+    // Kaniko flags that change nothing here are accepted, with why.
+    let out = tempfile::tempdir().unwrap();
+    let log = kiln_build(checkout.path())
+        .oci_layout(&out.path().join("l"))
+        .args([
+            "--single-snapshot",
+            "--snapshot-mode=redo",
+            "--use-new-run=true",
+            "--cleanup",
+            "--compressed-caching=false",
+            "--skip-unused-stages",
+            "--ignore-var-run=false",
+        ])
+        .ok();
+    assert!(
+        log.contains("--single-snapshot has no effect in kiln"),
+        "{log}"
+    );
+    assert!(log.contains("--snapshot-mode has no effect"), "{log}");
+    // A registry that speaks plain HTTP: one line saying what to pass.
+    let reg = TestRegistry::start(Options::default());
+    let started = std::time::Instant::now();
+    let (code, err) = kiln_build(checkout.path())
+        .args(["-d", &format!("{}/plain/app:1", reg.addr)])
+        .fails();
+    assert_eq!(code, Some(4), "{err}");
+    assert!(
+        err.contains("plain HTTP") && err.contains(&format!("--insecure-registry {}", reg.addr)),
+        "{err}"
+    );
+    assert!(
+        !err.contains("retrying"),
+        "no retries of a TLS error: {err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+#[test]
+fn json_logs_parse_line_by_line() {
+    let checkout = project();
+    let out = tempfile::tempdir().unwrap();
+    let log = kiln_build(checkout.path())
+        .oci_layout(&out.path().join("l"))
+        .args(["--log-format", "json"])
+        .ok();
+    let mut lines = 0;
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        assert!(v["level"].is_string() && v["message"].is_string(), "{line}");
+        lines += 1;
+    }
+    assert!(lines >= 2, "{log}");
+}
