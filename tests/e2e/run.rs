@@ -424,3 +424,40 @@ fn run_matches_buildah() {
         diffs.join("\n")
     );
 }
+
+/// A COPY or WORKDIR between two RUNs reaches the second RUN's root, in
+/// every isolation mode (chroot writes the stage's root out; overlay may
+/// stack a written-out root).
+#[test]
+fn files_copied_between_runs_are_seen_by_the_next_run() {
+    if !is_root() {
+        eprintln!("!!!!!!!! SKIPPED: chroot mode needs root !!!!!!!!");
+        return;
+    }
+    let reg = TestRegistry::start(Options::default());
+    let base = base_image(&reg);
+    let ctx = tempfile::tempdir().unwrap();
+    write(&ctx.path().join("f.txt"), "copied\n");
+    write(
+        &ctx.path().join("Dockerfile"),
+        &format!(
+            "FROM {base}\nRUN echo first > /first\nCOPY f.txt /f.txt\nWORKDIR /made\n\
+             RUN cat /f.txt /first > /both && test -d /made\n"
+        ),
+    );
+    for isolation in ["chroot", "auto"] {
+        let out = tempfile::tempdir().unwrap();
+        let layout = out.path().join("l");
+        kiln_build(ctx.path())
+            .oci_layout(&layout)
+            .args(reg_args(&reg))
+            .args(["--isolation", isolation])
+            .ok();
+        let bundle = umoci_unpack(&layout, "latest");
+        assert_eq!(
+            std::fs::read_to_string(bundle.path().join("b/rootfs/both")).unwrap(),
+            "copied\nfirst\n",
+            "{isolation}"
+        );
+    }
+}

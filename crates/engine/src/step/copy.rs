@@ -123,7 +123,11 @@ pub fn copy(
             .map_err(|e| cx.error(e))?;
     }
     let created_by = format!("{kw} {} {}", shown_sources.join(" "), raw_dest);
-    cx.commit(state, created_by)?;
+    if cx.commit(state, created_by)? {
+        // A stage root written out earlier lacks these files: the next
+        // RUN writes the tree out again.
+        state.rootfs = None;
+    }
     Ok(())
 }
 

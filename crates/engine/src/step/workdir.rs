@@ -45,6 +45,9 @@ pub fn workdir(cx: &StepCx, state: &mut StageState, w: &str) -> Result<(), Build
             inode: t.new_inode(),
         })
         .map_err(|e| cx.error(e))?;
-    cx.commit(state, format!("WORKDIR {path}"))?;
+    if cx.commit(state, format!("WORKDIR {path}"))? {
+        // As for COPY: a root written out earlier lacks the directory.
+        state.rootfs = None;
+    }
     Ok(())
 }
