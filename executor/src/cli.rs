@@ -99,6 +99,8 @@ pub enum IsolationArg {
     Auto,
     Userns,
     Chroot,
+    /// The container's own / is the build root (kiln's image).
+    InPlace,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -256,8 +258,9 @@ pub struct BuildArgs {
     #[arg(long = "image-name-tag-with-digest-file", value_name = "FILE")]
     pub image_name_tag_with_digest_file: Option<PathBuf>,
     /// How RUN steps are isolated: auto (user namespaces when not root,
-    /// else namespaces if permitted, else chroot), userns, or chroot (root
-    /// without namespaces, e.g. in a Kubernetes pod).
+    /// else namespaces if permitted, else in-place in kiln's image, else
+    /// chroot), userns, chroot (root without namespaces), or in-place (the
+    /// container's own / is the build root; kiln's image, or --force).
     #[arg(long, value_enum, default_value = "auto")]
     pub isolation: IsolationArg,
     /// A path whose changes by RUN steps never go into a layer (repeatable).

@@ -14,6 +14,7 @@ pub fn isolation(arg: IsolationArg) -> IsolationMode {
         IsolationArg::Auto => IsolationMode::Auto,
         IsolationArg::Userns => IsolationMode::Userns,
         IsolationArg::Chroot => IsolationMode::Chroot,
+        IsolationArg::InPlace => IsolationMode::InPlace,
     }
 }
 
@@ -153,6 +154,8 @@ pub fn build_options(
         registry: registry_options(args)?,
         isolation: isolation(args.isolation),
         ignore_paths: args.ignore_paths.clone(),
+        ignore_var_run: args.ignore_var_run,
+        force: args.force,
         cache: cache_settings(args, &destinations(args)?)?,
         cache_dir: args.cache_dir.clone(),
     })

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// A tar of a minbase bookworm root, made once and kept in the target dir.
-fn debian_rootfs_tar() -> PathBuf {
+pub(crate) fn debian_rootfs_tar() -> PathBuf {
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("debian-bookworm-minbase.tar");
     if cache.is_file() {
         return cache;
@@ -47,7 +47,7 @@ fn debian_rootfs_tar() -> PathBuf {
 
 /// A context that makes the Debian base: its root file system ADDed to
 /// scratch, then `rest` of the Dockerfile.
-fn debian_base_context(rest: &str) -> tempfile::TempDir {
+pub(crate) fn debian_base_context(rest: &str) -> tempfile::TempDir {
     let tar = debian_rootfs_tar();
     let ctx = tempfile::tempdir().unwrap();
     std::fs::hard_link(&tar, ctx.path().join("rootfs.tar"))

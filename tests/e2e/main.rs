@@ -12,5 +12,6 @@ mod errors;
 mod features;
 mod outputs;
 mod parse;
+mod pod;
 mod registry;
 mod run;

@@ -199,6 +199,21 @@ impl<'a> Engine<'a> {
         done: &mut usize,
     ) -> Result<StageState, BuildError> {
         let platform = self.platform(stage)?;
+        // In-place mode clears the root for this stage: the files earlier
+        // stages left there and still name move aside first.
+        if let Some(fixed) = self.build.executor.get().and_then(|e| e.fixed_root()) {
+            let stash = self.build.opts.work_dir.join("stash");
+            for s in self.states.values_mut() {
+                crate::root::stash_contents(&mut s.tree, fixed, &stash).map_err(|e| {
+                    BuildError::at(
+                        &self.build.plan.ast,
+                        &stage.from,
+                        format!("moving earlier stages' files aside: {e}"),
+                    )
+                })?;
+                s.rootfs = None;
+            }
+        }
         let mut state = match &stage.base {
             StageBase::Scratch => StageState::scratch(&platform, self.build.now),
             StageBase::Stage(i) => {

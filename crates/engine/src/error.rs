@@ -28,6 +28,8 @@ pub enum StepFailure {
     Expand(#[from] kiln_dockerfile::shell::ExpandError),
     #[error(transparent)]
     LayerStore(#[from] crate::layerstore::LayerStoreError),
+    #[error(transparent)]
+    Root(#[from] crate::materialize::MaterializeError),
 }
 
 impl From<String> for StepFailure {

@@ -323,6 +323,25 @@ impl FsTree {
         Ok(())
     }
 
+    /// The paths changed and deleted since the last `take_changes`.
+    pub fn pending(&self) -> (Vec<String>, Vec<String>) {
+        (
+            self.changed.iter().cloned().collect(),
+            self.deleted.iter().cloned().collect(),
+        )
+    }
+
+    /// Say where a file's bytes now are (they were moved, not changed).
+    pub fn move_content(&mut self, path: &str, to: std::path::PathBuf) {
+        if let Some(Node {
+            kind: FileKind::File { content, .. },
+            ..
+        }) = self.nodes.get_mut(path)
+        {
+            *content = Content::Path(to);
+        }
+    }
+
     /// The changes since the last call, as layer entries: changed paths and
     /// their parent directories, hard links within the layer kept.
     pub fn take_changes(&mut self) -> Vec<Entry> {

@@ -17,6 +17,7 @@ pub mod layerstore;
 pub mod materialize;
 mod metadata;
 mod options;
+mod root;
 pub mod source;
 mod stage;
 mod step;

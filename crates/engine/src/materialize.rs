@@ -20,6 +20,18 @@ pub struct MaterializeError {
 
 /// Materialize `tree` under `root` (which must not exist yet).
 pub fn materialize(tree: &FsTree, root: &Path) -> Result<(), MaterializeError> {
+    let all: Vec<&str> = tree.iter().map(|(p, _)| p.as_str()).collect();
+    write_paths(tree, root, &all, &|_| false)
+}
+
+/// Write the tree's `paths` (parents first) under `root`, over what is
+/// there, leaving out what `skip` names (and everything below it).
+pub fn write_paths(
+    tree: &FsTree,
+    root: &Path,
+    paths: &[&str],
+    skip: &dyn Fn(&str) -> bool,
+) -> Result<(), MaterializeError> {
     std::fs::create_dir_all(root).map_err(|source| MaterializeError {
         path: root.display().to_string(),
         source,
@@ -28,7 +40,13 @@ pub fn materialize(tree: &FsTree, root: &Path) -> Result<(), MaterializeError> {
     let mut dirs: Vec<(PathBuf, u32, i64)> = Vec::new();
     let mut chown_failed = 0usize;
     let mut nodes_failed = 0usize;
-    for (path, node) in tree.iter() {
+    for &path in paths {
+        let Some(node) = tree.get(path) else {
+            continue;
+        };
+        if skip(path) {
+            continue;
+        }
         let dest = if path == "/" {
             root.to_path_buf()
         } else {
@@ -40,8 +58,13 @@ pub fn materialize(tree: &FsTree, root: &Path) -> Result<(), MaterializeError> {
         };
         match &node.kind {
             FileKind::Dir => {
-                if path != "/" {
-                    std::fs::create_dir(&dest).map_err(io)?;
+                match std::fs::symlink_metadata(&dest) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => {
+                        std::fs::remove_file(&dest).map_err(io)?;
+                        std::fs::create_dir(&dest).map_err(io)?;
+                    }
+                    Err(_) => std::fs::create_dir(&dest).map_err(io)?,
                 }
                 // Writable for now; the real mode is set when done.
                 std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755))
@@ -49,6 +72,7 @@ pub fn materialize(tree: &FsTree, root: &Path) -> Result<(), MaterializeError> {
                 dirs.push((dest.clone(), node.mode, node.mtime));
             }
             FileKind::File { content, .. } => {
+                remove_existing(&dest).map_err(io)?;
                 if let Some(first) = first_of_inode.get(&node.inode) {
                     std::fs::hard_link(first, &dest).map_err(io)?;
                     continue;
@@ -61,10 +85,14 @@ pub fn materialize(tree: &FsTree, root: &Path) -> Result<(), MaterializeError> {
                 }
                 first_of_inode.insert(node.inode, dest.clone());
             }
-            FileKind::Symlink(target) => std::os::unix::fs::symlink(target, &dest).map_err(io)?,
+            FileKind::Symlink(target) => {
+                remove_existing(&dest).map_err(io)?;
+                std::os::unix::fs::symlink(target, &dest).map_err(io)?
+            }
             // A tree shares inodes instead (handled with files above).
             FileKind::Hardlink(_) => continue,
             FileKind::Fifo | FileKind::CharDevice { .. } | FileKind::BlockDevice { .. } => {
+                remove_existing(&dest).map_err(io)?;
                 if make_node(&dest, &node.kind, node.mode).is_err() {
                     nodes_failed += 1;
                     continue;
@@ -105,6 +133,16 @@ pub fn materialize(tree: &FsTree, root: &Path) -> Result<(), MaterializeError> {
         );
     }
     Ok(())
+}
+
+/// Remove what stands at `path` (a directory with its contents), if anything.
+pub(crate) fn remove_existing(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Set a path's mtime (and atime) without following a final symlink.

@@ -26,6 +26,10 @@ pub struct BuildOptions {
     pub isolation: IsolationMode,
     /// `--ignore-path`: paths RUN changes are never taken from.
     pub ignore_paths: Vec<String>,
+    /// `--ignore-var-run`: in-place mode keeps /var/run out of layers.
+    pub ignore_var_run: bool,
+    /// `--force`: in-place mode outside kiln's image.
+    pub force: bool,
     /// `--cache`: the layer cache.
     pub cache: Option<CacheSettings>,
     /// `--cache-dir`: base images stored by `kiln warm`, used before any

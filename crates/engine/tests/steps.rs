@@ -49,6 +49,8 @@ impl Fixture {
             registry: Default::default(),
             isolation: Default::default(),
             ignore_paths: Vec::new(),
+            ignore_var_run: true,
+            force: false,
             cache: cache.then(|| CacheSettings {
                 repo: CacheLocation::Layout(self.state.path().join("unused")),
                 ttl: 3600,
@@ -90,6 +92,7 @@ fn make_file(step: &StepRequest) -> StepOutcome {
         exit_code: 0,
         changes: vec![Change::Upsert("/made-by-run".into(), meta)],
         upper: None,
+        hint: None,
     }
 }
 

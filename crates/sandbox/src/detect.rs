@@ -3,6 +3,7 @@
 
 use crate::directory::{ChrootExecutor, PrivateCopyExecutor};
 use crate::executor::Executor;
+use crate::in_place::{kiln_image_home, InPlaceExecutor};
 use crate::overlay::OverlayExecutor;
 use crate::{in_user_namespace, probe_mounts, sys, SandboxError};
 use std::path::Path;
@@ -14,14 +15,62 @@ pub enum IsolationMode {
     Auto,
     Userns,
     Chroot,
+    /// The container's own `/` (kiln's image; see `in_place`).
+    InPlace,
+}
+
+/// What in-place mode needs to know.
+#[derive(Debug, Clone, Default)]
+pub struct InPlaceOptions {
+    /// Use in-place mode outside kiln's image.
+    pub force: bool,
+    /// Paths in-place mode keeps (kiln's state, /var/run, ignored paths);
+    /// kiln's own directory and the mount points are added.
+    pub keep: Vec<String>,
+}
+
+fn in_place(options: &InPlaceOptions) -> Box<dyn Executor> {
+    let mut keep = options.keep.clone();
+    match kiln_image_home() {
+        Some(home) => keep.push(home.to_string_lossy().into_owned()),
+        None => {
+            if let Ok(exe) = std::env::current_exe() {
+                keep.push(exe.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let executor = InPlaceExecutor::new(keep);
+    tracing::info!(
+        "isolation: in-place: this container's own / is the build root (kept: {})",
+        executor.fixed.keep.join(", ")
+    );
+    Box::new(executor)
 }
 
 /// The executor for `mode` here; `work` is a scratch directory for the
-/// probe. Overlay in namespaces where mounts work; else chroot as real
-/// root, or a private copy inside a user namespace.
-pub fn detect(mode: IsolationMode, work: &Path) -> Result<Box<dyn Executor>, SandboxError> {
+/// probe. Overlay in namespaces where mounts work; else, as real root,
+/// in-place in kiln's image and chroot elsewhere; or a private copy inside
+/// a user namespace.
+pub fn detect(
+    mode: IsolationMode,
+    work: &Path,
+    options: &InPlaceOptions,
+) -> Result<Box<dyn Executor>, SandboxError> {
     let in_userns = in_user_namespace();
     let root = sys::geteuid() == 0;
+    if mode == IsolationMode::InPlace {
+        if !root || in_userns {
+            return Err(SandboxError::Unavailable(
+                "--isolation in-place needs kiln to run as root".into(),
+            ));
+        }
+        if kiln_image_home().is_none() && !options.force {
+            return Err(SandboxError::Unavailable(
+                "--isolation in-place replaces this container's own file system with the image being built; it is meant for kiln's image (see docs/usage.md): pass --force to use it here anyway".into(),
+            ));
+        }
+        return Ok(in_place(options));
+    }
     if mode == IsolationMode::Chroot {
         if !root || in_userns {
             return Err(SandboxError::Unavailable(
@@ -42,6 +91,12 @@ pub fn detect(mode: IsolationMode, work: &Path) -> Result<Box<dyn Executor>, San
             }))
         }
         Err(why) if mode == IsolationMode::Auto && root && !in_userns => {
+            if kiln_image_home().is_some() {
+                tracing::info!(
+                    "namespaces or mounts are not permitted here ({why}); in kiln's image"
+                );
+                return Ok(in_place(options));
+            }
             tracing::info!(
                 "isolation: chroot (namespaces or mounts are not permitted here: {why})"
             );

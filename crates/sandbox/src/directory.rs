@@ -94,6 +94,7 @@ fn run_in_directory(
     if out.exit_code != 0 {
         return Ok(StepOutcome {
             exit_code: out.exit_code,
+            hint: (!namespaces).then(|| chroot_hint(&root_dir)).flatten(),
             ..Default::default()
         });
     }
@@ -109,7 +110,25 @@ fn run_in_directory(
         exit_code: 0,
         changes,
         upper: None,
+        hint: None,
     })
+}
+
+/// What a chroot lacks that a failed step may have needed: /proc (never
+/// mounted here) and /dev nodes (unusable on a nodev file system).
+fn chroot_hint(root: &Path) -> Option<String> {
+    let no_proc = !root.join("proc/self").exists();
+    let no_dev = std::fs::OpenOptions::new()
+        .write(true)
+        .open(root.join("dev/null"))
+        .is_err();
+    let missing = match (no_proc, no_dev) {
+        (true, true) => "/proc and /dev are",
+        (true, false) => "/proc is",
+        (false, true) => "/dev is",
+        (false, false) => return None,
+    };
+    Some(format!("{missing} unavailable in chroot mode (no mounts are permitted here); steps that need them run with --isolation in-place in kiln's image, or with user namespaces"))
 }
 
 /// chroot mode mounts nothing: write resolv.conf, hosts and the basic

@@ -27,7 +27,7 @@ pub fn entrypoint() -> Option<i32> {
 /// mapped). `Some(code)`: the build ran in the re-executed kiln, which
 /// exited with `code`.
 pub fn enter_for_build(mode: IsolationMode) -> Option<i32> {
-    if mode == IsolationMode::Chroot {
+    if matches!(mode, IsolationMode::Chroot | IsolationMode::InPlace) {
         return None;
     }
     match crate::enter_user_namespace() {

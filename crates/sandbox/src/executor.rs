@@ -49,6 +49,8 @@ pub struct StepOutcome {
     pub changes: Vec<Change>,
     /// The overlay upper directory, reusable as the step's layer directory.
     pub upper: Option<PathBuf>,
+    /// On failure: what the isolation lacked that the step may have needed.
+    pub hint: Option<String>,
 }
 
 /// Where the step's output lines go.
@@ -61,6 +63,11 @@ pub trait Executor: Send + Sync {
     /// Whether the step changes the directory `StageRoot::directory` gave
     /// (so a stage built on another needs its own copy).
     fn changes_root_in_place(&self) -> bool;
+    /// A root the executor runs in where it is (in-place mode): the
+    /// engine writes the stage there, keeping what it says to keep.
+    fn fixed_root(&self) -> Option<&crate::in_place::FixedRoot> {
+        None
+    }
     fn run(
         &self,
         step: &StepRequest,

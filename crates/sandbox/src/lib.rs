@@ -22,15 +22,19 @@ mod entrypoint;
 mod executor;
 pub mod fake;
 pub mod helper;
+mod in_place;
 mod overlay;
 pub mod run;
 pub mod spec;
 pub mod userns;
 
-pub use detect::{detect, IsolationMode};
+pub use detect::{detect, InPlaceOptions, IsolationMode};
 pub use directory::{ChrootExecutor, PrivateCopyExecutor};
 pub use entrypoint::{enter_for_build, entrypoint};
 pub use executor::{Executor, OutputSink, Process, StageRoot, StepOutcome, StepRequest};
+pub use in_place::{
+    clear_root, kiln_image_home, mount_points, FixedRoot, InPlaceExecutor, IMAGE_MARKER,
+};
 pub use overlay::OverlayExecutor;
 pub use run::{probe_mounts, run_step, StepOutput};
 pub use spec::{HostFiles, RootSpec, RunSpec};

@@ -71,6 +71,7 @@ impl Executor for OverlayExecutor {
             exit_code: 0,
             changes,
             upper: Some(upper),
+            hint: None,
         })
     }
 }

@@ -123,12 +123,7 @@ pub fn copy(
             .map_err(|e| cx.error(e))?;
     }
     let created_by = format!("{kw} {} {}", shown_sources.join(" "), raw_dest);
-    if cx.commit(state, created_by)? {
-        // A stage root written out earlier lacks these files: the next
-        // RUN writes the tree out again.
-        state.rootfs = None;
-    }
-    Ok(())
+    cx.commit_and_refresh(state, created_by)
 }
 
 fn copy_options(cx: &StepCx, state: &StageState, c: &CopyArgs) -> Result<CopyOptions, BuildError> {

@@ -76,6 +76,21 @@ impl StepCx<'_> {
         });
     }
 
+    /// Commit a step that changed the tree without running anything
+    /// (COPY, ADD, WORKDIR), bringing a written-out root up to date.
+    pub fn commit_and_refresh(
+        &self,
+        state: &mut StageState,
+        created_by: String,
+    ) -> Result<(), BuildError> {
+        let (changed, deleted) = state.tree.pending();
+        if self.commit(state, created_by)? {
+            crate::root::refresh(state, &changed, &deleted, run::fixed_root(self))
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(())
+    }
+
     /// Write this step's changes as a layer (none: an empty history
     /// entry). Returns whether a layer was added.
     pub fn commit(&self, state: &mut StageState, created_by: String) -> Result<bool, BuildError> {

@@ -6,7 +6,6 @@ use super::workdir::working_dir;
 use super::StepCx;
 use crate::error::BuildError;
 use crate::fold::apply_changes;
-use crate::materialize::materialize;
 use crate::metadata::{go_quoted_list, shell_wrap};
 use crate::stage::{Rootfs, StageState};
 use crate::users::resolve_user;
@@ -46,14 +45,16 @@ pub fn run(cx: &StepCx, state: &mut StageState, r: &RunArgs) -> Result<(), Build
             state,
             work_dir,
             step_dir: &step.step_dir,
+            fixed: executor.fixed_root(),
         };
         executor
             .run(&step, &mut root, &output)
             .map_err(|e| cx.error(e))?
     };
     if outcome.exit_code != 0 {
+        let hint = outcome.hint.map(|h| format!("; {h}")).unwrap_or_default();
         return Err(cx.error(format!(
-            "the command {} did not complete successfully: exit code {}",
+            "the command {} did not complete successfully: exit code {}{hint}",
             go_quoted_list(&argv),
             outcome.exit_code
         )));
@@ -76,7 +77,26 @@ pub fn run(cx: &StepCx, state: &mut StageState, r: &RunArgs) -> Result<(), Build
 fn executor<'a>(cx: &StepCx<'a>) -> Result<&'a dyn Executor, BuildError> {
     let build = cx.build;
     if build.executor.get().is_none() {
-        let chosen = kiln_sandbox::detect(build.opts.isolation, &build.opts.work_dir)
+        let opts = build.opts;
+        // kiln's state and the context stay where they are, out of layers.
+        let mut keep: Vec<String> = [&opts.kiln_dir, &opts.work_dir, &opts.context_dir]
+            .iter()
+            .map(|p| {
+                std::path::absolute(p)
+                    .unwrap_or_else(|_| p.to_path_buf())
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        keep.extend(opts.ignore_paths.iter().cloned());
+        if opts.ignore_var_run {
+            keep.push("/var/run".into());
+        }
+        let in_place = kiln_sandbox::InPlaceOptions {
+            force: opts.force,
+            keep,
+        };
+        let chosen = kiln_sandbox::detect(opts.isolation, &opts.work_dir, &in_place)
             .map_err(|e| cx.error(e))?;
         let _ = build.executor.set(chosen);
     }
@@ -159,6 +179,7 @@ struct StageRootOnDisk<'a> {
     state: &'a mut StageState,
     work_dir: &'a Path,
     step_dir: &'a Path,
+    fixed: Option<&'a kiln_sandbox::FixedRoot>,
 }
 
 impl StageRoot for StageRootOnDisk<'_> {
@@ -182,27 +203,15 @@ impl StageRoot for StageRootOnDisk<'_> {
 }
 
 impl StageRootOnDisk<'_> {
-    /// The stage's tree written out once (then kept for its later steps).
     fn written_out(&mut self) -> Result<&Rootfs, SandboxError> {
-        if self.state.rootfs.is_none() {
-            let base = self.step_dir.join("rootfs");
-            let started = std::time::Instant::now();
-            materialize(&self.state.tree, &base).map_err(|e| SandboxError::Root(Box::new(e)))?;
-            tracing::debug!(
-                "root: the stage's {} files written out in {:.3}s",
-                self.state.tree.len(),
-                started.elapsed().as_secs_f64()
-            );
-            self.state.rootfs = Some(Rootfs {
-                base,
-                uppers: Vec::new(),
-            });
-        }
-        self.state
-            .rootfs
-            .as_ref()
-            .ok_or_else(|| SandboxError::Setup("no root file system".into()))
+        let stash = self.work_dir.join("stash");
+        crate::root::write_out(self.state, self.step_dir, self.fixed, &stash)
     }
+}
+
+/// The build's executor's fixed root, if it has been chosen and has one.
+pub(crate) fn fixed_root<'a>(cx: &StepCx<'a>) -> Option<&'a kiln_sandbox::FixedRoot> {
+    cx.build.executor.get().and_then(|e| e.fixed_root())
 }
 
 /// The stage's layers as overlay lower directories, top first: stored

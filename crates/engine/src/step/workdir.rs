@@ -45,9 +45,5 @@ pub fn workdir(cx: &StepCx, state: &mut StageState, w: &str) -> Result<(), Build
             inode: t.new_inode(),
         })
         .map_err(|e| cx.error(e))?;
-    if cx.commit(state, format!("WORKDIR {path}"))? {
-        // As for COPY: a root written out earlier lacks the directory.
-        state.rootfs = None;
-    }
-    Ok(())
+    cx.commit_and_refresh(state, format!("WORKDIR {path}"))
 }

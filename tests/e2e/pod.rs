@@ -1,0 +1,183 @@
+//! kiln's own image in the Kubernetes-pod case: a default `docker run` (no
+//! --privileged, no added capabilities, so no user namespaces or mounts),
+//! where kiln builds in place with the container's own /proc and /dev.
+
+use crate::common::*;
+use crate::debian::debian_base_context;
+use crate::registry::{build, reg_args};
+use crate::support::{Options, TestRegistry};
+use std::path::Path;
+
+/// A Debian package with one file, and a `[trusted=yes]` file repository
+/// holding it.
+fn local_repository(dir: &Path) {
+    let pkg = dir.join("pkg");
+    std::fs::create_dir_all(pkg.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(pkg.join("usr/share/kiln-hello")).unwrap();
+    write(
+        &pkg.join("DEBIAN/control"),
+        "Package: kiln-hello\nVersion: 1.0\nArchitecture: all\nMaintainer: kiln tests <tests@kiln.invalid>\nDescription: a file for kiln's pod test\n",
+    );
+    write(
+        &pkg.join("usr/share/kiln-hello/hello.txt"),
+        "hello from a package\n",
+    );
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let deb = repo.join("kiln-hello_1.0_all.deb");
+    run_ok(
+        tool("dpkg-deb")
+            .args(["--root-owner-group", "--build"])
+            .arg(&pkg)
+            .arg(&deb),
+    );
+    let bytes = std::fs::read(&deb).unwrap();
+    let sha = {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(&bytes))
+    };
+    write(
+        &repo.join("Packages"),
+        &format!(
+            "Package: kiln-hello\nVersion: 1.0\nArchitecture: all\nMaintainer: kiln tests <tests@kiln.invalid>\nFilename: ./kiln-hello_1.0_all.deb\nSize: {}\nSHA256: {sha}\nDescription: a file for kiln's pod test\n\n",
+            bytes.len()
+        ),
+    );
+    std::fs::remove_dir_all(&pkg).unwrap();
+}
+
+const POD_DOCKERFILE: &str = r#"FROM {base}
+COPY repo /repo
+RUN head -1 /proc/self/status > /status && echo quiet > /dev/null \
+ && echo "deb [trusted=yes] file:/repo ./" > /etc/apt/sources.list.d/local.list \
+ && apt-get -q update -o Dir::Etc::SourceList=/etc/apt/sources.list.d/local.list -o Dir::Etc::SourceParts=- > /dev/null \
+ && apt-get -q install -y --no-install-recommends kiln-hello -o Dir::Etc::SourceList=/etc/apt/sources.list.d/local.list -o Dir::Etc::SourceParts=- > /dev/null
+"#;
+
+/// What apt and dpkg leave that differs from run to run.
+fn without_apt_state(
+    fs: &std::collections::BTreeMap<String, FileInfo>,
+) -> std::collections::BTreeMap<String, FileInfo> {
+    fs.iter()
+        .filter(|(p, _)| {
+            !["var/cache/", "var/lib/apt/", "var/log/", "var/lib/dpkg/"]
+                .iter()
+                .any(|d| p.starts_with(d))
+        })
+        .map(|(p, i)| (p.clone(), i.clone()))
+        .collect()
+}
+
+#[test]
+fn kilns_image_builds_in_place_in_a_default_container() {
+    let Some(_) = docker() else { return };
+    if !is_root() {
+        eprintln!("!!!!!!!! SKIPPED: debootstrap needs root !!!!!!!!");
+        return;
+    }
+    let reg = TestRegistry::start(Options::default());
+    let base_ctx = debian_base_context("CMD [\"bash\"]\n");
+    let base = format!("{}/debian/minbase:pod", reg.addr);
+    build(base_ctx.path(), &base, &reg_args(&reg));
+
+    let work = tempfile::tempdir().unwrap();
+    let image_tar = work.path().join("kiln-image.tar");
+    let tag = "kiln-e2e/kiln-image:pod";
+    run_ok(
+        std::process::Command::new(repo_root().join("deploy/build-image.sh"))
+            .arg(&image_tar)
+            .arg(tag),
+    );
+    run_ok(docker().unwrap().arg("load").arg("-i").arg(&image_tar));
+
+    let ctx = work.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    local_repository(&ctx);
+    write(
+        &ctx.join("Dockerfile"),
+        &POD_DOCKERFILE.replace("{base}", &base),
+    );
+    let out = work.path().join("out");
+    let volume = work.path().join("volume");
+    for d in [&out, &volume] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    write(&volume.join("mounted.txt"), "a volume's file\n");
+    let dest = format!("{}/pod/in-place:1", reg.addr);
+    let name = format!("kiln-e2e-in-place-{}", std::process::id());
+    let run = |isolation: &str, container: &str, tar: &str| {
+        docker()
+            .unwrap()
+            .args(["run", "--name", container, "--network", "host"])
+            .arg("-v")
+            .arg(format!("{}:/workspace", ctx.display()))
+            .arg("-v")
+            .arg(format!("{}:/out", out.display()))
+            .arg("-v")
+            .arg(format!("{}:/data", volume.display()))
+            .args([tag, "--context", "/workspace", "--destination", &dest])
+            .args(["--insecure-registry", &reg.addr, "--tar-path", tar])
+            .args(["--isolation", isolation])
+            .output()
+            .unwrap()
+    };
+    let built = run("auto", &name, "/out/kiln.tar");
+    let diff = docker().unwrap().args(["diff", &name]).output().unwrap();
+    let _ = docker().unwrap().args(["rm", "-f", &name]).output();
+    let log = String::from_utf8_lossy(&built.stderr);
+    assert!(built.status.success(), "{log}");
+    assert!(
+        log.contains("isolation: in-place"),
+        "auto picks in-place in kiln's image: {log}"
+    );
+    // The container's root is now the built image's; kiln's own files stay.
+    let diff = String::from_utf8_lossy(&diff.stdout);
+    assert!(
+        !diff.lines().any(|l| l.starts_with("D /kiln")),
+        "kiln's files were removed: {diff}"
+    );
+
+    // The chroot mode in the same container: builds, or says what it lacks.
+    let chroot_name = format!("{name}-chroot");
+    let chrooted = run("chroot", &chroot_name, "/out/chroot.tar");
+    let _ = docker().unwrap().args(["rm", "-f", &chroot_name]).output();
+    if !chrooted.status.success() {
+        let err = String::from_utf8_lossy(&chrooted.stderr);
+        let last = err
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .collect::<Vec<_>>();
+        assert!(
+            last.len() == 1
+                && last[0].contains("unavailable in chroot mode")
+                && last[0].contains("--isolation in-place"),
+            "{err}"
+        );
+    }
+    let _ = docker().unwrap().args(["rmi", "-f", tag]).output();
+
+    let docker_tar = work.path().join("docker.tar");
+    if !docker_buildkit_save(&ctx, "kiln-e2e/pod:docker", &[], &docker_tar) {
+        return;
+    }
+    let (kfs, _) = docker_archive_fs(&out.join("kiln.tar"));
+    let (dfs, _) = docker_archive_fs(&docker_tar);
+    assert_eq!(
+        kfs.get("usr/share/kiln-hello/hello.txt").map(|i| i.kind),
+        Some('f'),
+        "the package was installed"
+    );
+    for gone in ["kiln", "workspace/Dockerfile", "data/mounted.txt", "out"] {
+        assert!(!kfs.contains_key(gone), "{gone} is in the image");
+    }
+    let diffs = differences(
+        &without_times(&without_apt_state(&kfs), false),
+        &without_times(&without_apt_state(&dfs), false),
+        ("kiln", "docker"),
+    );
+    assert!(
+        diffs.is_empty(),
+        "file systems differ:\n{}",
+        diffs.join("\n")
+    );
+}
