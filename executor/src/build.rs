@@ -32,7 +32,8 @@ pub fn build(args: BuildArgs) -> Result<(), Error> {
         options::build_options(&args, context, dockerfile, kiln_dir, work.path()).map_err(usage)?;
     let started = std::time::Instant::now();
     let (sender, receiver) = std::sync::mpsc::channel();
-    let renderer = std::thread::spawn(move || crate::render::render(receiver));
+    let mode = crate::render::mode(args.progress);
+    let renderer = std::thread::spawn(move || crate::render::render(receiver, mode));
     let built = kiln_engine::build(&plan, &build_options, Services::default(), sender);
     let records = renderer.join().unwrap_or_default();
     let (image, _) = built?;
@@ -49,11 +50,11 @@ pub fn build(args: BuildArgs) -> Result<(), Error> {
         let text = serde_json::to_string_pretty(&kiln_engine::report_json(&records))?;
         std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
-    tracing::info!(
-        "built {} ({} layers) in {:.1}s",
-        image.manifest_digest,
-        image.layers.len(),
-        started.elapsed().as_secs_f64()
+    crate::render::summary(
+        &image,
+        &options::names(&args),
+        &records,
+        started.elapsed().as_secs_f64(),
     );
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Logs through tracing to stderr: plain timestamped lines when stderr is
-//! not a terminal (CI logs), compact coloured lines when it is, or one
-//! JSON object a line (`--log-format json`).
+//! not a terminal or `$CI` is set (CI logs), compact coloured lines on a
+//! terminal, or one JSON object a line (`--log-format json`).
 
 use crate::cli::LogFormat;
 use std::io::IsTerminal;
@@ -19,7 +19,9 @@ pub fn init(verbosity: &str, format: LogFormat, timestamp: Option<bool>) -> Resu
             ))
         }
     };
-    let terminal = std::io::stderr().is_terminal();
+    // A CI job's log is plain text even where the runner gives it a pty.
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+    let terminal = std::io::stderr().is_terminal() && !ci;
     let builder = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_target(false)

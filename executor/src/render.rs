@@ -1,10 +1,54 @@
-//! The engine's events as plain, timestamped log lines.
+//! The engine's events on the terminal: live bars on a TTY (indicatif),
+//! plain timestamped lines elsewhere (CI logs); the step records for the
+//! report and the summary.
 
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use kiln_engine::{CacheOutcome, Event, StepRecord};
 use std::sync::mpsc::Receiver;
+use std::time::Duration;
 
-/// Log every event until the engine hangs up; returns the step records.
-pub fn render(events: Receiver<Event>) -> Vec<StepRecord> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Plain,
+    Tty,
+}
+
+/// `--progress auto`: bars on a terminal unless `$CI` says this is a CI job.
+pub fn mode(progress: crate::cli::ProgressArg) -> Mode {
+    use crate::cli::ProgressArg;
+    use std::io::IsTerminal;
+    match progress {
+        ProgressArg::Tty => Mode::Tty,
+        ProgressArg::Plain => Mode::Plain,
+        ProgressArg::Auto => {
+            let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+            // The same rule as the log's: a CI job gets plain lines.
+            if std::io::stderr().is_terminal() && !ci {
+                Mode::Tty
+            } else {
+                Mode::Plain
+            }
+        }
+    }
+}
+
+/// Render every event until the engine hangs up; returns the step records.
+pub fn render(events: Receiver<Event>, mode: Mode) -> Vec<StepRecord> {
+    match mode {
+        Mode::Plain => plain(events),
+        Mode::Tty => bars(events),
+    }
+}
+
+fn cache_note(outcome: &CacheOutcome) -> &'static str {
+    match outcome {
+        CacheOutcome::Hit => ", cache hit",
+        CacheOutcome::Miss(_) => ", cache miss",
+        _ => "",
+    }
+}
+
+fn plain(events: Receiver<Event>) -> Vec<StepRecord> {
     let mut records = Vec::new();
     for event in events {
         match event {
@@ -19,6 +63,12 @@ pub fn render(events: Receiver<Event>) -> Vec<StepRecord> {
                 index, total, text, ..
             } => tracing::info!("[{index}/{total}] {text}"),
             Event::Output { line, text } => tracing::info!("  line {line} | {text}"),
+            Event::Pulling { reference } => tracing::info!("pulling {reference}"),
+            Event::Pulled {
+                reference,
+                layers,
+                seconds,
+            } => tracing::info!("pulled {reference} ({layers} layers) in {seconds:.1}s"),
             Event::Cache {
                 line,
                 outcome: CacheOutcome::Hit,
@@ -30,8 +80,121 @@ pub fn render(events: Receiver<Event>) -> Vec<StepRecord> {
                 tracing::info!("  line {line} | cache miss: {}", reasons.join("; "))
             }
             Event::Cache { .. } => {}
-            Event::StepDone(record) => records.push(record),
+            Event::StepDone(record) => {
+                tracing::info!(
+                    "  line {} | done in {:.1}s{}",
+                    record.line,
+                    record.seconds,
+                    cache_note(&record.cache)
+                );
+                records.push(record);
+            }
         }
     }
     records
+}
+
+fn spinner(bars: &MultiProgress, message: String) -> ProgressBar {
+    let bar = bars.add(ProgressBar::new_spinner());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_message(message);
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+fn bars(events: Receiver<Event>) -> Vec<StepRecord> {
+    let bars = MultiProgress::new();
+    let mut records = Vec::new();
+    let mut step: Option<(ProgressBar, String)> = None;
+    let mut pulls: Vec<(String, ProgressBar)> = Vec::new();
+    for event in events {
+        match event {
+            Event::StepStarted {
+                stage,
+                index,
+                total,
+                text,
+                several_stages,
+            } => {
+                let title = if several_stages {
+                    format!("[{index}/{total}] {stage}: {text}")
+                } else {
+                    format!("[{index}/{total}] {text}")
+                };
+                step = Some((spinner(&bars, title.clone()), title));
+            }
+            Event::Output { line, text } => {
+                let _ = bars.println(format!("  line {line} | {text}"));
+            }
+            Event::Pulling { reference } => {
+                let bar = spinner(&bars, format!("pulling {reference}"));
+                pulls.push((reference, bar));
+            }
+            Event::Pulled {
+                reference,
+                layers,
+                seconds,
+            } => {
+                if let Some(i) = pulls.iter().position(|(r, _)| *r == reference) {
+                    let (_, bar) = pulls.remove(i);
+                    bar.finish_with_message(format!(
+                        "pulled {reference} ({layers} layers) in {seconds:.1}s"
+                    ));
+                }
+            }
+            Event::Cache { line, outcome } => {
+                if let CacheOutcome::Miss(reasons) = &outcome {
+                    if !reasons.is_empty() {
+                        let _ = bars.println(format!(
+                            "  line {line} | cache miss: {}",
+                            reasons.join("; ")
+                        ));
+                    }
+                }
+            }
+            Event::StepDone(record) => {
+                if let Some((bar, title)) = step.take() {
+                    bar.set_style(
+                        ProgressStyle::with_template("✓ {msg}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
+                    bar.finish_with_message(format!(
+                        "{title} ({:.1}s{})",
+                        record.seconds,
+                        cache_note(&record.cache)
+                    ));
+                }
+                records.push(record);
+            }
+        }
+    }
+    if let Some((bar, title)) = step.take() {
+        bar.abandon_with_message(format!("✗ {title}"));
+    }
+    records
+}
+
+/// The last line: what was built, how big, how many steps hit the cache.
+pub fn summary(
+    image: &kiln_image::BuiltImage,
+    names: &[String],
+    records: &[StepRecord],
+    seconds: f64,
+) {
+    let size: u64 = image.layers.iter().map(|l| l.size).sum();
+    let hits = records
+        .iter()
+        .filter(|r| r.cache == CacheOutcome::Hit)
+        .count();
+    let name = names.first().map(|n| format!("{n} ")).unwrap_or_default();
+    tracing::info!(
+        "built {name}{} ({} layers, {:.1} MiB, {} steps, {hits} cache hits) in {seconds:.1}s",
+        image.manifest_digest,
+        image.layers.len(),
+        size as f64 / (1024.0 * 1024.0),
+        records.len(),
+    );
 }

@@ -281,3 +281,50 @@ fn json_logs_parse_line_by_line() {
     }
     assert!(lines >= 2, "{log}");
 }
+
+/// A terminal session (under `script`, which gives kiln a pty) shows live
+/// bars; with `CI=true` the same build logs plain timestamped lines.
+#[test]
+fn a_terminal_shows_bars_and_ci_shows_plain_lines() {
+    let checkout = project();
+    let session = |ci: bool| {
+        let out = tempfile::tempdir().unwrap();
+        let line = format!(
+            "{} build -c {} --oci-layout-path {}",
+            env!("CARGO_BIN_EXE_kiln"),
+            checkout.path().display(),
+            out.path().join("l").display()
+        );
+        let mut cmd = tool("script");
+        cmd.args(["-qec", &line, "/dev/null"])
+            .env(
+                "KILN_DIR",
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join("kiln-dir"),
+            )
+            .env_remove("CI");
+        if ci {
+            cmd.env("CI", "true");
+        }
+        let o = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(o.status.success(), "{text}");
+        text
+    };
+    let tty = session(false);
+    assert!(tty.contains("✓ [1/3]"), "a finished step's bar: {tty:?}");
+    assert!(
+        tty.contains("\u{1b}["),
+        "terminal control sequences: {tty:?}"
+    );
+    let ci = session(true);
+    assert!(!ci.contains('✓'), "{ci:?}");
+    let step = ci
+        .lines()
+        .find(|l| l.contains("[1/3]"))
+        .unwrap_or_else(|| panic!("{ci:?}"));
+    assert!(
+        step.starts_with("20") && step.contains("Z "),
+        "timestamped: {step:?}"
+    );
+    assert!(ci.contains("done in"), "{ci:?}");
+}

@@ -353,9 +353,18 @@ impl<'a> Engine<'a> {
                 layer_store: &self.build.layer_store,
                 now: self.build.now,
             };
+            let started = std::time::Instant::now();
+            let _ = self.build.events.send(Event::Pulling {
+                reference: reference.to_string(),
+            });
             let state = source
                 .stage_state(reference, platform)
                 .map_err(|e| self.error(node, e))?;
+            let _ = self.build.events.send(Event::Pulled {
+                reference: reference.to_string(),
+                layers: state.layers.len(),
+                seconds: started.elapsed().as_secs_f64(),
+            });
             self.images.insert(reference.to_string(), state);
         }
         self.images

@@ -17,6 +17,14 @@ pub enum Event {
     },
     /// A line a RUN step printed.
     Output { line: usize, text: String },
+    /// A base image is being fetched (pulled, or read from `--cache-dir`).
+    Pulling { reference: String },
+    /// It is there: its layers extracted into the layer store.
+    Pulled {
+        reference: String,
+        layers: usize,
+        seconds: f64,
+    },
     /// What the cache did for the step at `line`.
     Cache { line: usize, outcome: CacheOutcome },
     /// A step finished.

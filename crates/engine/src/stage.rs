@@ -123,10 +123,7 @@ impl ImageSource<'_> {
                 tracing::info!("using {r} from --cache-dir");
                 p
             }
-            None => {
-                tracing::info!("pulling {r}");
-                pull(self.client, self.blob_store, &r, &wanted)?
-            }
+            None => pull(self.client, self.blob_store, &r, &wanted)?,
         };
         let diff_ids = pulled.config.rootfs.diff_ids.clone();
         if diff_ids.len() != pulled.layers.len() {
