@@ -45,7 +45,14 @@ pub fn build(args: BuildArgs) -> Result<(), Error> {
         metadata: args.metadata_file.clone(),
         names: options::names(&args),
     };
-    kiln_engine::export(&image, &outputs, &build_options.registry, &files)?;
+    let pushing = (mode == crate::render::Mode::Tty)
+        .then(|| crate::render::pushing(&outputs))
+        .flatten();
+    let exported = kiln_engine::export(&image, &outputs, &build_options.registry, &files);
+    if let Some(bar) = pushing {
+        bar.finish_and_clear();
+    }
+    exported?;
     if let Some(path) = &args.report {
         let text = serde_json::to_string_pretty(&kiln_engine::report_json(&records))?;
         std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;

@@ -198,3 +198,26 @@ pub fn summary(
         records.len(),
     );
 }
+
+/// A spinner while the image is pushed, when it is.
+pub fn pushing(outputs: &[kiln_engine::Output]) -> Option<ProgressBar> {
+    let names: Vec<String> = outputs
+        .iter()
+        .filter_map(|o| match o {
+            kiln_engine::Output::Registry(d) => Some(d.iter().map(|r| r.to_string())),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    if names.is_empty() {
+        return None;
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_message(format!("pushing {}", names.join(", ")));
+    bar.enable_steady_tick(Duration::from_millis(120));
+    Some(bar)
+}

@@ -148,6 +148,34 @@ fn a_context_on_stdin_builds() {
     );
     let bundle = umoci_unpack(&layout, "latest");
     assert!(bundle.path().join("b/rootfs/hello").is_file());
+    // The same archive as a file: tar://FILE.
+    let archive = out.path().join("context.tar.gz");
+    std::fs::write(&archive, &tar.stdout).unwrap();
+    let layout = out.path().join("l2");
+    kiln_build_raw(&format!("tar://{}", archive.display()))
+        .oci_layout(&layout)
+        .ok();
+    let bundle = umoci_unpack(&layout, "latest");
+    assert!(bundle.path().join("b/rootfs/hello").is_file());
+}
+
+/// In-place mode takes over the container's own `/`: outside kiln's image
+/// it is refused (before anything is touched) unless --force.
+#[test]
+fn in_place_mode_is_refused_outside_kilns_image() {
+    let ctx = tempfile::tempdir().unwrap();
+    write(&ctx.path().join("Dockerfile"), "FROM scratch\nRUN true\n");
+    let out = tempfile::tempdir().unwrap();
+    let (code, err) = kiln_build(ctx.path())
+        .oci_layout(&out.path().join("l"))
+        .args(["--isolation", "in-place"])
+        .env_remove("KILN_HOME")
+        .fails();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("meant for kiln's image") && err.contains("--force"),
+        "{err}"
+    );
 }
 
 /// A git repository served over HTTP (git's dumb protocol, a local

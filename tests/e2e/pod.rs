@@ -48,6 +48,7 @@ fn local_repository(dir: &Path) {
 
 const POD_DOCKERFILE: &str = r#"FROM {base}
 COPY repo /repo
+COPY not-kiln /kiln/bin/kiln
 RUN head -1 /proc/self/status > /status && echo quiet > /dev/null \
  && echo "deb [trusted=yes] file:/repo ./" > /etc/apt/sources.list.d/local.list \
  && apt-get -q update -o Dir::Etc::SourceList=/etc/apt/sources.list.d/local.list -o Dir::Etc::SourceParts=- > /dev/null \
@@ -93,6 +94,9 @@ fn kilns_image_builds_in_place_in_a_default_container() {
     let ctx = work.path().join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
     local_repository(&ctx);
+    // A COPY aimed at the builder's own binary (osscontainertools/kaniko
+    // #586): it belongs in the image, never on the builder's disk.
+    write(&ctx.join("not-kiln"), "#!/bin/sh\necho replaced\n");
     write(
         &ctx.join("Dockerfile"),
         &POD_DOCKERFILE.replace("{base}", &base),
@@ -133,8 +137,10 @@ fn kilns_image_builds_in_place_in_a_default_container() {
     // The container's root is now the built image's; kiln's own files stay.
     let diff = String::from_utf8_lossy(&diff.stdout);
     assert!(
-        !diff.lines().any(|l| l.starts_with("D /kiln")),
-        "kiln's files were removed: {diff}"
+        !diff
+            .lines()
+            .any(|l| l.starts_with("D /kiln") || l == "C /kiln/bin/kiln"),
+        "kiln's files were removed or replaced: {diff}"
     );
 
     // The chroot mode in the same container: builds, or says what it lacks.
@@ -167,7 +173,18 @@ fn kilns_image_builds_in_place_in_a_default_container() {
         Some('f'),
         "the package was installed"
     );
-    for gone in ["kiln", "workspace/Dockerfile", "data/mounted.txt", "out"] {
+    assert_eq!(
+        kfs.get("kiln/bin/kiln").map(|i| i.kind),
+        Some('f'),
+        "the COPY's file is in the image"
+    );
+    for gone in [
+        "kiln/state",
+        "kiln/bin/busybox",
+        "workspace/Dockerfile",
+        "data/mounted.txt",
+        "out",
+    ] {
         assert!(!kfs.contains_key(gone), "{gone} is in the image");
     }
     let diffs = differences(
