@@ -160,6 +160,43 @@ fn kilns_image_builds_in_place_in_a_default_container() {
             "{err}"
         );
     }
+
+    // Several stages in place: the root is cleared for the second stage,
+    // and what the first one made is still there for its COPY --from.
+    let multi = work.path().join("multi");
+    std::fs::create_dir_all(&multi).unwrap();
+    write(
+        &multi.join("Dockerfile"),
+        &format!(
+            "FROM {base} AS first\nRUN echo made-in-first > /made\n\
+             FROM {base}\nRUN test ! -e /made && echo second > /second\n\
+             COPY --from=first /made /from-first\nRUN cat /from-first /second > /both\n"
+        ),
+    );
+    let multi_dest = format!("{}/pod/multi:1", reg.addr);
+    let multi_name = format!("{name}-multi");
+    let o = docker()
+        .unwrap()
+        .args(["run", "--rm", "--name", &multi_name, "--network", "host"])
+        .arg("-v")
+        .arg(format!("{}:/workspace", multi.display()))
+        .args([tag, "--context", "/workspace", "--destination", &multi_dest])
+        .args(["--insecure-registry", &reg.addr])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let layout = work.path().join("multi-layout");
+    run_ok(tool("skopeo").args([
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{multi_dest}"),
+        &format!("oci:{}:latest", layout.display()),
+    ]));
+    let bundle = umoci_unpack(&layout, "latest");
+    assert_eq!(
+        std::fs::read_to_string(bundle.path().join("b/rootfs/both")).unwrap(),
+        "made-in-first\nsecond\n"
+    );
     let _ = docker().unwrap().args(["rmi", "-f", tag]).output();
 
     let docker_tar = work.path().join("docker.tar");
