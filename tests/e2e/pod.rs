@@ -197,6 +197,35 @@ fn kilns_image_builds_in_place_in_a_default_container() {
         std::fs::read_to_string(bundle.path().join("b/rootfs/both")).unwrap(),
         "made-in-first\nsecond\n"
     );
+
+    // A step that replaces kiln's own binary stops the build.
+    let hostile = work.path().join("hostile");
+    std::fs::create_dir_all(&hostile).unwrap();
+    write(
+        &hostile.join("Dockerfile"),
+        &format!("FROM {base}\nRUN cp /bin/true /tmp/k && mv /tmp/k /kiln/bin/kiln\n"),
+    );
+    let o = docker()
+        .unwrap()
+        .args(["run", "--rm", "--network", "host"])
+        .arg("-v")
+        .arg(format!("{}:/workspace", hostile.display()))
+        .args([
+            tag,
+            "--context",
+            "/workspace",
+            "--no-push",
+            "--tar-path",
+            "/tmp/x.tar",
+        ])
+        .args(["--insecure-registry", &reg.addr])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("changed kiln's own file /kiln/bin/kiln"),
+        "{err}"
+    );
     let _ = docker().unwrap().args(["rmi", "-f", tag]).output();
 
     let docker_tar = work.path().join("docker.tar");

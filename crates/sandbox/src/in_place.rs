@@ -30,6 +30,41 @@ impl FixedRoot {
 
 pub struct InPlaceExecutor {
     pub fixed: FixedRoot,
+    /// kiln's own programs as they were before any step: a step that
+    /// removes or replaces one stops the build.
+    guarded: Vec<(PathBuf, Option<FileStamp>)>,
+}
+
+/// What changes when a file is replaced, moved or written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    ino: u64,
+    size: u64,
+    ctime: (i64, i64),
+}
+
+fn stamp(path: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(path).ok()?;
+    Some(FileStamp {
+        ino: m.ino(),
+        size: m.size(),
+        ctime: (m.ctime(), m.ctime_nsec()),
+    })
+}
+
+/// kiln's binary and the programs beside it in kiln's image.
+fn guarded_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::env::current_exe().into_iter().collect();
+    if let Some(home) = kiln_image_home() {
+        if let Ok(entries) = std::fs::read_dir(home.join("bin")) {
+            files.extend(entries.flatten().map(|e| e.path()));
+        }
+        files.push(home.join(IMAGE_MARKER));
+    }
+    files.sort();
+    files.dedup();
+    files
 }
 
 /// The marker kiln's image carries in `$KILN_HOME`.
@@ -87,7 +122,28 @@ impl InPlaceExecutor {
                 root: PathBuf::from("/"),
                 keep,
             },
+            guarded: guarded_files()
+                .into_iter()
+                .map(|p| {
+                    let s = stamp(&p);
+                    (p, s)
+                })
+                .collect(),
         }
+    }
+
+    /// Steps run as root in kiln's own container: one that removed or
+    /// replaced kiln's programs stops the build (they must not be trusted).
+    fn check_guarded(&self) -> Result<(), SandboxError> {
+        for (path, before) in &self.guarded {
+            if stamp(path) != *before {
+                return Err(SandboxError::Setup(format!(
+                    "the step changed kiln's own file {}; kiln cannot trust itself any more and stops",
+                    path.display()
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -125,6 +181,7 @@ impl Executor for InPlaceExecutor {
             &step.process,
         );
         let out = run_step(&spec, &step.step_dir, output)?;
+        self.check_guarded()?;
         if out.exit_code != 0 {
             return Ok(StepOutcome {
                 exit_code: out.exit_code,
