@@ -16,3 +16,4 @@ mod parse;
 mod pod;
 mod registry;
 mod run;
+mod semantics;

@@ -298,8 +298,10 @@ pub(crate) fn extract_builder_flags(line: &str) -> (Vec<String>, String) {
         if phase == Phase::Word {
             if is_space(ch) {
                 phase = Phase::Spaces;
+                // `--` ends the flags; it and the space after it are dropped
+                // (BuildKit's parser testfile `flags`).
                 if word == "--" {
-                    return (words, rest_from(pos));
+                    return (words, rest_from(pos).trim_start().to_string());
                 }
                 if blank_ok || !word.is_empty() {
                     words.push(std::mem::take(&mut word));
@@ -366,6 +368,6 @@ mod tests {
         assert_eq!(rest, "src /dst/");
         let (f, rest) = extract_builder_flags("-- --notaflag x");
         assert!(f.is_empty());
-        assert_eq!(rest, " --notaflag x");
+        assert_eq!(rest, "--notaflag x");
     }
 }

@@ -36,7 +36,7 @@ pub struct CopyOptions {
     /// `--chown`, resolved.
     pub chown: Option<(u64, u64)>,
     /// `--chmod`.
-    pub chmod: Option<u32>,
+    pub chmod: Option<crate::chmod::Chmod>,
     /// Time of directories this step creates.
     pub now: i64,
 }
@@ -121,9 +121,9 @@ fn make_node(
         None => tree.new_inode(),
     };
     let kind = e.kind.clone();
-    let mode = match (&e.kind, opts.chmod) {
+    let mode = match (&e.kind, &opts.chmod) {
         (FileKind::Symlink(_), _) => 0o777,
-        (_, Some(m)) => m,
+        (kind, Some(m)) => m.apply(e.mode, kind.is_dir()),
         (_, None) => e.mode,
     };
     // Docker gives copied directories the time of the copy; files keep theirs.
@@ -221,9 +221,12 @@ pub fn extract_archive(
         let (uid, gid) = opts
             .chown
             .unwrap_or((header.uid().unwrap_or(0), header.gid().unwrap_or(0)));
+        let original = header.mode().unwrap_or(0o644) & 0o7777;
+        let is_dir = header.entry_type() == tar::EntryType::Directory;
         let mode = opts
             .chmod
-            .unwrap_or(header.mode().unwrap_or(0o644) & 0o7777);
+            .as_ref()
+            .map_or(original, |m| m.apply(original, is_dir));
         let mtime = header.mtime().unwrap_or(0) as i64;
         let et = header.entry_type();
         let kind = match et {

@@ -217,10 +217,16 @@ impl<'a> Engine<'a> {
         let mut state = match &stage.base {
             StageBase::Scratch => StageState::scratch(&platform, self.build.now),
             StageBase::Stage(i) => {
+                // A stage built on another keeps its declared ARGs
+                // (BuildKit: ds.buildArgs = append(ds.buildArgs,
+                // ds.base.buildArgs...) in dockerfile2llb/convert.go).
                 let mut s = self
                     .states
                     .get(i)
-                    .map(StageState::as_base)
+                    .map(|base| StageState {
+                        args: base.args.clone(),
+                        ..base.as_base()
+                    })
                     .ok_or_else(|| self.error(&stage.from, "base stage was not built"))?;
                 // A directory root changes as steps run: the new stage
                 // writes out its own. Overlay roots are read-only below.

@@ -4,6 +4,7 @@
 //! the image.
 
 mod cached;
+pub mod chmod;
 pub mod context;
 pub mod copy;
 mod engine;

@@ -95,28 +95,109 @@ pub fn resolve_chown(tree: &FsTree, spec: &str) -> Result<(u64, u64), UserError>
     Ok((uid, gid))
 }
 
-/// The user a RUN step runs as (`USER` value): uid, gid and supplementary
-/// groups from the image's /etc/passwd and /etc/group. Empty means root.
-pub fn resolve_user(tree: &FsTree, spec: &str) -> Result<(u32, u32, Vec<u32>), UserError> {
-    if spec.is_empty() {
-        return Ok((0, 0, Vec::new()));
-    }
-    let (uid, gid) = resolve_chown(tree, spec)?;
-    let (user, _) = spec.split_once(':').unwrap_or((spec, ""));
-    // Supplementary groups: those listing the user by name.
-    let name = match user.parse::<u64>() {
-        Ok(n) => read_text(tree, "/etc/passwd")
-            .and_then(|p| {
-                p.lines()
-                    .map(|l| l.split(':').collect::<Vec<_>>())
-                    .find(|f| f.get(2).and_then(|s| s.parse::<u64>().ok()) == Some(n))
-                    .map(|f| f[0].to_string())
-            })
-            .unwrap_or_default(),
-        Err(_) => user.to_string(),
+/// The owner BuildKit's file operations give for `USER` (WORKDIR's new
+/// directories; moby/buildkit solver/llbsolver/file/user_linux.go): a
+/// number is uid and gid; a name is its passwd entry, or 0:0 when there is
+/// none.
+pub fn file_owner(tree: &FsTree, spec: &str) -> (u64, u64) {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
     };
-    let mut groups = vec![gid as u32];
-    if !name.is_empty() {
+    let by_name = |file: &str, name: &str, field: usize| -> u64 {
+        read_text(tree, file)
+            .and_then(|t| lookup(&t, name))
+            .and_then(|f| f.get(field).and_then(|s| s.parse().ok()))
+            .unwrap_or(0)
+    };
+    let (uid, mut gid) = match user.parse::<u64>() {
+        Ok(n) => (n, n),
+        Err(_) if user.is_empty() => (0, 0),
+        Err(_) => (
+            by_name("/etc/passwd", user, 2),
+            by_name("/etc/passwd", user, 3),
+        ),
+    };
+    if let Some(g) = group.filter(|g| !g.is_empty()) {
+        gid = g
+            .parse::<u64>()
+            .unwrap_or_else(|_| by_name("/etc/group", g, 2));
+    }
+    (uid, gid)
+}
+
+/// Who a RUN step runs as, as runc resolves `USER` through the image's
+/// own /etc/passwd and /etc/group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunUser {
+    pub uid: u32,
+    pub gid: u32,
+    /// The primary group first, then the groups listing the user by name.
+    pub groups: Vec<u32>,
+    /// The passwd entry's home; `/root` for root and `/` for a user with
+    /// no entry (BuildKit's HOME).
+    pub home: String,
+}
+
+/// The user a RUN step (or WORKDIR) runs as: `USER` as written. A name
+/// must be in /etc/passwd (but `root` works without one); a number with no
+/// entry runs with group 0, as runc does; `:group` overrides the primary
+/// group. Empty means root.
+pub fn resolve_user(tree: &FsTree, spec: &str) -> Result<RunUser, UserError> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let user = if user.is_empty() { "root" } else { user };
+    let passwd = read_text(tree, "/etc/passwd").unwrap_or_default();
+    let entries: Vec<Vec<&str>> = passwd.lines().map(|l| l.split(':').collect()).collect();
+    let entry = match user.parse::<u64>() {
+        Ok(n) => entries
+            .iter()
+            .find(|f| f.get(2).and_then(|s| s.parse::<u64>().ok()) == Some(n)),
+        Err(_) => entries.iter().find(|f| f.first() == Some(&user)),
+    };
+    let (uid, primary, name, home) = match (entry, user.parse::<u32>()) {
+        (Some(f), _) => (
+            f.get(2).and_then(|s| s.parse::<u32>().ok()).unwrap_or(0),
+            f.get(3).and_then(|s| s.parse::<u32>().ok()).unwrap_or(0),
+            f.first().map(|s| s.to_string()).unwrap_or_default(),
+            f.get(5).filter(|h| !h.is_empty()).map(|h| h.to_string()),
+        ),
+        (None, Ok(n)) => (n, 0, String::new(), None),
+        (None, Err(_)) if user == "root" => (0, 0, "root".to_string(), None),
+        (None, Err(_)) => {
+            return Err(UserError::NoUser {
+                name: user.to_string(),
+                reason: if passwd.is_empty() {
+                    "the image has no /etc/passwd".into()
+                } else {
+                    "no such user in /etc/passwd".into()
+                },
+            })
+        }
+    };
+    let home = home.unwrap_or_else(|| if uid == 0 { "/root".into() } else { "/".into() });
+    let gid = match group {
+        None | Some("") => primary,
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => {
+                let groups = read_text(tree, "/etc/group").unwrap_or_default();
+                groups
+                    .lines()
+                    .map(|l| l.split(':').collect::<Vec<_>>())
+                    .find(|f| f.first() == Some(&g))
+                    .and_then(|f| f.get(2).and_then(|s| s.parse::<u32>().ok()))
+                    .ok_or_else(|| UserError::NoGroup {
+                        name: g.to_string(),
+                        reason: "no such group in /etc/group".into(),
+                    })?
+            }
+        },
+    };
+    let mut groups = vec![gid];
+    if !name.is_empty() && group.is_none() {
         if let Some(text) = read_text(tree, "/etc/group") {
             for l in text.lines() {
                 let f: Vec<&str> = l.split(':').collect();
@@ -130,7 +211,12 @@ pub fn resolve_user(tree: &FsTree, spec: &str) -> Result<(u32, u32, Vec<u32>), U
             }
         }
     }
-    Ok((uid as u32, gid as u32, groups))
+    Ok(RunUser {
+        uid,
+        gid,
+        groups,
+        home,
+    })
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 use super::workdir::working_dir;
 use super::StepCx;
+use crate::chmod::Chmod;
 use crate::copy::{copy_items, extract_archive, is_archive, CopyOptions};
 use crate::error::BuildError;
 use crate::fstree::parent_of;
@@ -135,15 +136,7 @@ fn copy_options(cx: &StepCx, state: &StageState, c: &CopyArgs) -> Result<CopyOpt
         None => None,
     };
     let chmod = match &c.chmod {
-        Some(m) => {
-            let m = cx.expand(state, m)?;
-            let mode = u32::from_str_radix(&m, 8).ok().filter(|v| *v <= 0o7777);
-            Some(mode.ok_or_else(|| {
-                cx.error(format!(
-                    "invalid --chmod={m}: expected an octal mode such as 0755"
-                ))
-            })?)
-        }
+        Some(m) => Some(Chmod::parse(&cx.expand(state, m)?).map_err(|e| cx.error(e))?),
         None => None,
     };
     Ok(CopyOptions {

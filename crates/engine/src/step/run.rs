@@ -120,14 +120,18 @@ fn process(
             env.push(format!("{k}={v}"));
         }
     }
-    let (uid, gid, groups) = resolve_user(&state.tree, &config.user).map_err(|e| cx.error(e))?;
+    let user = resolve_user(&state.tree, &config.user).map_err(|e| cx.error(e))?;
+    // HOME is the user's unless the image sets it (BuildKit's RUN).
+    if config.env_get("HOME").is_none() {
+        env.push(format!("HOME={}", user.home));
+    }
     Ok(Process {
         argv,
         env,
         cwd: working_dir(state),
-        uid,
-        gid,
-        groups,
+        uid: user.uid,
+        gid: user.gid,
+        groups: user.groups,
         no_network: network == Network::None,
     })
 }

@@ -6,7 +6,7 @@ use crate::error::BuildError;
 use crate::fstree::{FileKind, Node};
 use crate::ignore::clean;
 use crate::stage::StageState;
-use crate::users::resolve_chown;
+use crate::users::file_owner;
 use std::collections::BTreeMap;
 
 /// The stage's working directory, `/` when unset.
@@ -26,12 +26,8 @@ pub fn workdir(cx: &StepCx, state: &mut StageState, w: &str) -> Result<(), Build
     };
     let path = clean(&joined);
     state.config.config.working_dir = path.clone();
-    let user = state.config.config.user.clone();
-    let (uid, gid) = if user.is_empty() {
-        (0, 0)
-    } else {
-        resolve_chown(&state.tree, &user).map_err(|e| cx.error(e))?
-    };
+    // Owned by the current USER, as BuildKit's mkdir file operation owns it.
+    let (uid, gid) = file_owner(&state.tree, &state.config.config.user);
     let now = cx.build.now;
     state
         .tree

@@ -1,0 +1,120 @@
+//! Dockerfile semantics as BuildKit has them: HOME in RUN, a stage's ARGs
+//! inherited by a stage built on it, USER with no passwd entry, USER root
+//! without /etc/passwd, `--` ending flags, symbolic --chmod.
+
+use crate::common::*;
+use crate::registry::{build, busybox_context, reg_args};
+use crate::support::{Options, TestRegistry};
+
+const DOCKERFILE: &str = r#"FROM {base} AS one
+ARG SHARED=from-one
+RUN echo "$HOME" > /home-of-root
+FROM one AS two
+RUN echo "inherited=$SHARED" > /inherited
+USER app
+RUN echo "$HOME" > /tmp/home-of-app && cp /tmp/home-of-app /tmp/copy
+USER 1001
+RUN id -u > /tmp/uid-1001 && id -g > /tmp/gid-1001 && echo "$HOME" > /tmp/home-1001
+USER root
+RUN mv /tmp/home-of-app /tmp/uid-1001 /tmp/gid-1001 /tmp/home-1001 / && rm /tmp/copy
+COPY -- a.txt /dashdash.txt
+FROM scratch AS bare
+COPY --from=two /inherited /inherited
+USER root
+WORKDIR /made-as-root
+FROM two
+COPY --from=bare /made-as-root /from-bare
+"#;
+
+fn check(root: &std::path::Path) {
+    let read =
+        |p: &str| std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    assert_eq!(read("home-of-root"), "/root\n");
+    assert_eq!(read("inherited"), "inherited=from-one\n");
+    assert_eq!(read("home-of-app"), "/home/app\n");
+    assert_eq!(read("uid-1001"), "1001\n");
+    assert_eq!(read("gid-1001"), "0\n", "no passwd entry: group 0, as runc");
+    assert_eq!(read("home-1001"), "/\n");
+    assert_eq!(read("dashdash.txt"), "a\n");
+}
+
+#[test]
+fn run_user_home_and_stage_args_as_buildkit() {
+    let reg = TestRegistry::start(Options::default());
+    let base_ctx = tempfile::tempdir().unwrap();
+    busybox_context(
+        base_ctx.path(),
+        "RUN chmod 1777 /tmp 2>/dev/null || (mkdir -p /tmp && chmod 1777 /tmp)\n",
+    );
+    let base = format!("{}/base/busybox-semantics:1", reg.addr);
+    build(base_ctx.path(), &base, &reg_args(&reg));
+    let ctx = tempfile::tempdir().unwrap();
+    write(&ctx.path().join("a.txt"), "a\n");
+    write(
+        &ctx.path().join("Dockerfile"),
+        &DOCKERFILE.replace("{base}", &base),
+    );
+    let out = tempfile::tempdir().unwrap();
+    let kiln_tar = out.path().join("kiln.tar");
+    kiln_build(ctx.path())
+        .arg("--tar-path")
+        .arg(&kiln_tar)
+        .args(["-d", "kiln-e2e/semantics:kiln", "--no-push"])
+        .args(reg_args(&reg))
+        .ok();
+    let layout = out.path().join("layout");
+    run_ok(tool("skopeo").args([
+        "copy",
+        &format!("docker-archive:{}", kiln_tar.display()),
+        &format!("oci:{}:latest", layout.display()),
+    ]));
+    let bundle = umoci_unpack(&layout, "latest");
+    check(&bundle.path().join("b/rootfs"));
+
+    let docker_tar = out.path().join("docker.tar");
+    if docker().is_none()
+        || !docker_buildkit_save(ctx.path(), "kiln-e2e/semantics:docker", &[], &docker_tar)
+    {
+        return;
+    }
+    let (kfs, _) = docker_archive_fs(&kiln_tar);
+    let (dfs, _) = docker_archive_fs(&docker_tar);
+    let diffs = differences(
+        &without_times(&kfs, false),
+        &without_times(&dfs, false),
+        ("kiln", "docker"),
+    );
+    assert!(
+        diffs.is_empty(),
+        "file systems differ:\n{}",
+        diffs.join("\n")
+    );
+}
+
+#[test]
+fn symbolic_chmod() {
+    let ctx = tempfile::tempdir().unwrap();
+    write(&ctx.path().join("f"), "f\n");
+    chmod(&ctx.path().join("f"), 0o666);
+    std::fs::create_dir_all(ctx.path().join("d/sub")).unwrap();
+    chmod(&ctx.path().join("d/sub"), 0o750);
+    write(&ctx.path().join("d/x"), "x\n");
+    chmod(&ctx.path().join("d/x"), 0o640);
+    write(
+        &ctx.path().join("Dockerfile"),
+        "FROM scratch\nCOPY --chmod=u+x,go-w f /f\nCOPY --chmod=a=rX d /d\nCOPY --chmod=0640 f /octal\n",
+    );
+    let out = tempfile::tempdir().unwrap();
+    let tar = out.path().join("i.tar");
+    kiln_build(ctx.path())
+        .arg("--tar-path")
+        .arg(&tar)
+        .args(["-d", "kiln-e2e/chmod:1", "--no-push"])
+        .ok();
+    let (fs, _) = docker_archive_fs(&tar);
+    assert_eq!(fs["f"].mode, 0o744);
+    // X: execute for directories (and files executable for someone).
+    assert_eq!(fs["d/sub"].mode, 0o555);
+    assert_eq!(fs["d/x"].mode, 0o444);
+    assert_eq!(fs["octal"].mode, 0o640);
+}
