@@ -18,6 +18,9 @@ RUN id -u > /tmp/uid-1001 && id -g > /tmp/gid-1001 && echo "$HOME" > /tmp/home-1
 USER root
 RUN mv /tmp/home-of-app /tmp/uid-1001 /tmp/gid-1001 /tmp/home-1001 / && rm /tmp/copy
 COPY -- a.txt /dashdash.txt
+COPY a.txt b.txt /both-onto
+COPY missing* b.txt /into/
+COPY a.txt /into
 FROM scratch AS bare
 COPY --from=two /inherited /inherited
 USER root
@@ -36,6 +39,12 @@ fn check(root: &std::path::Path) {
     assert_eq!(read("gid-1001"), "0\n", "no passwd entry: group 0, as runc");
     assert_eq!(read("home-1001"), "/\n");
     assert_eq!(read("dashdash.txt"), "a\n");
+    // Several sources copied in turn: onto a path that is no directory the
+    // last one stays; an existing directory receives each; a wildcard
+    // matching nothing is dropped while others match.
+    assert_eq!(read("both-onto"), "b\n");
+    assert_eq!(read("into/b.txt"), "b\n");
+    assert_eq!(read("into/a.txt"), "a\n");
 }
 
 #[test]
@@ -50,6 +59,7 @@ fn run_user_home_and_stage_args_as_buildkit() {
     build(base_ctx.path(), &base, &reg_args(&reg));
     let ctx = tempfile::tempdir().unwrap();
     write(&ctx.path().join("a.txt"), "a\n");
+    write(&ctx.path().join("b.txt"), "b\n");
     write(
         &ctx.path().join("Dockerfile"),
         &DOCKERFILE.replace("{base}", &base),

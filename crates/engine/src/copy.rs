@@ -67,7 +67,7 @@ pub fn copy_items(
     dest: &str,
     opts: &CopyOptions,
 ) -> Result<(), CopyError> {
-    let dest_is_dir = dest.ends_with('/') || dest.ends_with("/.") || items.len() > 1;
+    let dest_is_dir = dest.ends_with('/') || dest.ends_with("/.");
     let dest = clean(dest);
     for item in items {
         // Hard links are kept within one source, as docker does; the same

@@ -68,9 +68,6 @@ pub fn copy(
     let opts = copy_options(cx, state, c)?;
     let raw_dest = cx.expand(state, &c.dest)?;
     let dest = destination(state, &raw_dest);
-    if c.sources.len() > 1 && !dest.ends_with('/') {
-        return Err(cx.error(format!("When using {kw} with more than one source file, the destination must be a directory and end with a /")));
-    }
     let excludes = excludes(cx, state, c)?;
     let sources = sources(cx, c);
     let mut items: Vec<SourceItem> = Vec::new();
@@ -98,6 +95,9 @@ pub fn copy(
             }
         }
     }
+    if items.is_empty() && archives.is_empty() {
+        return Err(cx.error(format!("{kw}: no file matches {}", shown_sources.join(" "))));
+    }
     if c.parents {
         for item in &items {
             let dir = parent_of(&format!("/{}", item.path)).to_string();
@@ -111,13 +111,9 @@ pub fn copy(
             .map_err(|e| cx.error(e))?;
         }
     } else {
-        // Several wildcard matches go into a directory, like several sources.
-        let items_dest = if items.len() > 1 && !dest.ends_with('/') {
-            format!("{dest}/")
-        } else {
-            dest.clone()
-        };
-        copy_items(&mut state.tree, &items, &items_dest, &opts).map_err(|e| cx.error(e))?;
+        // Each source in turn, as BuildKit's copier does: into the
+        // destination when it is (or ends as) a directory, else onto it.
+        copy_items(&mut state.tree, &items, &dest, &opts).map_err(|e| cx.error(e))?;
     }
     for (path, name) in &archives {
         extract_archive(&mut state.tree, path, name, &dest, &opts, &cx.build.staging)
