@@ -39,6 +39,8 @@ pub trait StageRoot {
     fn lowers(&mut self) -> Result<Vec<PathBuf>, SandboxError>;
     /// One directory holding the whole tree, which the step changes in place.
     fn directory(&mut self) -> Result<PathBuf, SandboxError>;
+    /// Every path (absolute) the stage's tree holds before the step.
+    fn paths(&self) -> Vec<String>;
 }
 
 /// What a step did.

@@ -30,6 +30,8 @@ impl FixedRoot {
 
 pub struct InPlaceExecutor {
     pub fixed: FixedRoot,
+    /// inotify watches on the root, kept from step to step.
+    watcher: std::sync::Mutex<Option<crate::watch::Watcher>>,
     /// kiln's own programs as they were before any step: a step that
     /// removes or replaces one stops the build.
     guarded: Vec<(PathBuf, Option<FileStamp>)>,
@@ -122,6 +124,7 @@ impl InPlaceExecutor {
                 root: PathBuf::from("/"),
                 keep,
             },
+            watcher: std::sync::Mutex::new(None),
             guarded: guarded_files()
                 .into_iter()
                 .map(|p| {
@@ -170,8 +173,19 @@ impl Executor for InPlaceExecutor {
         let root_dir = root.directory()?;
         let mut ignore = step.ignore.clone();
         ignore.extend(self.fixed.keep.iter().cloned());
-        let before = kiln_snapshot::index(&root_dir, &ignore)
-            .map_err(|e| SandboxError::io("indexing the root", e))?;
+        let mut watcher = self.watcher.lock().unwrap_or_else(|e| e.into_inner());
+        // What kiln itself wrote since the last step (COPY, a new stage) is
+        // taken in first; where that fails, the watches start over.
+        if !watcher.as_mut().is_some_and(|w| w.resync()) {
+            *watcher = crate::watch::Watcher::start(&root_dir, &ignore);
+        }
+        let before = match watcher.as_ref() {
+            Some(_) => None,
+            None => Some(
+                kiln_snapshot::index(&root_dir, &ignore)
+                    .map_err(|e| SandboxError::io("indexing the root", e))?,
+            ),
+        };
         // chroot to `/` changes nothing: the helper only starts the step in
         // its own process group, as its user.
         let spec = RunSpec::new(
@@ -189,10 +203,22 @@ impl Executor for InPlaceExecutor {
             });
         }
         let started = std::time::Instant::now();
-        let changes = kiln_snapshot::tree_diff(&root_dir, &before, &ignore)
-            .map_err(|e| SandboxError::io("diffing the root", e))?;
+        let diff_error = |e| SandboxError::io("diffing the root", e);
+        let (changes, how) = match (before, watcher.as_mut().map(|w| w.changes())) {
+            (Some(before), _) => (
+                kiln_snapshot::tree_diff(&root_dir, &before, &ignore).map_err(diff_error)?,
+                "a walk of the whole root",
+            ),
+            (None, Some(Some(changes))) => (changes, "inotify"),
+            (None, _) => {
+                *watcher = None;
+                let all = crate::watch::all_changes(&root_dir, &root.paths(), &ignore)
+                    .map_err(diff_error)?;
+                (all, "a walk of the whole root (inotify lost events)")
+            }
+        };
         tracing::debug!(
-            "snapshot: {} changes from a walk of the whole root in {:.4}s",
+            "snapshot: {} changes from {how} in {:.4}s",
             changes.len(),
             started.elapsed().as_secs_f64()
         );

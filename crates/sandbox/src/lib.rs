@@ -27,6 +27,7 @@ mod overlay;
 pub mod run;
 pub mod spec;
 pub mod userns;
+mod watch;
 
 pub use detect::{detect, InPlaceOptions, IsolationMode};
 pub use directory::{ChrootExecutor, PrivateCopyExecutor};

@@ -204,6 +204,10 @@ impl StageRoot for StageRootOnDisk<'_> {
     fn directory(&mut self) -> Result<PathBuf, SandboxError> {
         Ok(self.written_out()?.base.clone())
     }
+
+    fn paths(&self) -> Vec<String> {
+        self.state.tree.iter().map(|(p, _)| p.clone()).collect()
+    }
 }
 
 impl StageRootOnDisk<'_> {
