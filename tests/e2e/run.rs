@@ -461,3 +461,46 @@ fn files_copied_between_runs_are_seen_by_the_next_run() {
         );
     }
 }
+
+/// `RUN --network=none` has no route out where a network namespace can be
+/// made, and is refused (never run with the network) where it cannot.
+#[test]
+fn network_none_has_no_route_or_is_refused() {
+    if !is_root() {
+        eprintln!("!!!!!!!! SKIPPED: chroot mode needs root !!!!!!!!");
+        return;
+    }
+    let reg = TestRegistry::start(Options::default());
+    let base = base_image(&reg);
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        &ctx.path().join("Dockerfile"),
+        &format!("FROM {base}\nRUN --network=none cat /proc/net/dev > /netdev\n"),
+    );
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("l");
+    kiln_build(ctx.path())
+        .oci_layout(&layout)
+        .args(reg_args(&reg))
+        .ok();
+    let bundle = umoci_unpack(&layout, "latest");
+    // Only the loopback interface (after the two header lines).
+    let netdev = std::fs::read_to_string(bundle.path().join("b/rootfs/netdev")).unwrap();
+    let interfaces: Vec<&str> = netdev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(str::trim)
+        .collect();
+    assert_eq!(interfaces, ["lo"], "{netdev}");
+    let (code, err) = kiln_build(ctx.path())
+        .oci_layout(&out.path().join("l2"))
+        .args(reg_args(&reg))
+        .args(["--isolation", "chroot"])
+        .fails();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("RUN --network=none needs a network namespace"),
+        "{err}"
+    );
+}

@@ -56,6 +56,9 @@ fn run_in_directory(
     output: OutputSink<'_>,
     namespaces: bool,
 ) -> Result<StepOutcome, SandboxError> {
+    if step.process.no_network && !namespaces {
+        return Err(no_network_namespace("chroot mode"));
+    }
     let dir = &step.step_dir;
     create_dir(dir)?;
     let root_dir = root.directory()?;
@@ -112,6 +115,14 @@ fn run_in_directory(
         upper: None,
         hint: None,
     })
+}
+
+/// `RUN --network=none` where no network namespace can be made: refused,
+/// never run with the network.
+pub(crate) fn no_network_namespace(mode: &str) -> SandboxError {
+    SandboxError::Unavailable(format!(
+        "RUN --network=none needs a network namespace, which {mode} cannot create here; it works with user namespaces, or as root where namespaces are permitted"
+    ))
 }
 
 /// What a chroot lacks that a failed step may have needed: /proc (never

@@ -169,6 +169,9 @@ impl Executor for InPlaceExecutor {
         root: &mut dyn StageRoot,
         output: OutputSink<'_>,
     ) -> Result<StepOutcome, SandboxError> {
+        if step.process.no_network {
+            return Err(crate::directory::no_network_namespace("in-place mode"));
+        }
         create_dir(&step.step_dir)?;
         let root_dir = root.directory()?;
         let mut ignore = step.ignore.clone();
