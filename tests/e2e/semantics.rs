@@ -128,3 +128,62 @@ fn symbolic_chmod() {
     assert_eq!(fs["d/x"].mode, 0o444);
     assert_eq!(fs["octal"].mode, 0o640);
 }
+
+/// ADD of a URL (served on loopback): checked against --checksum, named
+/// after the URL, mode 0600, not extracted when it is an archive.
+#[test]
+fn add_from_a_url_with_a_checksum() {
+    let served = tempfile::tempdir().unwrap();
+    write(&served.path().join("tool.sh"), "#!/bin/sh\necho tool\n");
+    run_ok(
+        tool("tar")
+            .args(["-czf"])
+            .arg(served.path().join("a.tar.gz"))
+            .arg("-C")
+            .arg(served.path())
+            .arg("tool.sh"),
+    );
+    let server = crate::support::StaticHttp::start(served.path().to_path_buf());
+    let sha = {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(b"#!/bin/sh\necho tool\n"))
+    };
+    let url = format!("http://{}", server.addr);
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        &ctx.path().join("Dockerfile"),
+        &format!(
+            "FROM scratch\nADD --checksum=sha256:{sha} {url}/tool.sh /bin/\n\
+             ADD {url}/tool.sh /renamed\nADD {url}/a.tar.gz /archives/\n"
+        ),
+    );
+    let out = tempfile::tempdir().unwrap();
+    let tar = out.path().join("i.tar");
+    kiln_build(ctx.path())
+        .arg("--tar-path")
+        .arg(&tar)
+        .args(["-d", "kiln-e2e/add-url:1", "--no-push"])
+        .ok();
+    let (fs, _) = docker_archive_fs(&tar);
+    assert_eq!(fs["bin/tool.sh"].mode, 0o600);
+    assert_eq!(fs["renamed"].sha256, fs["bin/tool.sh"].sha256);
+    assert_eq!(fs["archives/a.tar.gz"].kind, 'f', "not extracted");
+
+    let wrong = "0".repeat(64);
+    write(
+        &ctx.path().join("Dockerfile"),
+        &format!("FROM scratch\nADD --checksum=sha256:{wrong} {url}/tool.sh /bin/\n"),
+    );
+    let (code, err) = kiln_build(ctx.path())
+        .arg("--tar-path")
+        .arg(out.path().join("never.tar"))
+        .args(["-d", "kiln-e2e/add-url:2", "--no-push"])
+        .fails();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("checksum mismatch")
+            && err.contains(&format!("sha256:{wrong}"))
+            && err.contains(&format!("sha256:{sha}")),
+        "{err}"
+    );
+}

@@ -228,6 +228,15 @@ fn copy_key_files(cx: &StepCx, state: &StageState, c: &CopyArgs, parts: &mut Key
         let Ok(src) = cx.expand(state, src) else {
             continue;
         };
+        if crate::remote::is_url(&src) {
+            // What the URL serves now: its content's digest.
+            if let Ok(f) = cx.build.remote.fetch(&src) {
+                parts
+                    .files
+                    .insert(src.clone(), file_part(0o600, 0, 0, Some(&f.digest)));
+            }
+            continue;
+        }
         let Ok(items) = expand_source(sources.fs(), &src) else {
             continue;
         };

@@ -83,6 +83,7 @@ pub fn build(
             executor,
             events,
             steps_run: Default::default(),
+            remote: crate::remote::Remote::new(opts.work_dir.join("downloads")),
         },
         states: HashMap::new(),
         images: HashMap::new(),

@@ -30,6 +30,8 @@ pub enum StepFailure {
     LayerStore(#[from] crate::layerstore::LayerStoreError),
     #[error(transparent)]
     Root(#[from] crate::materialize::MaterializeError),
+    #[error(transparent)]
+    Remote(#[from] crate::remote::RemoteError),
 }
 
 impl From<String> for StepFailure {

@@ -18,6 +18,7 @@ pub mod layerstore;
 pub mod materialize;
 mod metadata;
 mod options;
+mod remote;
 mod root;
 pub mod source;
 mod stage;

@@ -62,7 +62,8 @@ pub fn copy(
     is_add: bool,
 ) -> Result<(), BuildError> {
     let kw = if is_add { "ADD" } else { "COPY" };
-    if c.checksum.is_some() {
+    let all_urls = c.sources.iter().all(|s| crate::remote::is_url(s));
+    if c.checksum.is_some() && !(is_add && all_urls) {
         return Err(cx.error("--checksum can only be used with a URL source"));
     }
     let opts = copy_options(cx, state, c)?;
@@ -81,8 +82,15 @@ pub fn copy(
         }
         let src = cx.expand(state, src)?;
         shown_sources.push(src.clone());
+        if is_add
+            && crate::remote::is_url(&src)
+            && !src.split('#').next().unwrap_or("").ends_with(".git")
+        {
+            items.push(url_item(cx, state, c, &src)?);
+            continue;
+        }
         if is_add && (src.contains("://") || src.starts_with("git@")) {
-            return Err(cx.error(format!("ADD {src}: remote sources (URLs, git) are not supported yet; download the file into the context")));
+            return Err(cx.error(format!("ADD {src}: git sources are not supported yet; clone the repository into the context")));
         }
         for mut item in expand_source(sources.fs(), &src).map_err(|e| cx.error(e))? {
             if let Some(ex) = &excludes {
@@ -197,6 +205,43 @@ fn heredoc_item(cx: &StepCx, state: &StageState, h: &Heredoc) -> Result<SourceIt
             uid: 0,
             gid: 0,
             mtime: cx.build.now,
+            link_key: None,
+            xattrs: BTreeMap::new(),
+        }],
+    })
+}
+
+/// `ADD <URL>`: the downloaded file (checked against `--checksum`).
+fn url_item(
+    cx: &StepCx,
+    state: &StageState,
+    c: &CopyArgs,
+    url: &str,
+) -> Result<SourceItem, BuildError> {
+    let f = cx.build.remote.fetch(url).map_err(|e| cx.error(e))?;
+    if let Some(want) = &c.checksum {
+        let want = cx.expand(state, want)?;
+        if want != f.digest {
+            return Err(cx.error(crate::remote::RemoteError::Checksum {
+                url: url.to_string(),
+                expected: want,
+                actual: f.digest,
+            }));
+        }
+    }
+    Ok(SourceItem {
+        name: f.name.clone(),
+        path: f.name,
+        entries: vec![SrcEntry {
+            rel: String::new(),
+            kind: FileKind::File {
+                content: Content::Path(f.path),
+                size: f.size,
+            },
+            mode: 0o600,
+            uid: 0,
+            gid: 0,
+            mtime: f.mtime,
             link_key: None,
             xattrs: BTreeMap::new(),
         }],

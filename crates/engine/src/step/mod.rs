@@ -44,6 +44,8 @@ pub(crate) struct BuildCx<'a> {
     pub executor: OnceLock<Box<dyn Executor>>,
     pub events: Sender<Event>,
     pub steps_run: AtomicUsize,
+    /// Files ADD downloads, once per build.
+    pub remote: crate::remote::Remote,
 }
 
 /// One step's view: the build, the instruction's node (for locations),
