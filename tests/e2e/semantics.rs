@@ -187,3 +187,76 @@ fn add_from_a_url_with_a_checksum() {
         "{err}"
     );
 }
+
+/// ADD of a git repository (a bare repository served on loopback over
+/// git's HTTP protocol): `#REF:SUBDIR`, the 1.18 query form with
+/// keep-git-dir, and --checksum naming the commit.
+#[test]
+fn add_from_a_git_repository() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    std::fs::create_dir_all(src.join("app")).unwrap();
+    write(&src.join("app/hello.txt"), "hello from git\n");
+    write(&src.join("README"), "top\n");
+    let git = |dir: &std::path::Path, args: &[&str]| {
+        run_ok(
+            tool("git")
+                .arg("-C")
+                .arg(dir)
+                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+                .args(args),
+        )
+    };
+    git(&src, &["init", "-q", "-b", "release"]);
+    git(&src, &["add", "."]);
+    git(&src, &["commit", "-q", "-m", "app"]);
+    let commit = git(&src, &["rev-parse", "HEAD"]).trim().to_string();
+    let served = work.path().join("served");
+    std::fs::create_dir(&served).unwrap();
+    run_ok(
+        tool("git")
+            .args(["clone", "-q", "--bare"])
+            .arg(&src)
+            .arg(served.join("repo.git")),
+    );
+    git(&served.join("repo.git"), &["update-server-info"]);
+    let server = crate::support::StaticHttp::start(served);
+    let repo = format!("http://{}/repo.git", server.addr);
+
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        &ctx.path().join("Dockerfile"),
+        &format!(
+            "FROM scratch\nADD {repo}#release:app /src/\n\
+             ADD {repo}?branch=release&keep-git-dir=true /full/\n\
+             ADD --checksum={commit} {repo}#release /pinned/\n"
+        ),
+    );
+    let out = tempfile::tempdir().unwrap();
+    let tar = out.path().join("i.tar");
+    kiln_build(ctx.path())
+        .arg("--tar-path")
+        .arg(&tar)
+        .args(["-d", "kiln-e2e/add-git:1", "--no-push"])
+        .ok();
+    let (fs, _) = docker_archive_fs(&tar);
+    assert!(fs.contains_key("src/hello.txt"), "{:?}", fs.keys());
+    assert!(!fs.contains_key("src/.git") && !fs.contains_key("pinned/.git"));
+    assert!(fs.contains_key("full/.git/HEAD") && fs.contains_key("full/app/hello.txt"));
+    assert!(fs.contains_key("pinned/README"));
+
+    write(
+        &ctx.path().join("Dockerfile"),
+        &format!("FROM scratch\nADD --checksum=0000000 {repo}#release /pinned/\n"),
+    );
+    let (code, err) = kiln_build(ctx.path())
+        .arg("--tar-path")
+        .arg(out.path().join("never.tar"))
+        .args(["-d", "kiln-e2e/add-git:2", "--no-push"])
+        .fails();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("checksum mismatch") && err.contains(&commit),
+        "{err}"
+    );
+}

@@ -228,6 +228,12 @@ fn copy_key_files(cx: &StepCx, state: &StageState, c: &CopyArgs, parts: &mut Key
         let Ok(src) = cx.expand(state, src) else {
             continue;
         };
+        if let Some(g) = crate::remote::git_source(&src) {
+            if let Ok((_, commit)) = cx.build.remote.clone_git(&g) {
+                parts.files.insert(src.clone(), format!("git {commit}"));
+            }
+            continue;
+        }
         if crate::remote::is_url(&src) {
             // What the URL serves now: its content's digest.
             if let Ok(f) = cx.build.remote.fetch(&src) {

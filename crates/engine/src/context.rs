@@ -205,17 +205,33 @@ fn clone(
     work: &Path,
 ) -> Result<PathBuf, ContextError> {
     let dir = work.join("context");
+    let fetched = clone_into(url, reference.map(String::as_str), commit, options, &dir)?;
+    // As BuildKit does by default: the repository's metadata is no source.
+    let _ = std::fs::remove_dir_all(dir.join(".git"));
+    tracing::info!("context cloned from {url} at {fetched}");
+    Ok(dir)
+}
+
+/// `git clone` of `url` (at a branch or tag, then a commit) into `dir`;
+/// returns the commit checked out.
+pub(crate) fn clone_into(
+    url: &str,
+    reference: Option<&str>,
+    commit: Option<&str>,
+    options: &GitOptions,
+    dir: &Path,
+) -> Result<String, ContextError> {
     let fail = |message: String| ContextError::Git {
         url: url.to_string(),
         message,
     };
-    let run = |cmd: &mut Command| -> Result<(), ContextError> {
+    let run = |cmd: &mut Command| -> Result<String, ContextError> {
         let out = cmd
             .env("GIT_TERMINAL_PROMPT", "0")
             .output()
             .map_err(|e| fail(format!("running git: {e}")))?;
         if out.status.success() {
-            Ok(())
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
         } else {
             Err(fail(
                 String::from_utf8_lossy(&out.stderr).trim().to_string(),
@@ -238,17 +254,17 @@ fn clone(
     if options.recurse_submodules {
         clone.arg("--recurse-submodules");
     }
-    run(clone.arg(url).arg(&dir))?;
+    run(clone.arg(url).arg(dir))?;
     if let Some(c) = commit {
         run(Command::new("git")
             .arg("-C")
-            .arg(&dir)
+            .arg(dir)
             .args(["checkout", "--quiet", c]))?;
     }
-    // As BuildKit does by default: the repository's metadata is no source.
-    let _ = std::fs::remove_dir_all(dir.join(".git"));
-    tracing::info!("context cloned from {url}");
-    Ok(dir)
+    run(Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "HEAD"]))
 }
 
 #[cfg(test)]

@@ -32,6 +32,8 @@ pub enum StepFailure {
     Root(#[from] crate::materialize::MaterializeError),
     #[error(transparent)]
     Remote(#[from] crate::remote::RemoteError),
+    #[error(transparent)]
+    Git(#[from] crate::context::ContextError),
 }
 
 impl From<String> for StepFailure {

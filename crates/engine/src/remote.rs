@@ -39,12 +39,56 @@ pub enum RemoteError {
 
 /// Whether an ADD source is a URL kiln downloads.
 pub(crate) fn is_url(src: &str) -> bool {
-    src.starts_with("http://") || src.starts_with("https://")
+    (src.starts_with("http://") || src.starts_with("https://")) && git_source(src).is_none()
+}
+
+/// A git repository an ADD names: `https://HOST/REPO.git#REF:SUBDIR`,
+/// `git@HOST:REPO.git#REF`, or Dockerfile 1.18's query form
+/// `...REPO.git?ref=|tag=|branch=&subdir=&keep-git-dir=&submodules=`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GitSource {
+    pub url: String,
+    pub reference: Option<String>,
+    pub subdir: Option<String>,
+    pub keep_git_dir: bool,
+    pub submodules: bool,
+}
+
+pub(crate) fn git_source(src: &str) -> Option<GitSource> {
+    let (base, fragment) = src.split_once('#').unwrap_or((src, ""));
+    let (url, query) = base.split_once('?').unwrap_or((base, ""));
+    let is_git = src.starts_with("git@")
+        || src.starts_with("git://")
+        || ((src.starts_with("https://") || src.starts_with("http://")) && url.ends_with(".git"));
+    if !is_git {
+        return None;
+    }
+    let (reference, subdir) = fragment.split_once(':').unwrap_or((fragment, ""));
+    let mut g = GitSource {
+        url: url.to_string(),
+        reference: (!reference.is_empty()).then(|| reference.to_string()),
+        subdir: (!subdir.is_empty()).then(|| subdir.to_string()),
+        keep_git_dir: false,
+        submodules: true,
+    };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "ref" | "tag" | "branch" => g.reference = Some(v.to_string()),
+            "subdir" => g.subdir = Some(v.to_string()),
+            "keep-git-dir" => g.keep_git_dir = v == "true" || v == "1",
+            "submodules" => g.submodules = !(v == "false" || v == "0"),
+            _ => {}
+        }
+    }
+    Some(g)
 }
 
 pub(crate) struct Remote {
     dir: PathBuf,
     fetched: Mutex<HashMap<String, Fetched>>,
+    /// Cloned repositories: their directory and commit.
+    cloned: Mutex<HashMap<(String, bool), (PathBuf, String)>>,
 }
 
 impl Remote {
@@ -52,7 +96,39 @@ impl Remote {
         Remote {
             dir,
             fetched: Mutex::new(HashMap::new()),
+            cloned: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The repository `g` names, cloned at its first use in the build: the
+    /// directory to copy from (its subdirectory, if named) and the commit.
+    pub fn clone_git(
+        &self,
+        g: &GitSource,
+    ) -> Result<(PathBuf, String), crate::context::ContextError> {
+        let mut cloned = self.cloned.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (format!("{g:?}"), g.keep_git_dir);
+        if let Some(c) = cloned.get(&key) {
+            return Ok(c.clone());
+        }
+        let dir = self.dir.join(format!("git-{}", cloned.len()));
+        let options = crate::context::GitOptions {
+            branch: None,
+            single_branch: false,
+            recurse_submodules: g.submodules,
+        };
+        let commit =
+            crate::context::clone_into(&g.url, g.reference.as_deref(), None, &options, &dir)?;
+        if !g.keep_git_dir {
+            let _ = std::fs::remove_dir_all(dir.join(".git"));
+        }
+        let source = match &g.subdir {
+            Some(s) => dir.join(s.trim_start_matches('/')),
+            None => dir,
+        };
+        tracing::info!("cloned {} at {commit}", g.url);
+        cloned.insert(key, (source.clone(), commit.clone()));
+        Ok((source, commit))
     }
 
     /// The file at `url`, downloaded at its first use in the build.

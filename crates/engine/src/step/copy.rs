@@ -62,7 +62,10 @@ pub fn copy(
     is_add: bool,
 ) -> Result<(), BuildError> {
     let kw = if is_add { "ADD" } else { "COPY" };
-    let all_urls = c.sources.iter().all(|s| crate::remote::is_url(s));
+    let all_urls = c
+        .sources
+        .iter()
+        .all(|s| crate::remote::is_url(s) || crate::remote::git_source(s).is_some());
     if c.checksum.is_some() && !(is_add && all_urls) {
         return Err(cx.error("--checksum can only be used with a URL source"));
     }
@@ -82,15 +85,13 @@ pub fn copy(
         }
         let src = cx.expand(state, src)?;
         shown_sources.push(src.clone());
-        if is_add
-            && crate::remote::is_url(&src)
-            && !src.split('#').next().unwrap_or("").ends_with(".git")
-        {
+        if is_add && crate::remote::is_url(&src) {
             items.push(url_item(cx, state, c, &src)?);
             continue;
         }
-        if is_add && (src.contains("://") || src.starts_with("git@")) {
-            return Err(cx.error(format!("ADD {src}: git sources are not supported yet; clone the repository into the context")));
+        if let Some(g) = crate::remote::git_source(&src).filter(|_| is_add) {
+            items.extend(git_items(cx, state, c, &src, g)?);
+            continue;
         }
         for mut item in expand_source(sources.fs(), &src).map_err(|e| cx.error(e))? {
             if let Some(ex) = &excludes {
@@ -246,6 +247,34 @@ fn url_item(
             xattrs: BTreeMap::new(),
         }],
     })
+}
+
+/// `ADD <git repository>`: its files (the subdirectory named, `.git` only
+/// with `--keep-git-dir`); `--checksum` names the commit.
+fn git_items(
+    cx: &StepCx,
+    state: &StageState,
+    c: &CopyArgs,
+    src: &str,
+    mut g: crate::remote::GitSource,
+) -> Result<Vec<SourceItem>, BuildError> {
+    g.keep_git_dir |= c.keep_git_dir;
+    let (dir, commit) = cx.build.remote.clone_git(&g).map_err(|e| cx.error(e))?;
+    if let Some(want) = &c.checksum {
+        let want = cx.expand(state, want)?;
+        if want.is_empty() || !commit.starts_with(&want) {
+            return Err(cx.error(crate::remote::RemoteError::Checksum {
+                url: src.to_string(),
+                expected: want,
+                actual: commit,
+            }));
+        }
+    }
+    let fs = ContextFs {
+        root: dir,
+        ignore: crate::ignore::IgnoreMatcher::default(),
+    };
+    expand_source(&fs, ".").map_err(|e| cx.error(e))
 }
 
 /// A local archive that ADD extracts (not for `--from` sources).
