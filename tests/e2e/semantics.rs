@@ -260,3 +260,52 @@ fn add_from_a_git_repository() {
         "{err}"
     );
 }
+
+/// COPY --link makes a layer independent of what is below it: the same
+/// bytes on any base, laid over the stage as a layer stacks.
+#[test]
+fn copy_link_layers_do_not_depend_on_the_base() {
+    let reg = TestRegistry::start(Options::default());
+    let base_ctx = tempfile::tempdir().unwrap();
+    busybox_context(base_ctx.path(), "");
+    let base = format!("{}/base/busybox-link:1", reg.addr);
+    build(base_ctx.path(), &base, &reg_args(&reg));
+    let mut layers = Vec::new();
+    let mut trees = Vec::new();
+    for from in [
+        "FROM scratch\n".to_string(),
+        format!(
+            "FROM {base}\nRUN mkdir -p /opt/app && chmod 700 /opt && echo old > /opt/app/keep\n"
+        ),
+    ] {
+        let ctx = tempfile::tempdir().unwrap();
+        write(&ctx.path().join("a.txt"), "a\n");
+        write(
+            &ctx.path().join("Dockerfile"),
+            &format!("{from}COPY --link a.txt /opt/app/\n"),
+        );
+        let out = tempfile::tempdir().unwrap();
+        let tar = out.path().join("i.tar");
+        kiln_build(ctx.path())
+            .arg("--tar-path")
+            .arg(&tar)
+            .args(["-d", "kiln-e2e/link:1", "--no-push", "--reproducible"])
+            .args(reg_args(&reg))
+            .ok();
+        let (fs, config) = docker_archive_fs(&tar);
+        let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap().clone();
+        layers.push(diff_ids.last().unwrap().clone());
+        trees.push(fs);
+    }
+    assert_eq!(
+        layers[0], layers[1],
+        "the COPY --link layer is the same on both bases"
+    );
+    let stacked = &trees[1];
+    assert_eq!(stacked["opt/app/a.txt"].kind, 'f');
+    assert_eq!(stacked["opt/app/keep"].kind, 'f', "what was below stays");
+    assert_eq!(
+        stacked["opt"].mode, 0o755,
+        "the layer's directory lies over the base's"
+    );
+}

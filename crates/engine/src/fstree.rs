@@ -252,6 +252,45 @@ impl FsTree {
         result
     }
 
+    /// Lay `upper`'s paths over this tree as a layer stacks on the ones
+    /// below it (`COPY --link`): directories take the upper's metadata and
+    /// keep their contents, other paths are replaced. Not recorded as
+    /// changes (the layer is written already); returns the paths laid.
+    pub fn merge(&mut self, upper: &FsTree) -> Result<Vec<String>, TreeError> {
+        let saved = (
+            std::mem::take(&mut self.changed),
+            std::mem::take(&mut self.deleted),
+            std::mem::take(&mut self.opaque),
+        );
+        let mut inodes: HashMap<u64, u64> = HashMap::new();
+        let mut laid = Vec::new();
+        let mut result = Ok(());
+        for (path, node) in upper.iter().filter(|(p, _)| p.as_str() != "/") {
+            let inode = *inodes.entry(node.inode).or_insert_with(|| self.new_inode());
+            let node = Node {
+                inode,
+                ..node.clone()
+            };
+            match self.nodes.get(path) {
+                Some(old) if old.is_dir() && node.is_dir() => {
+                    let inode = old.inode;
+                    self.nodes.insert(path.clone(), Node { inode, ..node });
+                }
+                Some(old) if old.is_dir() => {
+                    self.remove(path);
+                    result = self.insert(path, node);
+                }
+                _ => result = self.insert(path, node),
+            }
+            if result.is_err() {
+                break;
+            }
+            laid.push(path.clone());
+        }
+        (self.changed, self.deleted, self.opaque) = saved;
+        result.map(|()| laid)
+    }
+
     fn apply_entries(&mut self, root: &Path, entries: &[AppliedEntry]) -> Result<(), TreeError> {
         for e in entries.iter().filter(|e| e.kind == AppliedKind::Opaque) {
             let dir = self.resolve(&format!("/{}", e.path), true)?;

@@ -107,28 +107,31 @@ pub fn copy(
     if items.is_empty() && archives.is_empty() {
         return Err(cx.error(format!("{kw}: no file matches {}", shown_sources.join(" "))));
     }
-    if c.parents {
-        for item in &items {
-            let dir = parent_of(&format!("/{}", item.path)).to_string();
-            let item_dest = format!("{}/", clean(&format!("{dest}/{dir}")));
-            copy_items(
-                &mut state.tree,
-                std::slice::from_ref(item),
-                &item_dest,
-                &opts,
-            )
-            .map_err(|e| cx.error(e))?;
-        }
-    } else {
-        // Each source in turn, as BuildKit's copier does: into the
-        // destination when it is (or ends as) a directory, else onto it.
-        copy_items(&mut state.tree, &items, &dest, &opts).map_err(|e| cx.error(e))?;
-    }
-    for (path, name) in &archives {
-        extract_archive(&mut state.tree, path, name, &dest, &opts, &cx.build.staging)
-            .map_err(|e| cx.error(e))?;
-    }
+    let placement = Placement {
+        items: &items,
+        archives: &archives,
+        dest: &dest,
+        opts: &opts,
+        parents: c.parents,
+    };
     let created_by = format!("{kw} {} {}", shown_sources.join(" "), raw_dest);
+    if c.link {
+        // A layer of its own, made on an empty tree: independent of what is
+        // below it (BuildKit's COPY --link), then laid over the stage.
+        let mut upper = crate::fstree::FsTree::new(cx.build.now);
+        placement
+            .apply(&mut upper, &cx.build.staging)
+            .map_err(|e| cx.error(e))?;
+        let entries = upper.take_changes();
+        cx.commit_entries(state, entries, created_by)?;
+        let laid = state.tree.merge(&upper).map_err(|e| cx.error(e))?;
+        crate::root::refresh(state, &laid, &[], super::run::fixed_root(cx))
+            .map_err(|e| cx.error(e))?;
+        return Ok(());
+    }
+    placement
+        .apply(&mut state.tree, &cx.build.staging)
+        .map_err(|e| cx.error(e))?;
     cx.commit_and_refresh(state, created_by)
 }
 
@@ -210,6 +213,41 @@ fn heredoc_item(cx: &StepCx, state: &StageState, h: &Heredoc) -> Result<SourceIt
             xattrs: BTreeMap::new(),
         }],
     })
+}
+
+/// Where a COPY's sources go, applied to the stage's tree or, with
+/// `--link`, to an empty one.
+struct Placement<'a> {
+    items: &'a [SourceItem],
+    archives: &'a [(PathBuf, String)],
+    dest: &'a str,
+    opts: &'a CopyOptions,
+    parents: bool,
+}
+
+impl Placement<'_> {
+    fn apply(
+        &self,
+        tree: &mut crate::fstree::FsTree,
+        staging: &std::path::Path,
+    ) -> Result<(), crate::copy::CopyError> {
+        let dest = self.dest;
+        if self.parents {
+            for item in self.items {
+                let dir = parent_of(&format!("/{}", item.path)).to_string();
+                let item_dest = format!("{}/", clean(&format!("{dest}/{dir}")));
+                copy_items(tree, std::slice::from_ref(item), &item_dest, self.opts)?;
+            }
+        } else {
+            // Each source in turn, as BuildKit's copier does: into the
+            // destination when it is (or ends as) a directory, else onto it.
+            copy_items(tree, self.items, dest, self.opts)?;
+        }
+        for (path, name) in self.archives {
+            extract_archive(tree, path, name, dest, self.opts, staging)?;
+        }
+        Ok(())
+    }
 }
 
 /// `ADD <URL>`: the downloaded file (checked against `--checksum`).

@@ -97,6 +97,16 @@ impl StepCx<'_> {
     /// entry). Returns whether a layer was added.
     pub fn commit(&self, state: &mut StageState, created_by: String) -> Result<bool, BuildError> {
         let entries = state.tree.take_changes();
+        self.commit_entries(state, entries, created_by)
+    }
+
+    /// Write `entries` as the step's layer (none: an empty history entry).
+    pub fn commit_entries(
+        &self,
+        state: &mut StageState,
+        entries: Vec<kiln_layer::Entry>,
+        created_by: String,
+    ) -> Result<bool, BuildError> {
         if entries.is_empty() {
             self.history(state, created_by, true);
             return Ok(false);
