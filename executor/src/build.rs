@@ -10,7 +10,10 @@ use kiln_registry::Reference;
 
 pub fn build(args: BuildArgs) -> Result<(), Error> {
     options::warn_meaningless(&args);
-    let outputs = options::outputs(&args).map_err(usage)?;
+    let outputs = match args.check {
+        true => Vec::new(),
+        false => options::outputs(&args).map_err(usage)?,
+    };
     let source = options::context_source(&args).map_err(usage)?;
     let git = options::git_options(&args).map_err(usage)?;
     let kiln_dir = options::kiln_dir(args.kiln_dir.clone()).map_err(usage)?;
@@ -27,6 +30,9 @@ pub fn build(args: BuildArgs) -> Result<(), Error> {
     let plan = Plan::new(ast, options::plan_options(&args).map_err(usage)?)?;
     for unused in plan.unused_build_args() {
         tracing::warn!("build arg {unused} was given but no ARG declares it");
+    }
+    if build_checks(&plan.ast, args.check)? {
+        return Ok(());
     }
     let build_options =
         options::build_options(&args, context, dockerfile, kiln_dir, work.path()).map_err(usage)?;
@@ -64,6 +70,35 @@ pub fn build(args: BuildArgs) -> Result<(), Error> {
         started.elapsed().as_secs_f64(),
     );
     Ok(())
+}
+
+/// BuildKit's build checks: findings are warnings; with `# check=error=true`
+/// they fail the build, and `--check` reports them and builds nothing.
+/// Returns whether the build stops here.
+fn build_checks(ast: &kiln_dockerfile::Ast, only: bool) -> Result<bool, Error> {
+    use kiln_dockerfile::checks::{check, CheckConfig};
+    let config = CheckConfig::from_ast(ast);
+    let findings = check(ast, &config);
+    for f in &findings {
+        tracing::warn!("{}", f.located(ast));
+    }
+    if let Some(first) = findings.first().filter(|_| config.error || only) {
+        // Exit code 3, as for any Dockerfile problem.
+        return Err(Box::new(ast.error_at(
+            first.line,
+            1,
+            format!(
+                "{} build check finding(s), the first: {}: {}",
+                findings.len(),
+                first.rule,
+                first.message
+            ),
+        )));
+    }
+    if only {
+        tracing::info!("build checks: no findings");
+    }
+    Ok(only)
 }
 
 pub fn warm(args: WarmArgs) -> Result<(), Error> {

@@ -311,6 +311,11 @@ pub struct BuildArgs {
     /// gzip level, 1 (fast) to 9 (small).
     #[arg(long = "compression-level", default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
     pub compression_level: u32,
+    /// Run BuildKit's Dockerfile build checks, report them, build nothing
+    /// (exit code 3 when they find something).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
+    pub check: bool,
     /// Progress display: auto, tty (live bars) or plain (lines).
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressArg,

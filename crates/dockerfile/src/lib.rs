@@ -1,6 +1,7 @@
 //! kiln's Dockerfile front end: a BuildKit-compatible parser, shell word
 //! expansion, typed instructions and the build plan. This crate does no I/O.
 
+pub mod checks;
 pub mod dump;
 pub mod error;
 pub mod instructions;
