@@ -4,7 +4,9 @@ use crate::cli::{BuildArgs, CompressionArg, IsolationArg};
 use crate::Error;
 use kiln_dockerfile::{BuildArgs as ArgMap, PlanOptions, Platform};
 use kiln_engine::context::{ContextSource, GitOptions};
-use kiln_engine::{BuildOptions, CacheLocation, CacheSettings, IsolationMode, Output};
+use kiln_engine::{
+    BuildOptions, CacheLocation, CacheSettings, IsolationMode, Output, SecretSource,
+};
 use kiln_layer::Compression;
 use kiln_registry::{Reference, RegistryOptions};
 use std::path::{Path, PathBuf};
@@ -156,6 +158,7 @@ pub fn build_options(
         ignore_paths: args.ignore_paths.clone(),
         ignore_var_run: args.ignore_var_run,
         force: args.force,
+        secrets: secrets(&args.secrets)?,
         cache: cache_settings(args, &destinations(args)?)?,
         cache_dir: args.cache_dir.clone(),
     })
@@ -269,6 +272,36 @@ pub fn kiln_dir(flag: Option<PathBuf>) -> Result<PathBuf, Error> {
     }
 }
 
+/// docker build's `--secret id=ID,src=PATH` / `id=ID,env=VAR` (and
+/// `type=file|env`, `source=`).
+fn secrets(items: &[String]) -> Result<Vec<(String, SecretSource)>, Error> {
+    items
+        .iter()
+        .map(|item| {
+            let mut id = None;
+            let mut source = None;
+            for field in item.split(',') {
+                match field.split_once('=') {
+                    Some(("id", v)) => id = Some(v.to_string()),
+                    Some(("src" | "source", v)) => source = Some(SecretSource::File(v.into())),
+                    Some(("env", v)) => source = Some(SecretSource::Env(v.into())),
+                    Some(("type", "file" | "env")) => {}
+                    _ => {
+                        return Err(format!(
+                            "--secret {item:?}: expected id=ID,src=PATH or id=ID,env=VAR"
+                        )
+                        .into())
+                    }
+                }
+            }
+            let id = id.ok_or_else(|| format!("--secret {item:?}: no id="))?;
+            // docker: with no src, a variable named like the id.
+            let source = source.unwrap_or_else(|| SecretSource::Env(id.clone()));
+            Ok((id, source))
+        })
+        .collect()
+}
+
 /// `--registry-client-cert REGISTRY=CERT,KEY` items.
 fn client_certificates(items: &[String]) -> Result<Vec<(String, PathBuf, PathBuf)>, Error> {
     let pairs = pairs("--registry-client-cert", items, "REGISTRY=CERT,KEY")?;
@@ -344,7 +377,7 @@ pub fn warn_meaningless(args: &BuildArgs) {
         (set(k.materialize), "--materialize", "kiln writes a stage's file system out only when a step needs it"),
         (set(k.push_ignore_immutable_tag_errors), "--push-ignore-immutable-tag-errors", "not supported: a refused tag fails the push"),
         (args.pull, "--pull", "kiln always asks the registry for a base image's current digest"),
-        (!args.secrets.is_empty() || !args.ssh.is_empty(), "--secret/--ssh", "RUN --mount=type=secret|ssh is not supported yet; nothing uses them"),
+        (!args.ssh.is_empty(), "--ssh", "RUN --mount=type=ssh is not supported yet; nothing uses it"),
     ];
     for (given, flag, why) in notes {
         if given {

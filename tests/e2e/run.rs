@@ -504,3 +504,114 @@ fn network_none_has_no_route_or_is_refused() {
         "{err}"
     );
 }
+
+/// RUN --mount: a cache kept between builds, a secret readable in the step
+/// (as a file and as a variable) and in no byte kiln writes, a tmpfs that
+/// leaves nothing, a bind of the context and of another stage; in
+/// namespaces (auto) and in chroot mode.
+#[test]
+fn run_mounts_cache_secret_tmpfs_bind() {
+    if !is_root() {
+        eprintln!("!!!!!!!! SKIPPED: chroot mode needs root !!!!!!!!");
+        return;
+    }
+    let reg = TestRegistry::start(Options::default());
+    let base = base_image(&reg);
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    write(&ctx.join("data/file"), "bound\n");
+    // The Dockerfile checks the secret's length and end, never its text.
+    let secret = "s3cr3t-v4lue-kiln";
+    let len = secret.len();
+    write(&work.path().join("token"), secret);
+    write(
+        &ctx.join("Dockerfile"),
+        &format!(
+            "FROM {base} AS other\nRUN mkdir -p /made && echo from-other > /made/it\n\
+             FROM {base}\n\
+             RUN --mount=type=cache,target=/cache echo run >> /cache/count && cat /cache/count > /seen\n\
+             RUN --mount=type=secret,id=tok s=$(cat /run/secrets/tok) && test ${{#s}} = {len} && test ${{s%-kiln}} != $s && echo ok > /secret-file-ok\n\
+             RUN --mount=type=secret,id=tok,env=TOKEN test ${{#TOKEN}} = {len} && echo ok > /secret-env-ok\n\
+             RUN --mount=type=tmpfs,target=/scratch echo x > /scratch/f && test -f /scratch/f\n\
+             RUN --mount=type=bind,source=data,target=/data cat /data/file > /from-context\n\
+             RUN --mount=type=bind,from=other,source=/made,target=/m cat /m/it > /from-stage\n"
+        ),
+    );
+    for isolation in ["auto", "chroot"] {
+        let state = work.path().join(format!("state-{isolation}"));
+        let mut seen = Vec::new();
+        for round in 0..2 {
+            let out = work.path().join(format!("out-{isolation}-{round}"));
+            let report = out.join("report.json");
+            std::fs::create_dir_all(&out).unwrap();
+            let log = kiln_build(&ctx)
+                .oci_layout(&out.join("l"))
+                .args(reg_args(&reg))
+                .args(["--isolation", isolation, "--kiln-dir"])
+                .arg(&state)
+                .arg("--secret")
+                .arg(format!(
+                    "id=tok,src={}",
+                    work.path().join("token").display()
+                ))
+                .arg("--report")
+                .arg(&report)
+                .ok();
+            let bundle = umoci_unpack(&out.join("l"), "latest");
+            let root = bundle.path().join("b/rootfs");
+            let read = |p: &str| {
+                std::fs::read_to_string(root.join(p))
+                    .unwrap_or_else(|e| panic!("{isolation} {p}: {e}"))
+            };
+            seen.push(read("seen"));
+            assert_eq!(read("secret-file-ok"), "ok\n");
+            assert_eq!(read("secret-env-ok"), "ok\n");
+            assert_eq!(read("from-context"), "bound\n");
+            assert_eq!(read("from-stage"), "from-other\n");
+            for gone in ["cache", "run/secrets", "scratch", "data", "m"] {
+                assert!(
+                    !root.join(gone).exists(),
+                    "{isolation}: /{gone} is in the image"
+                );
+            }
+            // The secret is in no byte kiln wrote: layers, config,
+            // manifest, report, log.
+            let mut written = vec![log.into_bytes(), std::fs::read(&report).unwrap()];
+            for blob in walk_files(&out.join("l/blobs")) {
+                let bytes = std::fs::read(&blob).unwrap();
+                let mut plain = Vec::new();
+                use std::io::Read;
+                if flate2::read::GzDecoder::new(&bytes[..])
+                    .read_to_end(&mut plain)
+                    .is_ok()
+                {
+                    written.push(plain);
+                }
+                written.push(bytes);
+            }
+            for bytes in &written {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "{isolation}: the secret was written"
+                );
+            }
+        }
+        assert_eq!(
+            seen,
+            ["run\n", "run\nrun\n"],
+            "{isolation}: the cache persists"
+        );
+    }
+}
+
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.path().is_dir() {
+            out.extend(walk_files(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}

@@ -280,6 +280,7 @@ impl<'a> Engine<'a> {
                 build: &self.build,
                 node: &step.node,
                 copy_from: from,
+                stages: &self.states,
             };
             let record = crate::cached::step(
                 &cx,
@@ -323,6 +324,7 @@ impl<'a> Engine<'a> {
                     build: &self.build,
                     node: &stage.from,
                     copy_from: copy_source(&self.states, &self.images, from.as_ref()),
+                    stages: &self.states,
                 };
                 dispatch(&cx, state, &ins)?;
                 state.cache_key =

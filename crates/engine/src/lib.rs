@@ -32,6 +32,6 @@ pub use events::{report_json, Event, StepRecord};
 pub use export::{export, DigestFiles, ExportError, Output};
 pub use kiln_cache::CacheOutcome;
 pub use kiln_sandbox::{enter_for_build, entrypoint, IsolationMode};
-pub use options::{BuildOptions, CacheLocation, CacheSettings};
+pub use options::{BuildOptions, CacheLocation, CacheSettings, SecretSource};
 pub use stage::DEFAULT_PATH;
 pub use warm::warm;

@@ -30,6 +30,8 @@ pub struct BuildOptions {
     pub ignore_var_run: bool,
     /// `--force`: in-place mode outside kiln's image.
     pub force: bool,
+    /// `--secret id=ID,src=PATH|env=VAR`, for `RUN --mount=type=secret`.
+    pub secrets: Vec<(String, SecretSource)>,
     /// `--cache`: the layer cache.
     pub cache: Option<CacheSettings>,
     /// `--cache-dir`: base images stored by `kiln warm`, used before any
@@ -59,4 +61,11 @@ pub struct CacheSettings {
     pub push: bool,
     /// Say why each miss missed (`--explain-cache`).
     pub explain: bool,
+}
+
+/// Where a secret's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env(String),
 }

@@ -51,6 +51,7 @@ impl Fixture {
             ignore_paths: Vec::new(),
             ignore_var_run: true,
             force: false,
+            secrets: Vec::new(),
             cache: cache.then(|| CacheSettings {
                 repo: CacheLocation::Layout(self.state.path().join("unused")),
                 ttl: 3600,

@@ -81,8 +81,23 @@ fn run_in_directory(
             restore,
         )
     };
-    let spec = RunSpec::new(root_spec, &step.process);
+    let spec = RunSpec {
+        mounts: if namespaces {
+            step.mounts.clone()
+        } else {
+            Vec::new()
+        },
+        ..RunSpec::new(root_spec, &step.process)
+    };
+    // Without namespaces nothing can be mounted: the mounts are copied in.
+    let staged = match namespaces {
+        true => None,
+        false => Some(crate::staged::stage(&root_dir, &step.mounts)?),
+    };
     let result = run_step(&spec, dir, output);
+    if let Some(s) = staged {
+        s.finish()?;
+    }
     for (path, original) in restore {
         match original {
             Some(bytes) => {

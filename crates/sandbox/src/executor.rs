@@ -27,6 +27,8 @@ pub struct Process {
 #[derive(Debug, Clone)]
 pub struct StepRequest {
     pub process: Process,
+    /// `RUN --mount`s (their targets are in `ignore` too).
+    pub mounts: Vec<crate::spec::StepMount>,
     /// Paths (absolute) whose changes are never reported.
     pub ignore: Vec<String>,
     /// A fresh directory for this step's own files.

@@ -146,6 +146,9 @@ fn setup_namespaced(spec: &RunSpec) -> Result<PathBuf, String> {
         );
     }
     setup_dev(&root.join("dev"))?;
+    for m in &spec.mounts {
+        step_mount(&root, m)?;
+    }
     for (host, name) in [
         (&host_files.resolv_conf, "resolv.conf"),
         (&host_files.hosts, "hosts"),
@@ -166,6 +169,49 @@ fn setup_namespaced(spec: &RunSpec) -> Result<PathBuf, String> {
         }
     }
     Ok(root)
+}
+
+/// A `RUN --mount` inside the root: the target made if missing (file or
+/// directory, like its source), then a bind (read-only unless writable)
+/// or a tmpfs mounted over it.
+fn step_mount(root: &Path, m: &crate::spec::StepMount) -> Result<(), String> {
+    use crate::spec::MountSource;
+    let target = root.join(m.target.trim_start_matches('/'));
+    let is_file = matches!(&m.source, MountSource::Host { path, .. } if !path.is_dir());
+    let parent = target.parent().unwrap_or(root);
+    std::fs::create_dir_all(parent).map_err(|e| format!("mount target {}: {e}", m.target))?;
+    if std::fs::symlink_metadata(&target).is_err() {
+        let made = if is_file {
+            std::fs::write(&target, "")
+        } else {
+            std::fs::create_dir(&target)
+        };
+        made.map_err(|e| format!("mount target {}: {e}", m.target))?;
+    }
+    match &m.source {
+        MountSource::Host { path, writable } => {
+            let src = path.display().to_string();
+            sys::mount(&src, &target, None, libc::MS_BIND | libc::MS_REC, None)
+                .map_err(|e| format!("mounting {} at {}: {e}", src, m.target))?;
+            if !writable {
+                let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
+                sys::mount(&src, &target, None, flags, None)
+                    .map_err(|e| format!("read-only {}: {e}", m.target))?;
+            }
+        }
+        MountSource::Tmpfs { size } => {
+            let data = size.map(|s| format!("size={s}"));
+            sys::mount(
+                "tmpfs",
+                &target,
+                Some("tmpfs"),
+                libc::MS_NOSUID,
+                data.as_deref(),
+            )
+            .map_err(|e| format!("tmpfs at {}: {e}", m.target))?;
+        }
+    }
+    Ok(())
 }
 
 /// A minimal /dev: tmpfs with the usual nodes bound from the host, pts,

@@ -197,7 +197,10 @@ impl Executor for InPlaceExecutor {
             },
             &step.process,
         );
-        let out = run_step(&spec, &step.step_dir, output)?;
+        let staged = crate::staged::stage(&root_dir, &step.mounts)?;
+        let out = run_step(&spec, &step.step_dir, output);
+        staged.finish()?;
+        let out = out?;
         self.check_guarded()?;
         if out.exit_code != 0 {
             return Ok(StepOutcome {

@@ -26,6 +26,7 @@ mod in_place;
 mod overlay;
 pub mod run;
 pub mod spec;
+mod staged;
 pub mod userns;
 mod watch;
 
@@ -38,7 +39,7 @@ pub use in_place::{
 };
 pub use overlay::OverlayExecutor;
 pub use run::{probe_mounts, run_step, StepOutput};
-pub use spec::{HostFiles, RootSpec, RunSpec};
+pub use spec::{HostFiles, MountSource, RootSpec, RunSpec, StepMount};
 pub use userns::{enter_user_namespace, finish_entering, in_user_namespace};
 
 #[derive(Debug, thiserror::Error)]

@@ -51,7 +51,10 @@ impl Executor for OverlayExecutor {
                 hosts: Some(hosts),
             },
         };
-        let spec = RunSpec::new(root, &step.process);
+        let spec = RunSpec {
+            mounts: step.mounts.clone(),
+            ..RunSpec::new(root, &step.process)
+        };
         let out = run_step(&spec, dir, output)?;
         if out.exit_code != 0 {
             return Ok(StepOutcome {

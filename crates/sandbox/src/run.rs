@@ -89,6 +89,7 @@ pub fn probe_mounts(work: &Path, userxattr: bool) -> Result<(), String> {
             ..Default::default()
         },
         hostname: "kiln".into(),
+        mounts: Vec::new(),
     };
     let lines = std::sync::Mutex::new(Vec::new());
     let out = run_step(&spec, work, &|l: &str| {

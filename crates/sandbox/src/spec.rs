@@ -35,11 +35,30 @@ pub struct HostFiles {
     pub hosts: Option<PathBuf>,
 }
 
+/// A `RUN --mount`: what appears at `target` (absolute, inside the root)
+/// while the step runs, and never in its layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepMount {
+    pub target: String,
+    pub source: MountSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MountSource {
+    /// A host file or directory (a cache directory, a secret file, a bind
+    /// source); `writable` lets the step change it.
+    Host { path: PathBuf, writable: bool },
+    /// An empty tmpfs (`size` in bytes).
+    Tmpfs { size: Option<u64> },
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSpec {
     pub root: RootSpec,
     pub process: Process,
     pub hostname: String,
+    #[serde(default)]
+    pub mounts: Vec<StepMount>,
 }
 
 impl RunSpec {
@@ -48,6 +67,7 @@ impl RunSpec {
             root,
             process: process.clone(),
             hostname: crate::executor::HOSTNAME.into(),
+            mounts: Vec::new(),
         }
     }
 }

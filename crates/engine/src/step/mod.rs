@@ -5,6 +5,7 @@
 
 mod config;
 mod copy;
+mod mounts;
 mod run;
 mod workdir;
 
@@ -54,6 +55,8 @@ pub(crate) struct StepCx<'a> {
     pub build: &'a BuildCx<'a>,
     pub node: &'a AstNode,
     pub copy_from: Option<&'a StageState>,
+    /// The stages built so far, for `RUN --mount=type=bind,from=`.
+    pub stages: &'a std::collections::HashMap<usize, StageState>,
 }
 
 impl StepCx<'_> {

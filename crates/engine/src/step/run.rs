@@ -16,21 +16,24 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 pub fn run(cx: &StepCx, state: &mut StageState, r: &RunArgs) -> Result<(), BuildError> {
-    if !r.mounts.is_empty() {
-        return Err(cx.error("RUN --mount is not supported yet"));
-    }
     if r.security == Security::Insecure {
         return Err(cx.error("RUN --security=insecure is not supported"));
     }
     let executor = executor(cx)?;
     let argv = run_argv(&state.config.config, r);
-    let process = process(cx, state, argv.clone(), r.network)?;
+    let mut process = process(cx, state, argv.clone(), r.network)?;
     let n = cx.build.steps_run.fetch_add(1, Ordering::Relaxed) + 1;
     let work_dir = &cx.build.opts.work_dir;
+    let step_dir = work_dir.join(format!("step-{n}"));
+    let mounts = super::mounts::prepare(cx, state, &r.mounts, &step_dir)?;
+    process.env.extend(mounts.env.iter().cloned());
+    let mut ignore = ignored_paths(cx, state);
+    ignore.extend(mounts.ignore.iter().cloned());
     let step = StepRequest {
         process,
-        ignore: ignored_paths(cx, state),
-        step_dir: work_dir.join(format!("step-{n}")),
+        mounts: mounts.mounts.clone(),
+        ignore,
+        step_dir,
     };
     let line = cx.node.start_line;
     let events = cx.build.events.clone();

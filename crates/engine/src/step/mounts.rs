@@ -1,0 +1,314 @@
+//! `RUN --mount` (BuildKit's instructions/commands_runmount.go): cache
+//! directories kept under kiln's directory across builds, secrets from
+//! `--secret`, tmpfs, and binds of the context or another stage. What a
+//! mount shows is never part of the step's layer.
+
+use super::StepCx;
+use crate::error::BuildError;
+use crate::ignore::clean;
+use crate::options::SecretSource;
+use crate::stage::StageState;
+use kiln_dockerfile::instructions::{Mount, MountKind};
+use kiln_sandbox::{MountSource, StepMount};
+use sha2::{Digest as _, Sha256};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// The mounts of one RUN, and what must stay held while it runs.
+pub(crate) struct Mounts {
+    pub mounts: Vec<StepMount>,
+    /// Variables secrets with `env=` add to the step.
+    pub env: Vec<String>,
+    /// Paths the snapshot leaves out: each target, or the topmost of its
+    /// parents the tree lacks (made only to hold the mount).
+    pub ignore: Vec<String>,
+    /// `sharing=locked` caches: their locks, held until the step ends.
+    _locks: Vec<File>,
+}
+
+fn option<'m>(m: &'m Mount, keys: &[&str]) -> Option<&'m str> {
+    keys.iter().find_map(|k| m.option(k))
+}
+
+fn flag(m: &Mount, key: &str) -> bool {
+    m.options
+        .iter()
+        .any(|(k, v)| k == key && (v.is_empty() || v == "true"))
+}
+
+pub(crate) fn prepare(
+    cx: &StepCx,
+    state: &StageState,
+    mounts: &[Mount],
+    step_dir: &Path,
+) -> Result<Mounts, BuildError> {
+    let mut out = Mounts {
+        mounts: Vec::new(),
+        env: Vec::new(),
+        ignore: Vec::new(),
+        _locks: Vec::new(),
+    };
+    let workdir = super::workdir::working_dir(state);
+    for (n, m) in mounts.iter().enumerate() {
+        let expand = |v: &str| cx.expand(state, v);
+        let target = match option(m, &["target", "dst", "destination"]) {
+            Some(t) => {
+                let t = expand(t)?;
+                Some(clean(&if t.starts_with('/') {
+                    t
+                } else {
+                    format!("{workdir}/{t}")
+                }))
+            }
+            None => None,
+        };
+        let source = match m.kind {
+            MountKind::Cache => {
+                let target = target
+                    .clone()
+                    .ok_or_else(|| cx.error("RUN --mount=type=cache needs target="))?;
+                let id = option(m, &["id"])
+                    .map(expand)
+                    .transpose()?
+                    .unwrap_or(target.clone());
+                let (dir, lock) = cache_dir(cx, m, &id, step_dir)?;
+                out._locks.extend(lock);
+                Some(MountSource::Host {
+                    path: dir,
+                    writable: true,
+                })
+            }
+            MountKind::Tmpfs => {
+                let size = option(m, &["size"]).and_then(|s| s.parse::<u64>().ok());
+                Some(MountSource::Tmpfs { size })
+            }
+            MountKind::Secret => secret(cx, state, m, &target, step_dir, &mut out.env)?,
+            MountKind::Bind => Some(bind(cx, state, m, n, step_dir)?),
+            MountKind::Ssh => {
+                return Err(cx.error("RUN --mount=type=ssh is not supported yet"));
+            }
+        };
+        let (Some(source), Some(target)) =
+            (source, target.or_else(|| default_target(cx, state, m)))
+        else {
+            continue;
+        };
+        if target == "/" {
+            return Err(cx.error("RUN --mount cannot target /"));
+        }
+        out.ignore.push(topmost_missing(state, &target));
+        out.mounts.push(StepMount { target, source });
+    }
+    Ok(out)
+}
+
+/// A secret without `target=` goes to /run/secrets/ID (unless it is only
+/// an environment variable).
+fn default_target(cx: &StepCx, state: &StageState, m: &Mount) -> Option<String> {
+    if m.kind != MountKind::Secret || m.option("env").is_some() {
+        return None;
+    }
+    let id = cx.expand(state, m.option("id")?).ok()?;
+    Some(format!("/run/secrets/{id}"))
+}
+
+/// The target, or the topmost of its parents that the tree lacks.
+fn topmost_missing(state: &StageState, target: &str) -> String {
+    let mut top = target.to_string();
+    let mut cur = crate::fstree::parent_of(target).to_string();
+    while cur != "/" && state.tree.get(&cur).is_none() {
+        top = cur.clone();
+        cur = crate::fstree::parent_of(&cur).to_string();
+    }
+    top
+}
+
+/// A cache's directory under kiln's directory (made with mode/uid/gid the
+/// first time); `sharing=locked` holds a lock for the step, `private`
+/// takes a fresh directory when another build holds it.
+fn cache_dir(
+    cx: &StepCx,
+    m: &Mount,
+    id: &str,
+    step_dir: &Path,
+) -> Result<(PathBuf, Option<File>), BuildError> {
+    let err = |e: std::io::Error| cx.error(format!("cache mount {id}: {e}"));
+    let name = hex::encode(&Sha256::digest(id.as_bytes())[..12]);
+    let root = cx.build.opts.kiln_dir.join("mounts").join("cache");
+    std::fs::create_dir_all(&root).map_err(err)?;
+    let dir = root.join(&name);
+    if !dir.exists() {
+        std::fs::create_dir(&dir).map_err(err)?;
+        let mode = option(m, &["mode"])
+            .and_then(|v| u32::from_str_radix(v, 8).ok())
+            .unwrap_or(0o755);
+        let id_of = |k| {
+            option(m, &[k])
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(0)
+        };
+        let _ = std::os::unix::fs::chown(&dir, Some(id_of("uid")), Some(id_of("gid")));
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).map_err(err)?;
+    }
+    let sharing = option(m, &["sharing"]).unwrap_or("shared");
+    if sharing == "shared" {
+        return Ok((dir, None));
+    }
+    let lock = File::create(root.join(format!("{name}.lock"))).map_err(err)?;
+    let blocking = sharing == "locked";
+    let op = if blocking {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_EX | libc::LOCK_NB
+    };
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), op) } == 0 {
+        return Ok((dir, Some(lock)));
+    }
+    if blocking {
+        return Err(err(std::io::Error::last_os_error()));
+    }
+    // private, and another build has it: a directory of this build's own.
+    let own = step_dir.join(format!("cache-{name}"));
+    std::fs::create_dir_all(&own).map_err(err)?;
+    Ok((own, None))
+}
+
+/// A secret from `--secret`: a file for the mount (mode/uid/gid), and/or
+/// an environment variable (`env=`). Missing: an error when `required`.
+fn secret(
+    cx: &StepCx,
+    state: &StageState,
+    m: &Mount,
+    target: &Option<String>,
+    step_dir: &Path,
+    env: &mut Vec<String>,
+) -> Result<Option<MountSource>, BuildError> {
+    let id = match (m.option("id"), target) {
+        (Some(id), _) => cx.expand(state, id)?,
+        (None, Some(t)) => t.rsplit('/').next().unwrap_or("").to_string(),
+        (None, None) => return Err(cx.error("RUN --mount=type=secret needs id= or target=")),
+    };
+    let value = match cx.build.opts.secrets.iter().find(|(i, _)| *i == id) {
+        Some((_, SecretSource::File(p))) => Some(
+            std::fs::read(p)
+                .map_err(|e| cx.error(format!("secret {id}: reading {}: {e}", p.display())))?,
+        ),
+        Some((_, SecretSource::Env(v))) => std::env::var(v).ok().map(String::into_bytes),
+        None => None,
+    };
+    let Some(value) = value else {
+        if flag(m, "required") {
+            return Err(cx.error(format!(
+                "secret {id} is required: pass --secret id={id},src=FILE or id={id},env=VAR"
+            )));
+        }
+        return Ok(None);
+    };
+    if let Some(var) = m.option("env") {
+        env.push(format!("{var}={}", String::from_utf8_lossy(&value)));
+        if target.is_none() {
+            return Ok(None);
+        }
+    }
+    let dir = step_dir.join("secrets");
+    std::fs::create_dir_all(&dir).map_err(|e| cx.error(format!("secret {id}: {e}")))?;
+    let file = dir.join(hex::encode(&Sha256::digest(id.as_bytes())[..8]));
+    std::fs::write(&file, &value).map_err(|e| cx.error(format!("secret {id}: {e}")))?;
+    let mode = option(m, &["mode"])
+        .and_then(|v| u32::from_str_radix(v, 8).ok())
+        .unwrap_or(0o400);
+    let id_of = |k| {
+        option(m, &[k])
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    let _ = std::os::unix::fs::chown(&file, Some(id_of("uid")), Some(id_of("gid")));
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| cx.error(format!("secret {id}: {e}")))?;
+    Ok(Some(MountSource::Host {
+        path: file,
+        writable: false,
+    }))
+}
+
+/// A bind of the context (default) or another stage's files: `source`
+/// stays inside what it names; `rw` writes to a throwaway copy.
+fn bind(
+    cx: &StepCx,
+    state: &StageState,
+    m: &Mount,
+    n: usize,
+    step_dir: &Path,
+) -> Result<MountSource, BuildError> {
+    let source = option(m, &["source", "src"])
+        .map(|s| cx.expand(state, s))
+        .transpose()?;
+    let rel = clean(&format!("/{}", source.unwrap_or_default()));
+    let writable = flag(m, "rw") || flag(m, "readwrite");
+    let copy_dir = step_dir.join(format!("bind-{n}"));
+    let path = match option(m, &["from"]) {
+        None => {
+            // Inside the context: symlinks resolved within it, never out
+            // (Buildah's CVE-2024-1753).
+            let fs = &cx.build.context;
+            let resolved = crate::source::SourceFs::resolve(fs, rel.trim_start_matches('/'))
+                .map_err(|e| cx.error(e))?;
+            let host = fs.root.join(resolved);
+            if !host.exists() {
+                return Err(cx.error(format!(
+                    "RUN --mount=type=bind: {rel} is not in the build context"
+                )));
+            }
+            if writable {
+                copy_into(&host, &copy_dir).map_err(|e| cx.error(format!("bind {rel}: {e}")))?;
+                copy_dir
+            } else {
+                host
+            }
+        }
+        Some(from) => {
+            let from = cx.expand(state, from)?;
+            let stage = cx
+                .build
+                .plan
+                .stage_index(&from)
+                .and_then(|i| cx.stages.get(&i))
+                .ok_or_else(|| {
+                    cx.error(format!(
+                        "RUN --mount from={from}: only earlier stages are supported"
+                    ))
+                })?;
+            let paths: Vec<&str> = stage
+                .tree
+                .iter()
+                .map(|(p, _)| p.as_str())
+                .filter(|p| {
+                    *p == "/"
+                        || *p == rel
+                        || p.starts_with(&format!("{}/", rel.trim_end_matches('/')))
+                        || rel == "/"
+                })
+                .collect();
+            crate::materialize::write_paths(&stage.tree, &copy_dir, &paths, &|_| false)
+                .map_err(|e| cx.error(e))?;
+            copy_dir.join(rel.trim_start_matches('/'))
+        }
+    };
+    Ok(MountSource::Host { path, writable })
+}
+
+fn copy_into(src: &Path, dst: &Path) -> std::io::Result<()> {
+    let status = std::process::Command::new("cp")
+        .args(["-a"])
+        .arg(src)
+        .arg(dst)
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other("cp -a failed"))
+    }
+}

@@ -1,0 +1,98 @@
+//! `RUN --mount` where nothing can be mounted (chroot and in-place modes):
+//! each source is copied to its target in the root before the step, a
+//! writable one (a cache) copied back after it, and every path the mounts
+//! made is removed again. The targets never reach a snapshot (the engine
+//! ignores them).
+
+use crate::spec::{MountSource, StepMount};
+use crate::SandboxError;
+use std::path::{Path, PathBuf};
+
+/// What staging made: the topmost path created for each mount, and the
+/// writable sources to copy back.
+pub(crate) struct Staged {
+    created: Vec<PathBuf>,
+    write_back: Vec<(PathBuf, PathBuf)>,
+}
+
+fn io(what: String) -> impl FnOnce(std::io::Error) -> SandboxError {
+    move |e| SandboxError::io(what, e)
+}
+
+/// Copy `src` (file, symlink or directory) to `dst`.
+fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
+    let md = std::fs::symlink_metadata(src)?;
+    if md.file_type().is_symlink() {
+        std::os::unix::fs::symlink(std::fs::read_link(src)?, dst)
+    } else if md.is_dir() {
+        std::fs::create_dir_all(dst)?;
+        std::fs::set_permissions(dst, md.permissions())?;
+        for e in std::fs::read_dir(src)? {
+            let e = e?;
+            copy_tree(&e.path(), &dst.join(e.file_name()))?;
+        }
+        Ok(())
+    } else {
+        std::fs::copy(src, dst).map(|_| ())
+    }
+}
+
+fn remove(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(_) => Ok(()),
+    }
+}
+
+pub(crate) fn stage(root: &Path, mounts: &[StepMount]) -> Result<Staged, SandboxError> {
+    let mut staged = Staged {
+        created: Vec::new(),
+        write_back: Vec::new(),
+    };
+    for m in mounts {
+        let target = root.join(m.target.trim_start_matches('/'));
+        // The topmost missing ancestor is what to remove afterwards.
+        let mut top = target.clone();
+        while let Some(parent) = top.parent() {
+            if parent.exists() || parent == root {
+                break;
+            }
+            top = parent.to_path_buf();
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io(format!("mount target {}", m.target)))?;
+        }
+        let existed = std::fs::symlink_metadata(&target).is_ok();
+        if existed {
+            remove(&target).map_err(io(format!("mount target {}", m.target)))?;
+        }
+        match &m.source {
+            MountSource::Host { path, writable } => {
+                copy_tree(path, &target).map_err(io(format!("staging {}", m.target)))?;
+                if *writable {
+                    staged.write_back.push((target.clone(), path.clone()));
+                }
+            }
+            MountSource::Tmpfs { .. } => {
+                std::fs::create_dir(&target).map_err(io(format!("mount target {}", m.target)))?;
+            }
+        }
+        staged.created.push(if existed { target } else { top });
+    }
+    Ok(staged)
+}
+
+impl Staged {
+    /// Copy writable mounts back to their sources; remove what staging made.
+    pub fn finish(self) -> Result<(), SandboxError> {
+        for (target, source) in &self.write_back {
+            remove(source).map_err(io(format!("updating {}", source.display())))?;
+            copy_tree(target, source).map_err(io(format!("updating {}", source.display())))?;
+        }
+        for path in self.created.iter().rev() {
+            remove(path).map_err(io(format!("removing {}", path.display())))?;
+        }
+        Ok(())
+    }
+}
