@@ -159,6 +159,7 @@ pub fn build_options(
         ignore_var_run: args.ignore_var_run,
         force: args.force,
         secrets: secrets(&args.secrets)?,
+        ssh: ssh_agents(&args.ssh)?,
         cache: cache_settings(args, &destinations(args)?)?,
         cache_dir: args.cache_dir.clone(),
     })
@@ -302,6 +303,22 @@ fn secrets(items: &[String]) -> Result<Vec<(String, SecretSource)>, Error> {
         .collect()
 }
 
+/// docker build's `--ssh default` (`$SSH_AUTH_SOCK`) or `--ssh ID=SOCKET`.
+fn ssh_agents(items: &[String]) -> Result<Vec<(String, PathBuf)>, Error> {
+    items
+        .iter()
+        .map(|item| match item.split_once('=') {
+            Some((id, socket)) => Ok((id.to_string(), PathBuf::from(socket))),
+            None => std::env::var_os("SSH_AUTH_SOCK")
+                .map(|s| (item.clone(), PathBuf::from(s)))
+                .ok_or_else(|| {
+                    format!("--ssh {item}: $SSH_AUTH_SOCK is not set; give --ssh {item}=SOCKET")
+                        .into()
+                }),
+        })
+        .collect()
+}
+
 /// `--registry-client-cert REGISTRY=CERT,KEY` items.
 fn client_certificates(items: &[String]) -> Result<Vec<(String, PathBuf, PathBuf)>, Error> {
     let pairs = pairs("--registry-client-cert", items, "REGISTRY=CERT,KEY")?;
@@ -363,7 +380,7 @@ fn registry_options(args: &BuildArgs) -> Result<RegistryOptions, Error> {
 pub fn warn_meaningless(args: &BuildArgs) {
     let k = &args.kaniko;
     let set = |b: Option<bool>| b.is_some();
-    let notes: [(bool, &str, &str); 14] = [
+    let notes: [(bool, &str, &str); 13] = [
         (k.snapshot_mode.is_some(), "--snapshot-mode", "kiln reads a step's changes from its overlay upper directory, or compares metadata then content"),
         (set(k.single_snapshot), "--single-snapshot", "kiln keeps one layer per changing step"),
         (set(k.skip_unused_stages), "--skip-unused-stages", "kiln always builds only the stages the target needs"),
@@ -377,7 +394,6 @@ pub fn warn_meaningless(args: &BuildArgs) {
         (set(k.materialize), "--materialize", "kiln writes a stage's file system out only when a step needs it"),
         (set(k.push_ignore_immutable_tag_errors), "--push-ignore-immutable-tag-errors", "not supported: a refused tag fails the push"),
         (args.pull, "--pull", "kiln always asks the registry for a base image's current digest"),
-        (!args.ssh.is_empty(), "--ssh", "RUN --mount=type=ssh is not supported yet; nothing uses it"),
     ];
     for (given, flag, why) in notes {
         if given {

@@ -615,3 +615,50 @@ fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// RUN --mount=type=ssh forwards the agent given by --ssh default.
+#[test]
+fn run_mount_ssh_forwards_the_agent() {
+    if !is_root() {
+        eprintln!("!!!!!!!! SKIPPED: needs root to build as in CI !!!!!!!!");
+        return;
+    }
+    let reg = TestRegistry::start(Options::default());
+    let base = base_image(&reg);
+    let work = tempfile::tempdir().unwrap();
+    let socket = work.path().join("agent.sock");
+    let agent = run_ok(tool("ssh-agent").arg("-a").arg(&socket));
+    let pid = agent
+        .split(';')
+        .find_map(|f| f.trim().strip_prefix("SSH_AGENT_PID="))
+        .map(str::to_string);
+    let ctx = work.path().join("ctx");
+    write(
+        &ctx.join("Dockerfile"),
+        &format!(
+            "FROM {base}\nRUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" && echo ok > /ssh-ok\n"
+        ),
+    );
+    let out = work.path().join("out");
+    let built = kiln_build(&ctx)
+        .oci_layout(&out)
+        .args(reg_args(&reg))
+        .args(["--ssh", "default"])
+        .env("SSH_AUTH_SOCK", &socket)
+        .output();
+    if let Some(pid) = pid {
+        let _ = std::process::Command::new("kill").arg(pid).status();
+    }
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let bundle = umoci_unpack(&out, "latest");
+    let root = bundle.path().join("b/rootfs");
+    assert_eq!(
+        std::fs::read_to_string(root.join("ssh-ok")).unwrap(),
+        "ok\n"
+    );
+    assert!(!root.join("run/buildkit").exists());
+}

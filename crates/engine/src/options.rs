@@ -32,6 +32,8 @@ pub struct BuildOptions {
     pub force: bool,
     /// `--secret id=ID,src=PATH|env=VAR`, for `RUN --mount=type=secret`.
     pub secrets: Vec<(String, SecretSource)>,
+    /// `--ssh ID[=SOCKET]`: SSH agent sockets for `RUN --mount=type=ssh`.
+    pub ssh: Vec<(String, PathBuf)>,
     /// `--cache`: the layer cache.
     pub cache: Option<CacheSettings>,
     /// `--cache-dir`: base images stored by `kiln warm`, used before any

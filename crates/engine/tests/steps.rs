@@ -52,6 +52,7 @@ impl Fixture {
             ignore_var_run: true,
             force: false,
             secrets: Vec::new(),
+            ssh: Vec::new(),
             cache: cache.then(|| CacheSettings {
                 repo: CacheLocation::Layout(self.state.path().join("unused")),
                 ttl: 3600,

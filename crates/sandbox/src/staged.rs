@@ -69,6 +69,13 @@ pub(crate) fn stage(root: &Path, mounts: &[StepMount]) -> Result<Staged, Sandbox
         }
         match &m.source {
             MountSource::Host { path, writable } => {
+                use std::os::unix::fs::FileTypeExt;
+                if std::fs::metadata(path).is_ok_and(|md| md.file_type().is_socket()) {
+                    return Err(SandboxError::Unavailable(format!(
+                        "RUN --mount at {}: a socket (an SSH agent) cannot be copied in; it needs a mount, which this mode cannot make: use user namespaces, or root where namespaces are permitted",
+                        m.target
+                    )));
+                }
                 copy_tree(path, &target).map_err(io(format!("staging {}", m.target)))?;
                 if *writable {
                     staged.write_back.push((target.clone(), path.clone()));

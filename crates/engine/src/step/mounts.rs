@@ -85,7 +85,30 @@ pub(crate) fn prepare(
             MountKind::Secret => secret(cx, state, m, &target, step_dir, &mut out.env)?,
             MountKind::Bind => Some(bind(cx, state, m, n, step_dir)?),
             MountKind::Ssh => {
-                return Err(cx.error("RUN --mount=type=ssh is not supported yet"));
+                let id = option(m, &["id"]).unwrap_or("default");
+                match cx.build.opts.ssh.iter().find(|(i, _)| i == id) {
+                    Some((_, socket)) => {
+                        let target = target
+                            .clone()
+                            .unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{n}"));
+                        if !out.env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK=")) {
+                            out.env.push(format!("SSH_AUTH_SOCK={target}"));
+                        }
+                        out.ignore.push(topmost_missing(state, &target));
+                        out.mounts.push(StepMount {
+                            target,
+                            source: MountSource::Host {
+                                path: socket.clone(),
+                                writable: true,
+                            },
+                        });
+                        continue;
+                    }
+                    None if flag(m, "required") => {
+                        return Err(cx.error(format!("RUN --mount=type=ssh: no SSH agent {id}: pass --ssh {id} (with $SSH_AUTH_SOCK set) or --ssh {id}=SOCKET")));
+                    }
+                    None => None,
+                }
             }
         };
         let (Some(source), Some(target)) =
