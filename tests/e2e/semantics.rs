@@ -150,11 +150,13 @@ fn add_from_a_url_with_a_checksum() {
     };
     let url = format!("http://{}", server.addr);
     let ctx = tempfile::tempdir().unwrap();
+    std::fs::copy(served.path().join("a.tar.gz"), ctx.path().join("a.tar.gz")).unwrap();
     write(
         &ctx.path().join("Dockerfile"),
         &format!(
             "FROM scratch\nADD --checksum=sha256:{sha} {url}/tool.sh /bin/\n\
-             ADD {url}/tool.sh /renamed\nADD {url}/a.tar.gz /archives/\n"
+             ADD {url}/tool.sh /renamed\nADD {url}/a.tar.gz /archives/\n\
+             ADD --unpack=true {url}/a.tar.gz /unpacked/\nADD --unpack=false a.tar.gz /kept/\n"
         ),
     );
     let out = tempfile::tempdir().unwrap();
@@ -168,6 +170,14 @@ fn add_from_a_url_with_a_checksum() {
     assert_eq!(fs["bin/tool.sh"].mode, 0o600);
     assert_eq!(fs["renamed"].sha256, fs["bin/tool.sh"].sha256);
     assert_eq!(fs["archives/a.tar.gz"].kind, 'f', "not extracted");
+    assert_eq!(
+        fs["unpacked/tool.sh"].kind, 'f',
+        "--unpack extracts a remote archive"
+    );
+    assert_eq!(
+        fs["kept/a.tar.gz"].kind, 'f',
+        "--unpack=false keeps a local one"
+    );
 
     let wrong = "0".repeat(64);
     write(

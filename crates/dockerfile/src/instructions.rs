@@ -26,6 +26,8 @@ pub struct CopyArgs {
     pub excludes: Vec<String>,
     pub checksum: Option<String>,
     pub keep_git_dir: bool,
+    /// `ADD --unpack`: extract archives (default: local ones only).
+    pub unpack: Option<bool>,
     /// Heredoc sources (`COPY <<EOF /dst`), by name.
     pub heredocs: Vec<Heredoc>,
 }
@@ -418,6 +420,7 @@ fn copy_args(node: &Node, is_add: bool) -> Result<CopyArgs, String> {
             "checksum",
             "keep-git-dir",
             "parents",
+            "unpack",
         ]
     } else {
         &["from", "chown", "chmod", "link", "parents", "exclude"]
@@ -437,6 +440,10 @@ fn copy_args(node: &Node, is_add: bool) -> Result<CopyArgs, String> {
         excludes: flags.strings("exclude")?,
         checksum: flags.string("checksum")?,
         keep_git_dir: flags.bool("keep-git-dir")?,
+        unpack: match flags.string_or_flag("unpack") {
+            None => None,
+            Some(_) => Some(flags.bool("unpack")?),
+        },
         heredocs,
     })
 }

@@ -86,7 +86,12 @@ pub fn copy(
         let src = cx.expand(state, src)?;
         shown_sources.push(src.clone());
         if is_add && crate::remote::is_url(&src) {
-            items.push(url_item(cx, state, c, &src)?);
+            let item = url_item(cx, state, c, &src)?;
+            // Remote archives are extracted only with --unpack.
+            match local_archive(&item, c.unpack == Some(true)) {
+                Some(p) => archives.push((p, item.path.clone())),
+                None => items.push(item),
+            }
             continue;
         }
         if let Some(g) = crate::remote::git_source(&src).filter(|_| is_add) {
@@ -98,7 +103,7 @@ pub fn copy(
                 item.entries
                     .retain(|e| e.rel.is_empty() || !ex.excluded(&e.rel));
             }
-            match local_archive(&item, is_add && c.from.is_none()) {
+            match local_archive(&item, is_add && c.from.is_none() && c.unpack != Some(false)) {
                 Some(p) => archives.push((p, item.path.clone())),
                 None => items.push(item),
             }
