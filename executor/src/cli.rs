@@ -316,6 +316,10 @@ pub struct BuildArgs {
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
           default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
     pub check: bool,
+    /// Stages built at the same time (those that do not depend on each
+    /// other); default: the number of cores.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
     /// Progress display: auto, tty (live bars) or plain (lines).
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressArg,

@@ -160,6 +160,10 @@ pub fn build_options(
         force: args.force,
         secrets: secrets(&args.secrets)?,
         ssh: ssh_agents(&args.ssh)?,
+        jobs: match args.jobs {
+            Some(n) => n as usize,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        },
         cache: cache_settings(args, &destinations(args)?)?,
         cache_dir: args.cache_dir.clone(),
     })

@@ -662,3 +662,60 @@ fn run_mount_ssh_forwards_the_agent() {
     );
     assert!(!root.join("run/buildkit").exists());
 }
+
+/// Stages that do not depend on each other run at the same time (the
+/// report's step times overlap); with --jobs 1 they do not; a stage the
+/// target does not need never runs.
+#[test]
+fn independent_stages_run_in_parallel() {
+    if !is_root() {
+        eprintln!("!!!!!!!! SKIPPED: builds as root, as in CI !!!!!!!!");
+        return;
+    }
+    let reg = TestRegistry::start(Options::default());
+    let base = base_image(&reg);
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        &ctx.path().join("Dockerfile"),
+        &format!(
+            "FROM {base} AS a\nRUN sleep 2 && echo a > /a\n\
+             FROM {base} AS b\nRUN sleep 2 && echo b > /b\n\
+             FROM {base} AS unused\nRUN echo never > /never && exit 1\n\
+             FROM {base}\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n"
+        ),
+    );
+    let mut overlaps = Vec::new();
+    for jobs in ["2", "1"] {
+        let out = tempfile::tempdir().unwrap();
+        let report = out.path().join("report.json");
+        kiln_build(ctx.path())
+            .oci_layout(&out.path().join("l"))
+            .args(reg_args(&reg))
+            .args(["--jobs", jobs, "--report"])
+            .arg(&report)
+            .ok();
+        let report = json(&std::fs::read_to_string(&report).unwrap());
+        let steps = report["steps"].as_array().unwrap();
+        assert!(
+            steps.iter().all(|s| s["stage"] != "unused"),
+            "the unused stage ran: {report}"
+        );
+        let span = |stage: &str| {
+            let s = steps.iter().find(|s| s["stage"] == stage).unwrap();
+            let start = s["started"].as_f64().unwrap();
+            (start, start + s["seconds"].as_f64().unwrap())
+        };
+        let (a, b) = (span("a"), span("b"));
+        overlaps.push(a.0 < b.1 && b.0 < a.1);
+        let bundle = umoci_unpack(&out.path().join("l"), "latest");
+        assert!(
+            bundle.path().join("b/rootfs/a").is_file()
+                && bundle.path().join("b/rootfs/b").is_file()
+        );
+    }
+    assert_eq!(
+        overlaps,
+        [true, false],
+        "--jobs 2 overlaps, --jobs 1 does not"
+    );
+}

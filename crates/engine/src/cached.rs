@@ -18,7 +18,7 @@ use sha2::{Digest as _, Sha256};
 /// Run one step through the cache; says what happened.
 pub(crate) fn step(
     cx: &StepCx,
-    cache: &mut Option<Box<dyn LayerCache>>,
+    shared: &std::sync::Mutex<Option<std::sync::Arc<dyn LayerCache>>>,
     state: &mut StageState,
     stage: &str,
     slot: &str,
@@ -26,6 +26,9 @@ pub(crate) fn step(
 ) -> Result<StepRecord, BuildError> {
     let started = std::time::Instant::now();
     let layers_before = state.layers.len();
+    // The cache as it is now; a failure turns it off for every stage.
+    let mut cache = shared.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let turn_off = || *shared.lock().unwrap_or_else(|e| e.into_inner()) = None;
     let settings = cx.build.opts.cache.as_ref().filter(|_| cache.is_some());
     let mut outcome = CacheOutcome::Off;
     let mut keyed = None;
@@ -51,7 +54,8 @@ pub(crate) fn step(
                         "the layer cache at {} failed ({e}); building without it",
                         c.describe()
                     );
-                    *cache = None;
+                    turn_off();
+                    cache = None;
                     CacheOutcome::Off
                 }
             };
@@ -73,7 +77,7 @@ pub(crate) fn step(
                 "storing in the layer cache at {} failed ({e}); building without it",
                 c.describe()
             );
-            *cache = None;
+            turn_off();
         }
     }
     if let Some((key, _, _)) = keyed {
@@ -86,6 +90,7 @@ pub(crate) fn step(
         instruction: first_line(cx.node),
         is_run: matches!(ins, Instruction::Run(_)),
         cache: outcome,
+        started: started.duration_since(cx.build.began).as_secs_f64(),
         seconds: started.elapsed().as_secs_f64(),
         layer_digest: new_layer.map(|l| l.digest.clone()),
         layer_size: new_layer.map(|l| l.size),

@@ -19,9 +19,11 @@ use kiln_image::config::rfc3339;
 use kiln_image::{BuiltImage, OciLayout};
 use kiln_registry::{BlobStore, Client};
 use kiln_sandbox::Executor;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
+use std::sync::Mutex;
 use std::sync::{Arc, OnceLock};
 
 /// What a build runs on. `None`s are made from the options: the executor
@@ -32,16 +34,22 @@ pub struct Services {
     pub cache: Option<Box<dyn LayerCache>>,
 }
 
+/// Stages built so far (shared by stages that run in parallel).
+pub(crate) type Stages = HashMap<usize, Arc<StageState>>;
+
 pub(crate) struct Engine<'a> {
     pub(crate) build: BuildCx<'a>,
-    states: HashMap<usize, StageState>,
+    states: Mutex<Stages>,
     /// Images used in this build (FROM and COPY --from), by reference.
-    images: HashMap<String, StageState>,
+    images: Mutex<HashMap<String, Arc<StageState>>>,
     client: Arc<Client>,
     blob_store: BlobStore,
     /// The layer cache, until it fails.
-    pub(crate) cache: Option<Box<dyn LayerCache>>,
-    pub(crate) records: Vec<StepRecord>,
+    pub(crate) cache: Mutex<Option<Arc<dyn LayerCache>>>,
+    /// Each step's record with its stage's place in the plan and its own.
+    records: Mutex<Vec<((usize, usize), StepRecord)>>,
+    /// Steps announced so far.
+    started: AtomicUsize,
 }
 
 /// Build the plan's target stage; progress goes to `events`. Returns the
@@ -59,14 +67,15 @@ pub fn build(
     let clamp = opts.source_date_epoch.or(opts.reproducible.then_some(0));
     let client = Arc::new(Client::new(opts.registry.clone()));
     let blob_store = BlobStore::new(opts.kiln_dir.join("blobs"));
-    let cache = services
-        .cache
-        .or_else(|| cache_from_options(opts, &client, &blob_store));
+    let cache: Option<Arc<dyn LayerCache>> = match services.cache {
+        Some(c) => Some(Arc::from(c)),
+        None => cache_from_options(opts, &client, &blob_store).map(Arc::from),
+    };
     let executor = OnceLock::new();
     if let Some(e) = services.executor {
         let _ = executor.set(e);
     }
-    let mut engine = Engine {
+    let engine = Engine {
         build: BuildCx {
             plan,
             opts,
@@ -84,31 +93,38 @@ pub fn build(
             events,
             steps_run: Default::default(),
             remote: crate::remote::Remote::new(opts.work_dir.join("downloads")),
+            began: std::time::Instant::now(),
         },
-        states: HashMap::new(),
-        images: HashMap::new(),
+        states: Mutex::new(HashMap::new()),
+        images: Mutex::new(HashMap::new()),
         client,
         blob_store,
-        cache,
-        records: Vec::new(),
+        cache: Mutex::new(cache),
+        records: Mutex::new(Vec::new()),
+        started: AtomicUsize::new(0),
     };
-    let total: usize = plan.order.iter().map(|i| plan.stages[*i].steps.len()).sum();
-    let mut done = 0;
-    for &index in &plan.order {
-        let state = engine.build_stage(&plan.stages[index], total, &mut done)?;
-        engine.states.insert(index, state);
-    }
-    let mut last = engine
-        .states
+    engine.build_stages()?;
+    let last = lock(&engine.states)
         .remove(&plan.target)
         .ok_or(BuildError::NoTarget)?;
+    let mut last = Arc::try_unwrap(last).unwrap_or_else(|shared| (*shared).clone());
     if !opts.labels.is_empty() {
         let labels = last.config.config.labels.get_or_insert_with(BTreeMap::new);
         labels.extend(opts.labels.iter().cloned());
     }
     last.config.created = Some(rfc3339(engine.build.now));
     let image = BuiltImage::new(last.config.clone(), last.blobs())?;
-    Ok((image, engine.records))
+    let mut records = engine
+        .records
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
+    records.sort_by_key(|(place, _)| *place);
+    Ok((image, records.into_iter().map(|(_, r)| r).collect()))
+}
+
+/// A lock, whether or not a thread panicked holding it.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The cache `--cache` asks for.
@@ -161,13 +177,13 @@ fn load_ignore(opts: &BuildOptions) -> Result<IgnoreMatcher, BuildError> {
 
 /// The state a `COPY --from` reads.
 fn copy_source<'s>(
-    states: &'s HashMap<usize, StageState>,
-    images: &'s HashMap<String, StageState>,
+    states: &'s Stages,
+    images: &'s HashMap<String, Arc<StageState>>,
     source: Option<&CopySource>,
 ) -> Option<&'s StageState> {
     match source? {
-        CopySource::Stage(i) => states.get(i),
-        CopySource::Image(r) => images.get(r),
+        CopySource::Stage(i) => states.get(i).map(|s| &**s),
+        CopySource::Image(r) => images.get(r).map(|s| &**s),
     }
 }
 
@@ -193,18 +209,90 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn build_stage(
-        &mut self,
-        stage: &'a Stage,
-        total: usize,
-        done: &mut usize,
-    ) -> Result<StageState, BuildError> {
+    /// Build the plan's stages, those that do not depend on each other at
+    /// the same time (`--jobs`; one at a time where the root is shared, in
+    /// place). Stops at the first failure.
+    fn build_stages(&self) -> Result<(), BuildError> {
+        let plan = self.build.plan;
+        let total: usize = plan.order.iter().map(|i| plan.stages[*i].steps.len()).sum();
+        let jobs = match self.shares_one_root() {
+            true => 1,
+            false => self.build.opts.jobs.max(1),
+        };
+        let needed: HashSet<usize> = plan.order.iter().copied().collect();
+        let mut pending: Vec<usize> = plan.order.clone();
+        let mut done: HashSet<usize> = HashSet::new();
+        let mut failure = None;
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let mut running = 0;
+            loop {
+                while running < jobs && failure.is_none() {
+                    let ready = pending.iter().position(|i| {
+                        plan.stages[*i]
+                            .deps
+                            .iter()
+                            .all(|d| done.contains(d) || !needed.contains(d))
+                    });
+                    let Some(pos) = ready else { break };
+                    let index = pending.remove(pos);
+                    let tx = tx.clone();
+                    scope.spawn(move || {
+                        let built = self.build_stage(&plan.stages[index], total);
+                        let _ = tx.send((index, built));
+                    });
+                    running += 1;
+                }
+                if running == 0 {
+                    break;
+                }
+                let Ok((index, built)) = rx.recv() else { break };
+                running -= 1;
+                match built {
+                    Ok(state) => {
+                        lock(&self.states).insert(index, Arc::new(state));
+                        done.insert(index);
+                    }
+                    Err(e) => {
+                        failure.get_or_insert(e);
+                    }
+                }
+            }
+        });
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// In-place mode builds every stage in the one root: one at a time.
+    fn shares_one_root(&self) -> bool {
+        use kiln_sandbox::IsolationMode;
+        match self.build.executor.get() {
+            Some(e) => e.fixed_root().is_some(),
+            None => {
+                self.build.opts.isolation == IsolationMode::InPlace
+                    || (self.build.opts.isolation == IsolationMode::Auto
+                        && kiln_sandbox::kiln_image_home().is_some())
+            }
+        }
+    }
+
+    fn build_stage(&self, stage: &'a Stage, total: usize) -> Result<StageState, BuildError> {
         let platform = self.platform(stage)?;
+        let place = self
+            .build
+            .plan
+            .order
+            .iter()
+            .position(|i| *i == stage.index)
+            .unwrap_or(0);
         // In-place mode clears the root for this stage: the files earlier
         // stages left there and still name move aside first.
         if let Some(fixed) = self.build.executor.get().and_then(|e| e.fixed_root()) {
             let stash = self.build.opts.work_dir.join("stash");
-            for s in self.states.values_mut() {
+            for s in lock(&self.states).values_mut() {
+                let s = Arc::make_mut(s);
                 crate::root::stash_contents(&mut s.tree, fixed, &stash).map_err(|e| {
                     BuildError::at(
                         &self.build.plan.ast,
@@ -218,17 +306,17 @@ impl<'a> Engine<'a> {
         let mut state = match &stage.base {
             StageBase::Scratch => StageState::scratch(&platform, self.build.now),
             StageBase::Stage(i) => {
+                let base = lock(&self.states)
+                    .get(i)
+                    .cloned()
+                    .ok_or_else(|| self.error(&stage.from, "base stage was not built"))?;
                 // A stage built on another keeps its declared ARGs
                 // (BuildKit: ds.buildArgs = append(ds.buildArgs,
                 // ds.base.buildArgs...) in dockerfile2llb/convert.go).
-                let mut s = self
-                    .states
-                    .get(i)
-                    .map(|base| StageState {
-                        args: base.args.clone(),
-                        ..base.as_base()
-                    })
-                    .ok_or_else(|| self.error(&stage.from, "base stage was not built"))?;
+                let mut s = StageState {
+                    args: base.args.clone(),
+                    ..base.as_base()
+                };
                 // A directory root changes as steps run: the new stage
                 // writes out its own. Overlay roots are read-only below.
                 let in_place = match self.build.executor.get() {
@@ -249,22 +337,22 @@ impl<'a> Engine<'a> {
                 self.image(r, &target, &step.node)?;
             }
         }
-        let mut announce = |this: &Self, text: String, line: usize| {
-            *done += 1;
-            let _ = this.build.events.send(Event::StepStarted {
+        let announce = |text: String| {
+            let index = self.started.fetch_add(1, Ordering::Relaxed) + 1;
+            let _ = self.build.events.send(Event::StepStarted {
                 stage: stage.label(),
-                index: *done,
+                index,
                 total,
                 text,
-                several_stages: this.build.plan.order.len() > 1,
+                several_stages: self.build.plan.order.len() > 1,
             });
-            line
         };
-        self.onbuild_triggers(stage, &mut state, &mut |this, text| {
-            announce(this, text, 0);
-        })?;
+        self.onbuild_triggers(stage, &mut state, &announce)?;
+        // What this stage's steps may read: the stages and images so far.
+        let states = lock(&self.states).clone();
+        let images = lock(&self.images).clone();
         for (i, step) in stage.steps.iter().enumerate() {
-            announce(self, first_line(&step.node), step.node.start_line);
+            announce(first_line(&step.node));
             let slot = format!(
                 "{}:{}:{i}",
                 self.build
@@ -275,32 +363,31 @@ impl<'a> Engine<'a> {
                     .unwrap_or_default(),
                 stage.label()
             );
-            let from = copy_source(&self.states, &self.images, step.copy_from.as_ref());
             let cx = StepCx {
                 build: &self.build,
                 node: &step.node,
-                copy_from: from,
-                stages: &self.states,
+                copy_from: copy_source(&states, &images, step.copy_from.as_ref()),
+                stages: &states,
             };
             let record = crate::cached::step(
                 &cx,
-                &mut self.cache,
+                &self.cache,
                 &mut state,
                 &stage.label(),
                 &slot,
                 &step.instruction,
             )?;
-            self.records.push(record);
+            lock(&self.records).push(((place, i), record));
         }
         Ok(state)
     }
 
     /// ONBUILD triggers of the base run first, then are cleared.
     fn onbuild_triggers(
-        &mut self,
+        &self,
         stage: &Stage,
         state: &mut StageState,
-        announce: &mut dyn FnMut(&Self, String),
+        announce: &dyn Fn(String),
     ) -> Result<(), BuildError> {
         let Some(triggers) = state.config.config.on_build.take() else {
             return Ok(());
@@ -312,7 +399,7 @@ impl<'a> Engine<'a> {
             for node in &ast.nodes {
                 let ins = from_node(node)
                     .map_err(|m| self.error(&stage.from, format!("ONBUILD {t:?}: {m}")))?;
-                announce(self, format!("ONBUILD {}", first_line(node)));
+                announce(format!("ONBUILD {}", first_line(node)));
                 let from = match &ins {
                     Instruction::Copy(c) => match &c.from {
                         Some(f) => Some(self.trigger_source(f, &stage.from)?),
@@ -320,11 +407,13 @@ impl<'a> Engine<'a> {
                     },
                     _ => None,
                 };
+                let states = lock(&self.states).clone();
+                let images = lock(&self.images).clone();
                 let cx = StepCx {
                     build: &self.build,
                     node: &stage.from,
-                    copy_from: copy_source(&self.states, &self.images, from.as_ref()),
-                    stages: &self.states,
+                    copy_from: copy_source(&states, &images, from.as_ref()),
+                    stages: &states,
                 };
                 dispatch(&cx, state, &ins)?;
                 state.cache_key =
@@ -336,7 +425,7 @@ impl<'a> Engine<'a> {
 
     /// A trigger's `COPY --from` (triggers are not in the plan): a stage
     /// by name or index, else an image, fetched now.
-    fn trigger_source(&mut self, from: &str, node: &AstNode) -> Result<CopySource, BuildError> {
+    fn trigger_source(&self, from: &str, node: &AstNode) -> Result<CopySource, BuildError> {
         match self.build.plan.stage_index(from) {
             Some(i) => Ok(CopySource::Stage(i)),
             None => {
@@ -349,35 +438,37 @@ impl<'a> Engine<'a> {
 
     /// An image's stage state, fetched once per build.
     fn image(
-        &mut self,
+        &self,
         reference: &str,
         platform: &Platform,
         node: &AstNode,
-    ) -> Result<&StageState, BuildError> {
-        if !self.images.contains_key(reference) {
-            let source = ImageSource {
-                opts: self.build.opts,
-                client: &self.client,
-                blob_store: &self.blob_store,
-                layer_store: &self.build.layer_store,
-                now: self.build.now,
-            };
-            let started = std::time::Instant::now();
-            let _ = self.build.events.send(Event::Pulling {
-                reference: reference.to_string(),
-            });
-            let state = source
-                .stage_state(reference, platform)
-                .map_err(|e| self.error(node, e))?;
-            let _ = self.build.events.send(Event::Pulled {
-                reference: reference.to_string(),
-                layers: state.layers.len(),
-                seconds: started.elapsed().as_secs_f64(),
-            });
-            self.images.insert(reference.to_string(), state);
+    ) -> Result<Arc<StageState>, BuildError> {
+        // One fetch at a time: a second stage naming the image waits for it.
+        let mut images = lock(&self.images);
+        if let Some(s) = images.get(reference) {
+            return Ok(s.clone());
         }
-        self.images
-            .get(reference)
-            .ok_or_else(|| self.error(node, "image was not pulled"))
+        let source = ImageSource {
+            opts: self.build.opts,
+            client: &self.client,
+            blob_store: &self.blob_store,
+            layer_store: &self.build.layer_store,
+            now: self.build.now,
+        };
+        let started = std::time::Instant::now();
+        let _ = self.build.events.send(Event::Pulling {
+            reference: reference.to_string(),
+        });
+        let state = source
+            .stage_state(reference, platform)
+            .map_err(|e| self.error(node, e))?;
+        let _ = self.build.events.send(Event::Pulled {
+            reference: reference.to_string(),
+            layers: state.layers.len(),
+            seconds: started.elapsed().as_secs_f64(),
+        });
+        let state = Arc::new(state);
+        images.insert(reference.to_string(), state.clone());
+        Ok(state)
     }
 }

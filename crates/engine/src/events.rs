@@ -40,6 +40,8 @@ pub struct StepRecord {
     /// A RUN step (executes a command unless the cache hit).
     pub is_run: bool,
     pub cache: CacheOutcome,
+    /// When the step began, in seconds since the build began.
+    pub started: f64,
     pub seconds: f64,
     pub layer_digest: Option<String>,
     pub layer_size: Option<u64>,
@@ -54,6 +56,7 @@ struct StepJson<'a> {
     cache: &'a str,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     reasons: &'a [String],
+    started: f64,
     seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     layer_digest: &'a Option<String>,
@@ -74,6 +77,7 @@ pub fn report_json(records: &[StepRecord]) -> serde_json::Value {
                 CacheOutcome::Miss(reasons) => reasons,
                 _ => &[],
             },
+            started: r.started,
             seconds: r.seconds,
             layer_digest: &r.layer_digest,
             layer_size: r.layer_size,

@@ -32,6 +32,8 @@ pub struct BuildOptions {
     pub force: bool,
     /// `--secret id=ID,src=PATH|env=VAR`, for `RUN --mount=type=secret`.
     pub secrets: Vec<(String, SecretSource)>,
+    /// `--jobs`: stages built at the same time.
+    pub jobs: usize,
     /// `--ssh ID[=SOCKET]`: SSH agent sockets for `RUN --mount=type=ssh`.
     pub ssh: Vec<(String, PathBuf)>,
     /// `--cache`: the layer cache.

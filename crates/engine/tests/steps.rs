@@ -53,6 +53,7 @@ impl Fixture {
             force: false,
             secrets: Vec::new(),
             ssh: Vec::new(),
+            jobs: 2,
             cache: cache.then(|| CacheSettings {
                 repo: CacheLocation::Layout(self.state.path().join("unused")),
                 ttl: 3600,

@@ -47,6 +47,8 @@ pub(crate) struct BuildCx<'a> {
     pub steps_run: AtomicUsize,
     /// Files ADD downloads, once per build.
     pub remote: crate::remote::Remote,
+    /// When the build began (step times in the report count from it).
+    pub began: std::time::Instant,
 }
 
 /// One step's view: the build, the instruction's node (for locations),
@@ -56,7 +58,7 @@ pub(crate) struct StepCx<'a> {
     pub node: &'a AstNode,
     pub copy_from: Option<&'a StageState>,
     /// The stages built so far, for `RUN --mount=type=bind,from=`.
-    pub stages: &'a std::collections::HashMap<usize, StageState>,
+    pub stages: &'a crate::engine::Stages,
 }
 
 impl StepCx<'_> {
