@@ -62,7 +62,10 @@ fn plain(events: Receiver<Event>) -> Vec<StepRecord> {
             Event::StepStarted {
                 index, total, text, ..
             } => tracing::info!("[{index}/{total}] {text}"),
-            Event::Output { line, text } => tracing::info!("  line {line} | {text}"),
+            Event::Output { stage, line, text } => match stage {
+                Some(stage) => tracing::info!("  {stage} line {line} | {text}"),
+                None => tracing::info!("  line {line} | {text}"),
+            },
             Event::Pulling { reference } => tracing::info!("pulling {reference}"),
             Event::Pulled {
                 reference,
@@ -126,8 +129,9 @@ fn bars(events: Receiver<Event>) -> Vec<StepRecord> {
                 };
                 step = Some((spinner(&bars, title.clone()), title));
             }
-            Event::Output { line, text } => {
-                let _ = bars.println(format!("  line {line} | {text}"));
+            Event::Output { stage, line, text } => {
+                let stage = stage.map(|s| format!("{s} ")).unwrap_or_default();
+                let _ = bars.println(format!("  {stage}line {line} | {text}"));
             }
             Event::Pulling { reference } => {
                 let bar = spinner(&bars, format!("pulling {reference}"));

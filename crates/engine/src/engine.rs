@@ -349,6 +349,7 @@ impl<'a> Engine<'a> {
         };
         self.onbuild_triggers(stage, &mut state, &announce)?;
         // What this stage's steps may read: the stages and images so far.
+        let label = stage.label();
         let states = lock(&self.states).clone();
         let images = lock(&self.images).clone();
         for (i, step) in stage.steps.iter().enumerate() {
@@ -368,6 +369,7 @@ impl<'a> Engine<'a> {
                 node: &step.node,
                 copy_from: copy_source(&states, &images, step.copy_from.as_ref()),
                 stages: &states,
+                stage: &label,
             };
             let record = crate::cached::step(
                 &cx,
@@ -414,6 +416,7 @@ impl<'a> Engine<'a> {
                     node: &stage.from,
                     copy_from: copy_source(&states, &images, from.as_ref()),
                     stages: &states,
+                    stage: &stage.label(),
                 };
                 dispatch(&cx, state, &ins)?;
                 state.cache_key =

@@ -15,8 +15,13 @@ pub enum Event {
         /// More than one stage in the build.
         several_stages: bool,
     },
-    /// A line a RUN step printed.
-    Output { line: usize, text: String },
+    /// A line a RUN step printed (`stage` when the build has several,
+    /// which may run at the same time).
+    Output {
+        stage: Option<String>,
+        line: usize,
+        text: String,
+    },
     /// A base image is being fetched (pulled, or read from `--cache-dir`).
     Pulling { reference: String },
     /// It is there: its layers extracted into the layer store.

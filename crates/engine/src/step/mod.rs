@@ -59,6 +59,8 @@ pub(crate) struct StepCx<'a> {
     pub copy_from: Option<&'a StageState>,
     /// The stages built so far, for `RUN --mount=type=bind,from=`.
     pub stages: &'a crate::engine::Stages,
+    /// The stage's name (or index), for output lines.
+    pub stage: &'a str,
 }
 
 impl StepCx<'_> {

@@ -37,8 +37,10 @@ pub fn run(cx: &StepCx, state: &mut StageState, r: &RunArgs) -> Result<(), Build
     };
     let line = cx.node.start_line;
     let events = cx.build.events.clone();
+    let stage = (cx.build.plan.order.len() > 1).then(|| cx.stage.to_string());
     let output = move |text: &str| {
         let _ = events.send(crate::Event::Output {
+            stage: stage.clone(),
             line,
             text: text.to_string(),
         });

@@ -1,0 +1,136 @@
+//! Stacking layers on a tree: an extracted layer (base images, cache
+//! hits) and another tree laid over this one (`COPY --link`). Neither is
+//! recorded as the current step's change.
+
+use super::{base_name, join, parent_of, FileKind, FsTree, Node, TreeError};
+use kiln_layer::apply::{AppliedEntry, AppliedKind};
+use kiln_layer::Content;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+impl FsTree {
+    /// Stack a layer extracted under `root` on this tree: whiteouts remove,
+    /// opaque directories hide what lower layers had in them, hard links
+    /// share the inode of their target. The tree's change set is untouched
+    /// (a base image's layers are not a new layer).
+    pub fn apply_layer(&mut self, root: &Path, entries: &[AppliedEntry]) -> Result<(), TreeError> {
+        let saved = (
+            std::mem::take(&mut self.changed),
+            std::mem::take(&mut self.deleted),
+            std::mem::take(&mut self.opaque),
+        );
+        let result = self.apply_entries(root, entries);
+        (self.changed, self.deleted, self.opaque) = saved;
+        result
+    }
+
+    /// Lay `upper`'s paths over this tree as a layer stacks on the ones
+    /// below it (`COPY --link`): directories take the upper's metadata and
+    /// keep their contents, other paths are replaced. Not recorded as
+    /// changes (the layer is written already); returns the paths laid.
+    pub fn merge(&mut self, upper: &FsTree) -> Result<Vec<String>, TreeError> {
+        let saved = (
+            std::mem::take(&mut self.changed),
+            std::mem::take(&mut self.deleted),
+            std::mem::take(&mut self.opaque),
+        );
+        let mut inodes: HashMap<u64, u64> = HashMap::new();
+        let mut laid = Vec::new();
+        let mut result = Ok(());
+        for (path, node) in upper.iter().filter(|(p, _)| p.as_str() != "/") {
+            let inode = *inodes.entry(node.inode).or_insert_with(|| self.new_inode());
+            let node = Node {
+                inode,
+                ..node.clone()
+            };
+            match self.nodes.get(path) {
+                Some(old) if old.is_dir() && node.is_dir() => {
+                    let inode = old.inode;
+                    self.nodes.insert(path.clone(), Node { inode, ..node });
+                }
+                Some(old) if old.is_dir() => {
+                    self.remove(path);
+                    result = self.insert(path, node);
+                }
+                _ => result = self.insert(path, node),
+            }
+            if result.is_err() {
+                break;
+            }
+            laid.push(path.clone());
+        }
+        (self.changed, self.deleted, self.opaque) = saved;
+        result.map(|()| laid)
+    }
+
+    fn apply_entries(&mut self, root: &Path, entries: &[AppliedEntry]) -> Result<(), TreeError> {
+        for e in entries.iter().filter(|e| e.kind == AppliedKind::Opaque) {
+            let dir = self.resolve(&format!("/{}", e.path), true)?;
+            self.clear_dir(&dir);
+        }
+        for e in entries {
+            let abs = format!("/{}", e.path);
+            let parent = self.resolve(parent_of(&abs), true)?;
+            let now = e.mtime;
+            let parent = self.mkdir_all(&parent, &mut |t| Node {
+                kind: FileKind::Dir,
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                mtime: now,
+                xattrs: BTreeMap::new(),
+                inode: t.new_inode(),
+            })?;
+            let path = join(&parent, base_name(&abs));
+            let kind = match &e.kind {
+                AppliedKind::Opaque => continue,
+                AppliedKind::Whiteout => {
+                    self.remove(&path);
+                    continue;
+                }
+                AppliedKind::Node(FileKind::Hardlink(target)) => {
+                    let t = self.resolve(&format!("/{target}"), false)?;
+                    let Some(node) = self.nodes.get(&t).cloned() else {
+                        return Err(TreeError::NotADirectory(format!("hard link target {t}")));
+                    };
+                    if self.nodes.get(&path).is_some_and(Node::is_dir) {
+                        self.remove(&path);
+                    }
+                    self.nodes.insert(path, node);
+                    continue;
+                }
+                // The record leaves a file's content out: it is in the
+                // layer's directory.
+                AppliedKind::Node(FileKind::File { size, .. }) => FileKind::File {
+                    content: Content::Path(root.join(&e.path)),
+                    size: *size,
+                },
+                AppliedKind::Node(kind) => kind.clone(),
+            };
+            let is_dir = matches!(kind, FileKind::Dir);
+            match self.nodes.get(&path) {
+                // A directory over a directory updates its metadata only.
+                Some(old) if old.is_dir() && is_dir => {}
+                Some(old) if old.is_dir() => self.remove(&path),
+                _ => {}
+            }
+            let inode = match self.nodes.get(&path) {
+                Some(n) if is_dir => n.inode,
+                _ => self.new_inode(),
+            };
+            self.nodes.insert(
+                path,
+                Node {
+                    kind,
+                    mode: e.mode,
+                    uid: e.uid,
+                    gid: e.gid,
+                    mtime: e.mtime,
+                    xattrs: e.xattrs.clone(),
+                    inode,
+                },
+            );
+        }
+        Ok(())
+    }
+}
