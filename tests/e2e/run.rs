@@ -537,17 +537,37 @@ fn run_mounts_cache_secret_tmpfs_bind() {
              RUN --mount=type=bind,from=other,source=/made,target=/m cat /m/it > /from-stage\n"
         ),
     );
-    for isolation in ["auto", "chroot"] {
+    // As uid 65534 too (user namespaces): everything it reads or writes
+    // must be open to it.
+    ensure_subids();
+    for d in [work.path(), &ctx, &ctx.join("data")] {
+        chmod(d, 0o777);
+    }
+    for f in [
+        work.path().join("token"),
+        ctx.join("Dockerfile"),
+        ctx.join("data/file"),
+    ] {
+        chmod(&f, 0o644);
+    }
+    for isolation in ["auto", "chroot", "unprivileged"] {
         let state = work.path().join(format!("state-{isolation}"));
         let mut seen = Vec::new();
         for round in 0..2 {
             let out = work.path().join(format!("out-{isolation}-{round}"));
             let report = out.join("report.json");
             std::fs::create_dir_all(&out).unwrap();
-            let log = kiln_build(&ctx)
+            chmod(&out, 0o777);
+            let build = match isolation {
+                "unprivileged" => {
+                    kiln_build_as_nobody(&ctx, work.path()).args(["--isolation", "auto"])
+                }
+                _ => kiln_build(&ctx).args(["--isolation", isolation]),
+            };
+            let log = build
                 .oci_layout(&out.join("l"))
                 .args(reg_args(&reg))
-                .args(["--isolation", isolation, "--kiln-dir"])
+                .arg("--kiln-dir")
                 .arg(&state)
                 .arg("--secret")
                 .arg(format!(
@@ -557,6 +577,9 @@ fn run_mounts_cache_secret_tmpfs_bind() {
                 .arg("--report")
                 .arg(&report)
                 .ok();
+            if isolation == "unprivileged" && round == 0 {
+                assert!(log.contains("isolation: user namespaces"), "{log}");
+            }
             let bundle = umoci_unpack(&out.join("l"), "latest");
             let root = bundle.path().join("b/rootfs");
             let read = |p: &str| {
