@@ -99,6 +99,7 @@ pub fn check(ast: &Ast, config: &CheckConfig) -> Vec<Finding> {
     let upper = words.iter().filter(|w| is_upper(w)).count();
     let majority_upper = upper * 2 >= words.len();
     let global_args: BTreeSet<String> = global_arg_names(ast);
+    let no_default = global_args_without_default(ast);
     let mut stage_nodes: Vec<&Node> = Vec::new();
     let mut stages: Vec<Vec<&Node>> = Vec::new();
     for node in &ast.nodes {
@@ -123,6 +124,7 @@ pub fn check(ast: &Ast, config: &CheckConfig) -> Vec<Finding> {
                 stages.push(std::mem::take(&mut stage_nodes));
             }
             from_checks(node, &global_args, &mut add);
+            default_arg_in_from(node, &no_default, &mut add);
         }
         stage_nodes.push(node);
     }
@@ -133,6 +135,18 @@ pub fn check(ast: &Ast, config: &CheckConfig) -> Vec<Finding> {
         stage_checks(stage, &mut add);
     }
     out
+}
+
+/// Global ARGs declared without a default value.
+fn global_args_without_default(ast: &Ast) -> BTreeSet<String> {
+    ast.nodes
+        .iter()
+        .take_while(|n| n.keyword != "from")
+        .filter(|n| n.keyword == "arg")
+        .flat_map(|n| n.args.iter())
+        .filter(|a| !a.contains('='))
+        .cloned()
+        .collect()
 }
 
 fn global_arg_names(ast: &Ast) -> BTreeSet<String> {
@@ -206,6 +220,28 @@ fn from_checks(
                 );
             }
         }
+    }
+}
+
+/// InvalidDefaultArgInFrom: a FROM whose image needs a global ARG that
+/// has no default is empty or invalid unless the build gives the value.
+fn default_arg_in_from(
+    node: &Node,
+    no_default: &BTreeSet<String>,
+    add: &mut impl FnMut(&'static str, &Node, String),
+) {
+    let Some(image) = node.args.first() else {
+        return;
+    };
+    let uses = |name: &String| {
+        image.contains(&format!("${name}")) || image.contains(&format!("${{{name}}}"))
+    };
+    if no_default.iter().any(uses) {
+        add(
+            "InvalidDefaultArgInFrom",
+            node,
+            format!("Default value for ARG {image} results in empty or invalid base image name"),
+        );
     }
 }
 
@@ -320,6 +356,10 @@ mod tests {
         );
         assert_eq!(rules("FROM $BASE\n"), ["UndefinedArgInFrom"]);
         assert!(rules("ARG BASE=scratch\nFROM $BASE\n").is_empty());
+        assert_eq!(
+            rules("ARG TAG\nFROM busybox:${TAG}\n"),
+            ["InvalidDefaultArgInFrom"]
+        );
         assert_eq!(
             rules("FROM scratch\nCMD [\"a\"]\nCMD [\"b\"]\n"),
             ["MultipleInstructionsDisallowed"]
