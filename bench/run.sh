@@ -2,6 +2,8 @@
 # kiln's benchmark harness (run as root on a Debian machine; see docs/benchmarks.md).
 #   bench/run.sh [RUNS]          W1, W2 and the snapshot benchmark
 #   ONLY=W5 bench/run.sh [RUNS]   W5 only (rebuild from the layer cache)
+#   ONLY=W4 bench/run.sh [RUNS]   W4 only: kiln (parallel stages, and
+#                                 --jobs 1) against buildah, interleaved
 # Starts a registry on 127.0.0.1:5000, builds the bases the workloads in
 # ../shared/bench/workloads expect (debian:bookworm from debootstrap, bigbase),
 # then times cold builds+pushes of W1 and W2: kiln as uid 65534 (user
@@ -51,18 +53,20 @@ ln -f "$STATE/debian.tar" "$STATE/ctx-debian/rootfs.tar"
 printf 'FROM scratch\nADD rootfs.tar /\nENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n' > "$STATE/ctx-debian/Dockerfile"
 have() { curl -fsS -o /dev/null -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$REG/v2/$1/manifests/latest" 2>/dev/null || curl -fsS -o /dev/null -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$REG/v2/$1/manifests/bookworm" 2>/dev/null; }
 have debian || "$KILN" build -c "$STATE/ctx-debian" -d $REG/debian:bookworm --insecure-registry $REG --kiln-dir "$STATE/kiln-prep" -v warn
-have bigbase || "$KILN" build -c "$WORKLOADS/base-bigbase" -d $REG/bigbase:latest --insecure-registry $REG --kiln-dir "$STATE/kiln-prep" -v warn
+[ -n "${ONLY:-}" ] || have bigbase || "$KILN" build -c "$WORKLOADS/base-bigbase" -d $REG/bigbase:latest --insecure-registry $REG --kiln-dir "$STATE/kiln-prep" -v warn
 mkdir -p "$STATE/ctx-small"
 cat > "$STATE/ctx-small/Dockerfile" <<DF
 FROM $REG/debian:bookworm
 RUN mkdir -p /opt/small && cd /opt/small && for d in \$(seq 1 10); do mkdir d\$d; for f in \$(seq 1 1000); do echo "\$d \$f" > d\$d/f\$f; done; done
 DF
-have small10k || "$KILN" build -c "$STATE/ctx-small" -d $REG/small10k:latest --insecure-registry $REG --kiln-dir "$STATE/kiln-prep" -v warn
+[ -n "${ONLY:-}" ] || have small10k || "$KILN" build -c "$STATE/ctx-small" -d $REG/small10k:latest --insecure-registry $REG --kiln-dir "$STATE/kiln-prep" -v warn
 
-kiln_time() { # workload
+kiln_time() { # workload [extra flags]
+    w=$1
+    shift
     rm -rf "$STATE/kiln-cold"
     t0=$(now)
-    as_nobody "$KILN" build -c "$WORKLOADS/$1" -d "$REG/bench/$(echo $1 | tr A-Z a-z):kiln" --insecure-registry $REG --kiln-dir "$STATE/kiln-cold" -v warn
+    as_nobody "$KILN" build -c "$WORKLOADS/$w" -d "$REG/bench/$(echo $w | tr A-Z a-z):kiln" --insecure-registry $REG --kiln-dir "$STATE/kiln-cold" -v warn "$@"
     t1=$(now)
     echo "$t1 - $t0" | bc
 }
@@ -119,6 +123,28 @@ w5() {
     fi
     echo "| W5 (W1 + W4 from the cache, empty machine, app.txt edited) | ${k} s | ${b} s | $r |"
 }
+
+if [ "${ONLY:-}" = W4 ]; then
+    # Interleaved: kiln (stages in parallel), kiln --jobs 1, buildah.
+    : > "$STATE/w4-par"; : > "$STATE/w4-seq"; : > "$STATE/w4-buildah"
+    for i in $(seq 1 "$RUNS"); do
+        kiln_time W4-multistage --build-arg REGISTRY=$REG >> "$STATE/w4-par"
+        kiln_time W4-multistage --build-arg REGISTRY=$REG --jobs 1 >> "$STATE/w4-seq"
+        if command -v buildah >/dev/null; then
+            buildah_time W4-multistage >> "$STATE/w4-buildah"
+        fi
+    done
+    p=$(median < "$STATE/w4-par"); q=$(median < "$STATE/w4-seq")
+    echo "| workload | kiln (parallel stages) | kiln --jobs 1 | buildah | kiln/buildah |"
+    echo "|---|---|---|---|---|"
+    if [ -s "$STATE/w4-buildah" ]; then
+        b=$(median < "$STATE/w4-buildah"); r=$(echo "scale=2; $p / $b" | bc)
+    else
+        b="not installed"; r="-"
+    fi
+    echo "| W4 (two independent CPU-bound stages) | ${p} s | ${q} s | ${b} s | $r |"
+    exit 0
+fi
 
 if [ "${ONLY:-}" = W5 ]; then
     echo "| workload | kiln (uid 65534) | buildah | kiln/buildah |"
