@@ -1,7 +1,10 @@
 //! Typed instructions made from parser nodes. Flags are validated here;
 //! words stay unexpanded (expansion needs the environment of each step).
 
+use crate::flags::Flags;
 use crate::parser::{Heredoc, Node};
+use crate::run_args::run_args;
+pub use crate::run_args::{Mount, MountKind, Network, RunArgs, Security};
 use serde::Serialize;
 
 /// A command for RUN, CMD, ENTRYPOINT or HEALTHCHECK.
@@ -41,82 +44,6 @@ pub struct HealthcheckArgs {
     pub start_period_ns: i64,
     pub start_interval_ns: i64,
     pub retries: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RunArgs {
-    pub command: Command,
-    pub mounts: Vec<Mount>,
-    pub network: Network,
-    pub security: Security,
-    pub heredocs: Vec<Heredoc>,
-}
-
-/// `RUN --network` (BuildKit's `instructions/commands_runnetwork.go`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub enum Network {
-    #[default]
-    Default,
-    None,
-    Host,
-}
-
-/// `RUN --security` (BuildKit's `instructions/commands_runsecurity.go`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub enum Security {
-    #[default]
-    Sandbox,
-    Insecure,
-}
-
-/// The kinds of `RUN --mount`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum MountKind {
-    Bind,
-    Cache,
-    Tmpfs,
-    Secret,
-    Ssh,
-}
-
-/// One `RUN --mount=...`: its type and its other `key=value` options as
-/// written (words unexpanded; BuildKit's `instructions/commands_runmount.go`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Mount {
-    pub kind: MountKind,
-    pub options: Vec<(String, String)>,
-}
-
-impl Mount {
-    pub fn parse(spec: &str) -> Result<Mount, String> {
-        let mut kind = MountKind::Bind;
-        let mut options = Vec::new();
-        for field in spec.split(',').filter(|f| !f.is_empty()) {
-            let (k, v) = field.split_once('=').unwrap_or((field, ""));
-            let k = k.trim().to_ascii_lowercase();
-            if k == "type" {
-                kind = match v {
-                    "bind" => MountKind::Bind,
-                    "cache" => MountKind::Cache,
-                    "tmpfs" => MountKind::Tmpfs,
-                    "secret" => MountKind::Secret,
-                    "ssh" => MountKind::Ssh,
-                    other => return Err(format!("unsupported mount type {other:?}")),
-                };
-            } else {
-                options.push((k, v.to_string()));
-            }
-        }
-        Ok(Mount { kind, options })
-    }
-
-    /// The value of option `key` (`from`, `target`, ...).
-    pub fn option(&self, key: &str) -> Option<&str> {
-        self.options
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -194,80 +121,6 @@ pub const KEYWORDS: &[&str] = &[
     "stopsignal",
     "healthcheck",
 ];
-
-/// Parsed `--name[=value]` flags of one instruction.
-struct Flags {
-    items: Vec<(String, Option<String>)>,
-}
-
-impl Flags {
-    fn parse(node: &Node, allowed: &[&str]) -> Result<Flags, String> {
-        let mut items = Vec::new();
-        for raw in &node.flags {
-            let body = raw.strip_prefix("--").unwrap_or(raw);
-            let (name, value) = match body.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_string())),
-                None => (body, None),
-            };
-            if !allowed.contains(&name) {
-                return Err(format!(
-                    "unknown flag: --{name} (for {})",
-                    node.keyword.to_uppercase()
-                ));
-            }
-            items.push((name.to_string(), value));
-        }
-        Ok(Flags { items })
-    }
-
-    fn string(&self, name: &str) -> Result<Option<String>, String> {
-        let mut found = None;
-        for (n, v) in &self.items {
-            if n == name {
-                if found.is_some() {
-                    return Err(format!("duplicate flag specified: --{name}"));
-                }
-                found = Some(
-                    v.clone()
-                        .ok_or_else(|| format!("missing a value on flag: --{name}"))?,
-                );
-            }
-        }
-        Ok(found)
-    }
-
-    fn strings(&self, name: &str) -> Result<Vec<String>, String> {
-        self.items
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| {
-                v.clone()
-                    .ok_or_else(|| format!("missing a value on flag: --{name}"))
-            })
-            .collect()
-    }
-
-    fn bool(&self, name: &str) -> Result<bool, String> {
-        match self.string_or_flag(name) {
-            None => Ok(false),
-            Some(None) => Ok(true),
-            Some(Some(v)) => match v.to_ascii_lowercase().as_str() {
-                "true" | "1" => Ok(true),
-                "false" | "0" => Ok(false),
-                _ => Err(format!(
-                    "expecting boolean value for flag --{name}, not: {v}"
-                )),
-            },
-        }
-    }
-
-    fn string_or_flag(&self, name: &str) -> Option<Option<String>> {
-        self.items
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-    }
-}
 
 fn command_of(node: &Node) -> Command {
     if node.json {
@@ -478,36 +331,8 @@ pub fn from_node(node: &Node) -> Result<Instruction, String> {
             }
         }
         "run" => {
-            let flags = Flags::parse(node, &["mount", "network", "security"])?;
             need_args(node, if node.json { 0 } else { 1 })?;
-            Instruction::Run(RunArgs {
-                command: command_of(node),
-                mounts: flags
-                    .strings("mount")?
-                    .iter()
-                    .map(|m| Mount::parse(m))
-                    .collect::<Result<_, _>>()?,
-                network: match flags.string("network")?.as_deref() {
-                    None | Some("default") => Network::Default,
-                    Some("none") => Network::None,
-                    Some("host") => Network::Host,
-                    Some(other) => {
-                        return Err(format!(
-                            "RUN --network={other}: expected default, none or host"
-                        ))
-                    }
-                },
-                security: match flags.string("security")?.as_deref() {
-                    None | Some("sandbox") => Security::Sandbox,
-                    Some("insecure") => Security::Insecure,
-                    Some(other) => {
-                        return Err(format!(
-                            "RUN --security={other}: expected sandbox or insecure"
-                        ))
-                    }
-                },
-                heredocs: node.heredocs.clone(),
-            })
+            Instruction::Run(run_args(node, command_of(node))?)
         }
         "cmd" | "entrypoint" => {
             no_flags(node)?;

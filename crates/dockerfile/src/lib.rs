@@ -4,10 +4,12 @@
 pub mod checks;
 pub mod dump;
 pub mod error;
+mod flags;
 pub mod instructions;
 mod line_parsers;
 pub mod parser;
 pub mod plan;
+mod run_args;
 pub mod shell;
 
 pub use error::ParseError;
