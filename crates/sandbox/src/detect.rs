@@ -1,7 +1,7 @@
 //! The auto policy: which executor this machine allows, decided once per
 //! build and logged with the reason.
 
-use crate::directory::{ChrootExecutor, PrivateCopyExecutor};
+use crate::directory::DirectoryExecutor;
 use crate::executor::Executor;
 use crate::in_place::{kiln_image_home, InPlaceExecutor};
 use crate::overlay::OverlayExecutor;
@@ -78,7 +78,7 @@ pub fn detect(
             ));
         }
         tracing::info!("isolation: chroot (asked for)");
-        return Ok(Box::new(ChrootExecutor));
+        return Ok(Box::new(DirectoryExecutor::chroot()));
     }
     match probe_mounts(&work.join("probe"), in_userns) {
         Ok(()) => {
@@ -100,11 +100,11 @@ pub fn detect(
             tracing::info!(
                 "isolation: chroot (namespaces or mounts are not permitted here: {why})"
             );
-            Ok(Box::new(ChrootExecutor))
+            Ok(Box::new(DirectoryExecutor::chroot()))
         }
         Err(why) if in_userns => {
             tracing::warn!("isolation: user namespaces without overlayfs ({why}); steps run in a private copy and are diffed");
-            Ok(Box::new(PrivateCopyExecutor))
+            Ok(Box::new(DirectoryExecutor::private_copy()))
         }
         Err(why) => Err(SandboxError::Unavailable(format!(
             "namespaces are not available here: {why}"

@@ -1,7 +1,7 @@
 //! A directory root that the step changes in place, diffed afterwards
 //! (metadata walk of the whole tree): with namespaces but no overlayfs
-//! (`PrivateCopyExecutor`), or with chroot alone, where namespaces and
-//! mounts are blocked (`ChrootExecutor`, the Kubernetes-pod case).
+//! (`DirectoryExecutor::private_copy`), or with chroot alone, where
+//! namespaces and mounts are blocked (`DirectoryExecutor::chroot`).
 
 use crate::executor::{
     create_dir, host_files, Executor, OutputSink, StageRoot, StepOutcome, StepRequest,
@@ -10,32 +10,30 @@ use crate::spec::{HostFiles, RootSpec, RunSpec};
 use crate::{run_step, sys, SandboxError};
 use std::path::{Path, PathBuf};
 
-/// Namespaces and a private copy of the stage as the root.
-pub struct PrivateCopyExecutor;
+/// A directory root changed in place: in namespaces (a private copy of
+/// the stage, where overlayfs is unavailable), or with chroot alone.
+pub struct DirectoryExecutor {
+    namespaces: bool,
+}
 
-/// chroot only.
-pub struct ChrootExecutor;
+impl DirectoryExecutor {
+    /// Namespaces and a private copy of the stage as the root.
+    pub fn private_copy() -> DirectoryExecutor {
+        DirectoryExecutor { namespaces: true }
+    }
 
-impl Executor for PrivateCopyExecutor {
-    fn describe(&self) -> &'static str {
-        "user namespaces with a private copy of the root"
-    }
-    fn changes_root_in_place(&self) -> bool {
-        true
-    }
-    fn run(
-        &self,
-        step: &StepRequest,
-        root: &mut dyn StageRoot,
-        output: OutputSink<'_>,
-    ) -> Result<StepOutcome, SandboxError> {
-        run_in_directory(step, root, output, true)
+    /// chroot only (root where namespaces and mounts are blocked).
+    pub fn chroot() -> DirectoryExecutor {
+        DirectoryExecutor { namespaces: false }
     }
 }
 
-impl Executor for ChrootExecutor {
+impl Executor for DirectoryExecutor {
     fn describe(&self) -> &'static str {
-        "chroot"
+        match self.namespaces {
+            true => "user namespaces with a private copy of the root",
+            false => "chroot",
+        }
     }
     fn changes_root_in_place(&self) -> bool {
         true
@@ -46,7 +44,7 @@ impl Executor for ChrootExecutor {
         root: &mut dyn StageRoot,
         output: OutputSink<'_>,
     ) -> Result<StepOutcome, SandboxError> {
-        run_in_directory(step, root, output, false)
+        run_in_directory(step, root, output, self.namespaces)
     }
 }
 
@@ -110,26 +108,18 @@ fn run_in_directory(
     }
     let out = result?;
     if out.exit_code != 0 {
-        return Ok(StepOutcome {
-            exit_code: out.exit_code,
-            hint: (!namespaces).then(|| chroot_hint(&root_dir)).flatten(),
-            ..Default::default()
-        });
+        let hint = (!namespaces).then(|| chroot_hint(&root_dir)).flatten();
+        return Ok(StepOutcome::failed(out.exit_code, hint));
     }
     let started = std::time::Instant::now();
     let changes = kiln_snapshot::tree_diff(&root_dir, &before, &step.ignore)
         .map_err(|e| SandboxError::io("diffing the root", e))?;
-    tracing::debug!(
-        "snapshot: {} changes from a full-tree diff in {:.4}s",
-        changes.len(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(StepOutcome {
-        exit_code: 0,
+    Ok(StepOutcome::succeeded(
         changes,
-        upper: None,
-        hint: None,
-    })
+        None,
+        "a full-tree diff",
+        started,
+    ))
 }
 
 /// `RUN --network=none` where no network namespace can be made: refused,

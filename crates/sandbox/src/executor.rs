@@ -57,6 +57,37 @@ pub struct StepOutcome {
     pub hint: Option<String>,
 }
 
+impl StepOutcome {
+    /// A step that exited with `exit_code` (not 0): no changes are read.
+    pub(crate) fn failed(exit_code: i32, hint: Option<String>) -> StepOutcome {
+        StepOutcome {
+            exit_code,
+            hint,
+            ..Default::default()
+        }
+    }
+
+    /// A step that succeeded: its changes, read by `how` since `started`.
+    pub(crate) fn succeeded(
+        changes: Vec<Change>,
+        upper: Option<PathBuf>,
+        how: &str,
+        started: std::time::Instant,
+    ) -> StepOutcome {
+        tracing::debug!(
+            "snapshot: {} changes from {how} in {:.4}s",
+            changes.len(),
+            started.elapsed().as_secs_f64()
+        );
+        StepOutcome {
+            exit_code: 0,
+            changes,
+            upper,
+            hint: None,
+        }
+    }
+}
+
 /// Where the step's output lines go.
 pub type OutputSink<'a> = &'a (dyn Fn(&str) + Sync);
 

@@ -203,10 +203,7 @@ impl Executor for InPlaceExecutor {
         let out = out?;
         self.check_guarded()?;
         if out.exit_code != 0 {
-            return Ok(StepOutcome {
-                exit_code: out.exit_code,
-                ..Default::default()
-            });
+            return Ok(StepOutcome::failed(out.exit_code, None));
         }
         let started = std::time::Instant::now();
         let diff_error = |e| SandboxError::io("diffing the root", e);
@@ -223,17 +220,7 @@ impl Executor for InPlaceExecutor {
                 (all, "a walk of the whole root (inotify lost events)")
             }
         };
-        tracing::debug!(
-            "snapshot: {} changes from {how} in {:.4}s",
-            changes.len(),
-            started.elapsed().as_secs_f64()
-        );
-        Ok(StepOutcome {
-            exit_code: 0,
-            changes,
-            upper: None,
-            hint: None,
-        })
+        Ok(StepOutcome::succeeded(changes, None, how, started))
     }
 }
 

@@ -31,7 +31,7 @@ pub mod userns;
 mod watch;
 
 pub use detect::{detect, InPlaceOptions, IsolationMode};
-pub use directory::{ChrootExecutor, PrivateCopyExecutor};
+pub use directory::DirectoryExecutor;
 pub use entrypoint::{enter_for_build, entrypoint};
 pub use executor::{Executor, OutputSink, Process, StageRoot, StepOutcome, StepRequest};
 pub use in_place::{

@@ -57,24 +57,16 @@ impl Executor for OverlayExecutor {
         };
         let out = run_step(&spec, dir, output)?;
         if out.exit_code != 0 {
-            return Ok(StepOutcome {
-                exit_code: out.exit_code,
-                ..Default::default()
-            });
+            return Ok(StepOutcome::failed(out.exit_code, None));
         }
         let started = std::time::Instant::now();
         let changes = kiln_snapshot::upper_changes(&upper, &step.ignore)
             .map_err(|e| SandboxError::io("reading the step's changes", e))?;
-        tracing::debug!(
-            "snapshot: {} changes from the upper directory in {:.4}s",
-            changes.len(),
-            started.elapsed().as_secs_f64()
-        );
-        Ok(StepOutcome {
-            exit_code: 0,
+        Ok(StepOutcome::succeeded(
             changes,
-            upper: Some(upper),
-            hint: None,
-        })
+            Some(upper),
+            "the upper directory",
+            started,
+        ))
     }
 }
