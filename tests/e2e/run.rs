@@ -534,6 +534,7 @@ fn run_mounts_cache_secret_tmpfs_bind() {
              RUN --mount=type=secret,id=tok,env=TOKEN test ${{#TOKEN}} = {len} && echo ok > /secret-env-ok\n\
              RUN --mount=type=tmpfs,target=/scratch echo x > /scratch/f && test -f /scratch/f\n\
              RUN --mount=type=bind,source=data,target=/data cat /data/file > /from-context\n\
+             RUN --mount=type=bind,source=data,target=/rw,rw echo changed > /rw/file && cat /rw/file > /rw-wrote\n\
              RUN --mount=type=bind,from=other,source=/made,target=/m cat /m/it > /from-stage\n"
         ),
     );
@@ -591,7 +592,13 @@ fn run_mounts_cache_secret_tmpfs_bind() {
             assert_eq!(read("secret-env-ok"), "ok\n");
             assert_eq!(read("from-context"), "bound\n");
             assert_eq!(read("from-stage"), "from-other\n");
-            for gone in ["cache", "run/secrets", "scratch", "data", "m"] {
+            // A writable bind writes to a throwaway copy, never the context.
+            assert_eq!(read("rw-wrote"), "changed\n");
+            assert_eq!(
+                std::fs::read_to_string(ctx.join("data/file")).unwrap(),
+                "bound\n"
+            );
+            for gone in ["cache", "run/secrets", "scratch", "data", "m", "rw"] {
                 assert!(
                     !root.join(gone).exists(),
                     "{isolation}: /{gone} is in the image"

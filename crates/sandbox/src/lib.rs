@@ -40,6 +40,7 @@ pub use in_place::{
 pub use overlay::OverlayExecutor;
 pub use run::{probe_mounts, run_step, StepOutput};
 pub use spec::{HostFiles, MountSource, RootSpec, RunSpec, StepMount};
+pub use staged::copy_tree;
 pub use userns::{enter_user_namespace, finish_entering, in_user_namespace};
 
 #[derive(Debug, thiserror::Error)]

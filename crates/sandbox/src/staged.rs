@@ -19,19 +19,20 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> SandboxError {
     move |e| SandboxError::io(what, e)
 }
 
-/// Copy `src` (file, symlink or directory) to `dst`.
-fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
+/// Copy `src` (file, symlink or directory) to `dst`, modes kept. Also the
+/// engine's throwaway copy for a writable bind mount.
+pub fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
     let md = std::fs::symlink_metadata(src)?;
     if md.file_type().is_symlink() {
         std::os::unix::fs::symlink(std::fs::read_link(src)?, dst)
     } else if md.is_dir() {
         std::fs::create_dir_all(dst)?;
-        std::fs::set_permissions(dst, md.permissions())?;
         for e in std::fs::read_dir(src)? {
             let e = e?;
             copy_tree(&e.path(), &dst.join(e.file_name()))?;
         }
-        Ok(())
+        // After the children: a read-only directory must still be filled.
+        std::fs::set_permissions(dst, md.permissions())
     } else {
         std::fs::copy(src, dst).map(|_| ())
     }

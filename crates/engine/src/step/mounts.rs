@@ -286,7 +286,8 @@ fn bind(
                 )));
             }
             if writable {
-                copy_into(&host, &copy_dir).map_err(|e| cx.error(format!("bind {rel}: {e}")))?;
+                kiln_sandbox::copy_tree(&host, &copy_dir)
+                    .map_err(|e| cx.error(format!("bind {rel}: {e}")))?;
                 copy_dir
             } else {
                 host
@@ -321,17 +322,4 @@ fn bind(
         }
     };
     Ok(MountSource::Host { path, writable })
-}
-
-fn copy_into(src: &Path, dst: &Path) -> std::io::Result<()> {
-    let status = std::process::Command::new("cp")
-        .args(["-a"])
-        .arg(src)
-        .arg(dst)
-        .status()?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(std::io::Error::other("cp -a failed"))
-    }
 }
