@@ -19,18 +19,6 @@ fn line_with(text: &str, needle: &str, prefix: &str) -> String {
     l.strip_prefix(prefix).unwrap_or(l).trim().to_string()
 }
 
-fn project() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for f in ["Dockerfile", "hello"] {
-        std::fs::copy(
-            repo_root().join("fixtures/hello").join(f),
-            dir.path().join(f),
-        )
-        .unwrap();
-    }
-    dir
-}
-
 /// Run a shell command line with kiln on PATH (as `kiln` and Kaniko's
 /// `executor`) and `vars` in the environment.
 fn run_line(line: &str, vars: &[(&str, String)], cwd: &Path, reg: &TestRegistry) -> String {
@@ -67,19 +55,10 @@ fn run_line(line: &str, vars: &[(&str, String)], cwd: &Path, reg: &TestRegistry)
     log
 }
 
-fn pushed(reference: &str) -> String {
-    let raw = run_ok(tool("skopeo").args([
-        "inspect",
-        "--tls-verify=false",
-        &format!("docker://{reference}"),
-    ]));
-    json(&raw)["Digest"].as_str().unwrap().to_string()
-}
-
 #[test]
 fn gitlab_ci_example() {
     let reg = TestRegistry::start(Options::default());
-    let p = project();
+    let p = hello_project();
     let image = format!("{}/group/project", reg.addr);
     let line = line_with(&example("gitlab-ci.yml"), "/kiln/bin/executor", "- ");
     let dir = p.path().to_string_lossy().into_owned();
@@ -94,14 +73,14 @@ fn gitlab_ci_example() {
         &reg,
     );
     let digest = std::fs::read_to_string(p.path().join("image-digest")).unwrap();
-    assert_eq!(pushed(&format!("{image}:1a2b3c4d")), digest);
-    assert_eq!(pushed(&format!("{image}:latest")), digest);
+    assert_eq!(registry_digest(&format!("{image}:1a2b3c4d")), digest);
+    assert_eq!(registry_digest(&format!("{image}:latest")), digest);
 }
 
 #[test]
 fn circleci_example() {
     let reg = TestRegistry::start(Options::default());
-    let p = project();
+    let p = hello_project();
     let line = line_with(
         &example("circleci.yml"),
         "/kiln/bin/kiln build",
@@ -119,14 +98,14 @@ fn circleci_example() {
         &reg,
     );
     let name = std::fs::read_to_string(p.path().join("image-name")).unwrap();
-    let digest = pushed(&format!("{}/app:0123abcd", reg.addr));
+    let digest = registry_digest(&format!("{}/app:0123abcd", reg.addr));
     assert_eq!(name.trim(), format!("{}/app@{digest}", reg.addr));
 }
 
 #[test]
 fn github_actions_example() {
     let reg = TestRegistry::start(Options::default());
-    let p = project();
+    let p = hello_project();
     let line = line_with(&example("github-actions.yml"), "kiln build", "run: ");
     let image = format!("{}/org/repo", reg.addr);
     run_line(
@@ -138,15 +117,15 @@ fn github_actions_example() {
     let meta = json(&std::fs::read_to_string(p.path().join("metadata.json")).unwrap());
     assert_eq!(
         meta["containerimage.digest"],
-        pushed(&format!("{image}:feedbeef")).as_str()
+        registry_digest(&format!("{image}:feedbeef")).as_str()
     );
-    pushed(&format!("{image}:latest"));
+    registry_digest(&format!("{image}:latest"));
 }
 
 #[test]
 fn kubernetes_job_example() {
     let reg = TestRegistry::start(Options::default());
-    let p = project();
+    let p = hello_project();
     let text = example("kubernetes-job.yaml");
     let digest_file = p.path().join("termination-log");
     let args: Vec<String> = text
@@ -174,5 +153,8 @@ fn kubernetes_job_example() {
         .join(" ");
     run_line(&format!("executor {line}"), &[], p.path(), &reg);
     let digest = std::fs::read_to_string(&digest_file).unwrap();
-    assert_eq!(pushed(&format!("{}/team/app:1.0", reg.addr)), digest);
+    assert_eq!(
+        registry_digest(&format!("{}/team/app:1.0", reg.addr)),
+        digest
+    );
 }

@@ -446,3 +446,57 @@ pub fn kiln_build_as_nobody(ctx: &Path, home: &Path) -> kiln_test_support::KilnB
     kiln_test_support::KilnBuild::as_nobody(env!("CARGO_BIN_EXE_kiln"), ctx, home)
         .env_remove("SOURCE_DATE_EPOCH")
 }
+
+/// A checkout of fixtures/hello (Dockerfile and the file it copies) in a
+/// temporary folder, as a CI job would have it.
+pub fn hello_project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["Dockerfile", "hello"] {
+        std::fs::copy(
+            repo_root().join("fixtures/hello").join(f),
+            dir.path().join(f),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+/// The manifest digest a (plain-HTTP) registry serves for `reference`.
+pub fn registry_digest(reference: &str) -> String {
+    let raw = run_ok(tool("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ]));
+    json(&raw)["Digest"].as_str().unwrap().to_string()
+}
+
+/// Commit `work/src` on branch `release` and serve a bare clone of it as
+/// `repo.git` over git's dumb HTTP protocol on loopback. Returns the
+/// server (it stops when dropped) and the commit.
+pub fn serve_git_repo(work: &Path) -> (crate::support::StaticHttp, String) {
+    let src = work.join("src");
+    let git = |dir: &Path, args: &[&str]| {
+        run_ok(
+            tool("git")
+                .arg("-C")
+                .arg(dir)
+                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+                .args(args),
+        )
+    };
+    git(&src, &["init", "-q", "-b", "release"]);
+    git(&src, &["add", "."]);
+    git(&src, &["commit", "-q", "-m", "app"]);
+    let commit = git(&src, &["rev-parse", "HEAD"]).trim().to_string();
+    let served = work.join("served");
+    std::fs::create_dir(&served).unwrap();
+    run_ok(
+        tool("git")
+            .args(["clone", "-q", "--bare"])
+            .arg(&src)
+            .arg(served.join("repo.git")),
+    );
+    git(&served.join("repo.git"), &["update-server-info"]);
+    (crate::support::StaticHttp::start(served), commit)
+}

@@ -3,39 +3,16 @@
 //! sees when a flag or a registry is wrong.
 
 use crate::common::*;
-use crate::support::{Options, StaticHttp, TestRegistry};
+use crate::support::{Options, TestRegistry};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-
-/// The hello fixture copied into a fresh directory (a CI checkout).
-fn project() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for f in ["Dockerfile", "hello"] {
-        std::fs::copy(
-            repo_root().join("fixtures/hello").join(f),
-            dir.path().join(f),
-        )
-        .unwrap();
-    }
-    dir
-}
-
-/// The manifest digest a registry serves for `reference`.
-fn registry_digest(reference: &str) -> String {
-    let raw = run_ok(tool("skopeo").args([
-        "inspect",
-        "--tls-verify=false",
-        &format!("docker://{reference}"),
-    ]));
-    json(&raw)["Digest"].as_str().unwrap().to_string()
-}
 
 /// The most common Kaniko GitLab job line, verbatim but for the kiln binary.
 #[test]
 fn the_kaniko_gitlab_job_line_builds_and_pushes_both_tags() {
     let reg = TestRegistry::start(Options::default());
-    let checkout = project();
+    let checkout = hello_project();
     let ci_project_dir = checkout.path().to_str().unwrap();
     let image = format!("{}/group/project", reg.addr);
     let sha = "1a2b3c4d";
@@ -72,7 +49,7 @@ fn the_kaniko_gitlab_job_line_builds_and_pushes_both_tags() {
 #[test]
 fn a_docker_build_line_builds_and_pushes() {
     let reg = TestRegistry::start(Options::default());
-    let checkout = project();
+    let checkout = hello_project();
     let iid = checkout.path().join("iid");
     let meta = checkout.path().join("meta.json");
     let name = format!("{}/team/app:1", reg.addr);
@@ -122,7 +99,7 @@ fn kiln_build_positional(ctx: &Path) -> kiln_test_support::KilnBuild {
 
 #[test]
 fn a_context_on_stdin_builds() {
-    let checkout = project();
+    let checkout = hello_project();
     let tar = Command::new("tar")
         .args(["-czf", "-", "-C"])
         .arg(checkout.path())
@@ -193,28 +170,7 @@ fn git_contexts_build() {
         )
         .unwrap();
     }
-    let git = |dir: &Path, args: &[&str]| {
-        run_ok(
-            tool("git")
-                .arg("-C")
-                .arg(dir)
-                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-                .args(args),
-        )
-    };
-    git(&src, &["init", "-q", "-b", "release"]);
-    git(&src, &["add", "."]);
-    git(&src, &["commit", "-q", "-m", "app"]);
-    let served = work.path().join("served");
-    std::fs::create_dir(&served).unwrap();
-    run_ok(
-        tool("git")
-            .args(["clone", "-q", "--bare"])
-            .arg(&src)
-            .arg(served.join("repo.git")),
-    );
-    git(&served.join("repo.git"), &["update-server-info"]);
-    let server = StaticHttp::start(served);
+    let (server, _commit) = serve_git_repo(work.path());
 
     let kaniko_form = format!("git://{}/repo.git#refs/heads/release", server.addr);
     let docker_form = format!("http://{}/repo.git#release:app", server.addr);
@@ -248,7 +204,7 @@ fn kiln_build_raw(context: &str) -> kiln_test_support::KilnBuild {
 
 #[test]
 fn wrong_flags_and_plain_http_registries_say_what_to_do() {
-    let checkout = project();
+    let checkout = hello_project();
     // An unknown flag: a usage error that names the nearest one.
     let (code, err) = kiln_build(checkout.path())
         .args(["--destnation", "x/y:1"])
@@ -294,7 +250,7 @@ fn wrong_flags_and_plain_http_registries_say_what_to_do() {
 
 #[test]
 fn json_logs_parse_line_by_line() {
-    let checkout = project();
+    let checkout = hello_project();
     let out = tempfile::tempdir().unwrap();
     let log = kiln_build(checkout.path())
         .oci_layout(&out.path().join("l"))
@@ -314,7 +270,7 @@ fn json_logs_parse_line_by_line() {
 /// bars; with `CI=true` the same build logs plain timestamped lines.
 #[test]
 fn a_terminal_shows_bars_and_ci_shows_plain_lines() {
-    let checkout = project();
+    let checkout = hello_project();
     let session = |ci: bool| {
         let out = tempfile::tempdir().unwrap();
         let line = format!(

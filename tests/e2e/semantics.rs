@@ -208,29 +208,7 @@ fn add_from_a_git_repository() {
     std::fs::create_dir_all(src.join("app")).unwrap();
     write(&src.join("app/hello.txt"), "hello from git\n");
     write(&src.join("README"), "top\n");
-    let git = |dir: &std::path::Path, args: &[&str]| {
-        run_ok(
-            tool("git")
-                .arg("-C")
-                .arg(dir)
-                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-                .args(args),
-        )
-    };
-    git(&src, &["init", "-q", "-b", "release"]);
-    git(&src, &["add", "."]);
-    git(&src, &["commit", "-q", "-m", "app"]);
-    let commit = git(&src, &["rev-parse", "HEAD"]).trim().to_string();
-    let served = work.path().join("served");
-    std::fs::create_dir(&served).unwrap();
-    run_ok(
-        tool("git")
-            .args(["clone", "-q", "--bare"])
-            .arg(&src)
-            .arg(served.join("repo.git")),
-    );
-    git(&served.join("repo.git"), &["update-server-info"]);
-    let server = crate::support::StaticHttp::start(served);
+    let (server, commit) = serve_git_repo(work.path());
     let repo = format!("http://{}/repo.git", server.addr);
 
     let ctx = tempfile::tempdir().unwrap();
