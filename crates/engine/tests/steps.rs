@@ -8,7 +8,7 @@ use kiln_engine::{BuildError, BuildOptions, CacheLocation, CacheSettings, Servic
 use kiln_image::BuiltImage;
 use kiln_layer::Compression;
 use kiln_sandbox::fake::FakeExecutor;
-use kiln_sandbox::{Executor, OutputSink, SandboxError, StageRoot, StepOutcome, StepRequest};
+use kiln_sandbox::{StepOutcome, StepRequest};
 use kiln_snapshot::{meta_of, Change};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -121,33 +121,13 @@ fn files(image: &BuiltImage) -> BTreeMap<String, String> {
     out
 }
 
-/// The fake behind an Arc, so that the test can ask it what ran.
-struct Shared(Arc<FakeExecutor>);
-
-impl Executor for Shared {
-    fn describe(&self) -> &'static str {
-        self.0.describe()
-    }
-    fn changes_root_in_place(&self) -> bool {
-        self.0.changes_root_in_place()
-    }
-    fn run(
-        &self,
-        step: &StepRequest,
-        root: &mut dyn StageRoot,
-        output: OutputSink<'_>,
-    ) -> Result<StepOutcome, SandboxError> {
-        self.0.run(step, root, output)
-    }
-}
-
 fn fake(script: fn(&StepRequest) -> StepOutcome) -> Arc<FakeExecutor> {
     Arc::new(FakeExecutor::new(script))
 }
 
 fn services(executor: &Arc<FakeExecutor>, cache: Option<&Arc<MemoryCache>>) -> Services {
     Services {
-        executor: Some(Box::new(Shared(executor.clone()))),
+        executor: Some(Box::new(executor.clone())),
         cache: cache.map(|c| Box::new(c.clone()) as Box<dyn LayerCache>),
     }
 }

@@ -111,6 +111,28 @@ pub trait Executor: Send + Sync {
     ) -> Result<StepOutcome, SandboxError>;
 }
 
+/// A shared executor is one too: a caller can keep a handle on it (a test
+/// asks a fake what ran).
+impl<E: Executor + ?Sized> Executor for std::sync::Arc<E> {
+    fn describe(&self) -> &'static str {
+        (**self).describe()
+    }
+    fn changes_root_in_place(&self) -> bool {
+        (**self).changes_root_in_place()
+    }
+    fn fixed_root(&self) -> Option<&crate::in_place::FixedRoot> {
+        (**self).fixed_root()
+    }
+    fn run(
+        &self,
+        step: &StepRequest,
+        root: &mut dyn StageRoot,
+        output: OutputSink<'_>,
+    ) -> Result<StepOutcome, SandboxError> {
+        (**self).run(step, root, output)
+    }
+}
+
 pub(crate) fn create_dir(d: &Path) -> Result<(), SandboxError> {
     std::fs::create_dir_all(d).map_err(|e| SandboxError::io(format!("creating {}", d.display()), e))
 }
