@@ -45,7 +45,7 @@ pub(crate) fn is_url(src: &str) -> bool {
 /// A git repository an ADD names: `https://HOST/REPO.git#REF:SUBDIR`,
 /// `git@HOST:REPO.git#REF`, or Dockerfile 1.18's query form
 /// `...REPO.git?ref=|tag=|branch=&subdir=&keep-git-dir=&submodules=`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct GitSource {
     pub url: String,
     pub reference: Option<String>,
@@ -88,7 +88,7 @@ pub(crate) struct Remote {
     dir: PathBuf,
     fetched: Mutex<HashMap<String, Fetched>>,
     /// Cloned repositories: their directory and commit.
-    cloned: Mutex<HashMap<(String, bool), (PathBuf, String)>>,
+    cloned: Mutex<HashMap<GitSource, (PathBuf, String)>>,
 }
 
 impl Remote {
@@ -107,8 +107,7 @@ impl Remote {
         g: &GitSource,
     ) -> Result<(PathBuf, String), crate::context::ContextError> {
         let mut cloned = self.cloned.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (format!("{g:?}"), g.keep_git_dir);
-        if let Some(c) = cloned.get(&key) {
+        if let Some(c) = cloned.get(g) {
             return Ok(c.clone());
         }
         let dir = self.dir.join(format!("git-{}", cloned.len()));
@@ -127,7 +126,7 @@ impl Remote {
             None => dir,
         };
         tracing::info!("cloned {} at {commit}", g.url);
-        cloned.insert(key, (source.clone(), commit.clone()));
+        cloned.insert(g.clone(), (source.clone(), commit.clone()));
         Ok((source, commit))
     }
 
