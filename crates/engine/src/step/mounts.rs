@@ -51,7 +51,7 @@ pub(crate) fn prepare(
     let workdir = super::workdir::working_dir(state);
     for (n, m) in mounts.iter().enumerate() {
         let expand = |v: &str| cx.expand(state, v);
-        let target = match option(m, &["target", "dst", "destination"]) {
+        let mut target = match option(m, &["target", "dst", "destination"]) {
             Some(t) => {
                 let t = expand(t)?;
                 Some(clean(&if t.starts_with('/') {
@@ -88,21 +88,15 @@ pub(crate) fn prepare(
                 let id = option(m, &["id"]).unwrap_or("default");
                 match cx.build.opts.ssh.iter().find(|(i, _)| i == id) {
                     Some((_, socket)) => {
-                        let target = target
-                            .clone()
-                            .unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{n}"));
+                        let target =
+                            target.get_or_insert_with(|| format!("/run/buildkit/ssh_agent.{n}"));
                         if !out.env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK=")) {
                             out.env.push(format!("SSH_AUTH_SOCK={target}"));
                         }
-                        out.ignore.push(topmost_missing(state, &target));
-                        out.mounts.push(StepMount {
-                            target,
-                            source: MountSource::Host {
-                                path: socket.clone(),
-                                writable: true,
-                            },
-                        });
-                        continue;
+                        Some(MountSource::Host {
+                            path: socket.clone(),
+                            writable: true,
+                        })
                     }
                     None if flag(m, "required") => {
                         return Err(cx.error(format!("RUN --mount=type=ssh: no SSH agent {id}: pass --ssh {id} (with $SSH_AUTH_SOCK set) or --ssh {id}=SOCKET")));
@@ -162,17 +156,7 @@ fn cache_dir(
     let dir = root.join(&name);
     if !dir.exists() {
         std::fs::create_dir(&dir).map_err(err)?;
-        let mode = option(m, &["mode"])
-            .and_then(|v| u32::from_str_radix(v, 8).ok())
-            .unwrap_or(0o755);
-        let id_of = |k| {
-            option(m, &[k])
-                .and_then(|v| v.parse::<u32>().ok())
-                .unwrap_or(0)
-        };
-        let _ = std::os::unix::fs::chown(&dir, Some(id_of("uid")), Some(id_of("gid")));
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).map_err(err)?;
+        set_owner_and_mode(m, &dir, 0o755).map_err(err)?;
     }
     let sharing = option(m, &["sharing"]).unwrap_or("shared");
     if sharing == "shared" {
@@ -196,6 +180,23 @@ fn cache_dir(
     let own = step_dir.join(format!("cache-{name}"));
     std::fs::create_dir_all(&own).map_err(err)?;
     Ok((own, None))
+}
+
+/// The mount's `uid=`/`gid=` (default 0) and `mode=` (octal) on `path`.
+/// The owner is best effort: unprivileged, chown to other IDs fails and
+/// the path keeps the caller's.
+fn set_owner_and_mode(m: &Mount, path: &Path, default_mode: u32) -> std::io::Result<()> {
+    let id_of = |k| {
+        option(m, &[k])
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    let _ = std::os::unix::fs::chown(path, Some(id_of("uid")), Some(id_of("gid")));
+    let mode = option(m, &["mode"])
+        .and_then(|v| u32::from_str_radix(v, 8).ok())
+        .unwrap_or(default_mode);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
 /// A secret from `--secret`: a file for the mount (mode/uid/gid), and/or
@@ -239,18 +240,7 @@ fn secret(
     std::fs::create_dir_all(&dir).map_err(|e| cx.error(format!("secret {id}: {e}")))?;
     let file = dir.join(hex::encode(&Sha256::digest(id.as_bytes())[..8]));
     std::fs::write(&file, &value).map_err(|e| cx.error(format!("secret {id}: {e}")))?;
-    let mode = option(m, &["mode"])
-        .and_then(|v| u32::from_str_radix(v, 8).ok())
-        .unwrap_or(0o400);
-    let id_of = |k| {
-        option(m, &[k])
-            .and_then(|v| v.parse::<u32>().ok())
-            .unwrap_or(0)
-    };
-    let _ = std::os::unix::fs::chown(&file, Some(id_of("uid")), Some(id_of("gid")));
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| cx.error(format!("secret {id}: {e}")))?;
+    set_owner_and_mode(m, &file, 0o400).map_err(|e| cx.error(format!("secret {id}: {e}")))?;
     Ok(Some(MountSource::Host {
         path: file,
         writable: false,
