@@ -106,7 +106,7 @@ impl Remote {
         &self,
         g: &GitSource,
     ) -> Result<(PathBuf, String), crate::context::ContextError> {
-        let mut cloned = self.cloned.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cloned = crate::engine::lock(&self.cloned);
         if let Some(c) = cloned.get(g) {
             return Ok(c.clone());
         }
@@ -132,7 +132,7 @@ impl Remote {
 
     /// The file at `url`, downloaded at its first use in the build.
     pub fn fetch(&self, url: &str) -> Result<Fetched, RemoteError> {
-        let mut fetched = self.fetched.lock().unwrap_or_else(|e| e.into_inner());
+        let mut fetched = crate::engine::lock(&self.fetched);
         if let Some(f) = fetched.get(url) {
             return Ok(f.clone());
         }
