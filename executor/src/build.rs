@@ -27,15 +27,21 @@ pub fn build(args: BuildArgs) -> Result<(), Error> {
     let dockerfile = options::dockerfile(&args, &context);
     let src = crate::read_dockerfile(&dockerfile).map_err(usage)?;
     let ast = kiln_dockerfile::parse(&dockerfile.display().to_string(), &src)?;
-    let plan = Plan::new(ast, options::plan_options(&args).map_err(usage)?)?;
+    let plan = match Plan::new(ast.clone(), options::plan_options(&args).map_err(usage)?) {
+        Ok(plan) => plan,
+        Err(e) => {
+            crate::checks::report_unplannable(&ast);
+            return Err(e.into());
+        }
+    };
     for unused in plan.unused_build_args() {
         tracing::warn!("build arg {unused} was given but no ARG declares it");
     }
-    if build_checks(&plan.ast, args.check)? {
-        return Ok(());
-    }
     let build_options =
         options::build_options(&args, context, dockerfile, kiln_dir, work.path()).map_err(usage)?;
+    if crate::checks::run(&plan, &build_options, args.check)? {
+        return Ok(());
+    }
     let started = std::time::Instant::now();
     let (sender, receiver) = std::sync::mpsc::channel();
     let mode = crate::render::mode(args.progress);
@@ -70,35 +76,6 @@ pub fn build(args: BuildArgs) -> Result<(), Error> {
         started.elapsed().as_secs_f64(),
     );
     Ok(())
-}
-
-/// BuildKit's build checks: findings are warnings; with `# check=error=true`
-/// they fail the build, and `--check` reports them and builds nothing.
-/// Returns whether the build stops here.
-fn build_checks(ast: &kiln_dockerfile::Ast, only: bool) -> Result<bool, Error> {
-    use kiln_dockerfile::checks::{check, CheckConfig};
-    let config = CheckConfig::from_ast(ast);
-    let findings = check(ast, &config);
-    for f in &findings {
-        tracing::warn!("{}", f.located(ast));
-    }
-    if let Some(first) = findings.first().filter(|_| config.error || only) {
-        // Exit code 3, as for any Dockerfile problem.
-        return Err(Box::new(ast.error_at(
-            first.line,
-            1,
-            format!(
-                "{} build check finding(s), the first: {}: {}",
-                findings.len(),
-                first.rule,
-                first.message
-            ),
-        )));
-    }
-    if only {
-        tracing::info!("build checks: no findings");
-    }
-    Ok(only)
 }
 
 pub fn warm(args: WarmArgs) -> Result<(), Error> {

@@ -2,6 +2,7 @@
 //! events, prints errors with their causes.
 
 mod build;
+mod checks;
 mod cli;
 mod exit;
 mod logging;

@@ -2,6 +2,7 @@
 //! umoci and (where an engine answers) docker check what it wrote.
 
 mod cache;
+mod checks;
 mod ci_examples;
 mod common;
 mod debian;

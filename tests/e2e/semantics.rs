@@ -297,36 +297,3 @@ fn copy_link_layers_do_not_depend_on_the_base() {
         "the layer's directory lies over the base's"
     );
 }
-
-/// BuildKit's build checks: warnings in a build, `--check` reports and
-/// builds nothing, `# check=error=true` fails the build, `skip=` skips.
-#[test]
-fn build_checks() {
-    let ctx = tempfile::tempdir().unwrap();
-    write(&ctx.path().join("a.txt"), "a\n");
-    let dockerfile = |text: &str| write(&ctx.path().join("Dockerfile"), text);
-    dockerfile("FROM scratch AS Base\nCOPY a.txt /a\nCMD /a\n");
-    let out = tempfile::tempdir().unwrap();
-    let log = kiln_build(ctx.path())
-        .oci_layout(&out.path().join("l"))
-        .ok();
-    assert!(
-        log.contains("Dockerfile:1:1: StageNameCasing: Stage name 'Base' should be lowercase"),
-        "{log}"
-    );
-    assert!(log.contains("JSONArgsRecommended"), "{log}");
-    let (code, err) = kiln_build(ctx.path()).arg("--check").fails();
-    assert_eq!(code, Some(3), "{err}");
-    assert!(err.contains("2 build check finding(s)"), "{err}");
-    assert!(!err.contains("[1/"), "--check builds nothing: {err}");
-    dockerfile("# check=error=true\nFROM scratch AS Base\nCOPY a.txt /a\n");
-    let (code, err) = kiln_build(ctx.path())
-        .oci_layout(&out.path().join("l2"))
-        .fails();
-    assert_eq!(code, Some(3), "{err}");
-    dockerfile("# check=skip=StageNameCasing;error=true\nFROM scratch AS Base\nCOPY a.txt /a\n");
-    kiln_build(ctx.path())
-        .oci_layout(&out.path().join("l3"))
-        .ok();
-    kiln_build(ctx.path()).arg("--check").ok();
-}

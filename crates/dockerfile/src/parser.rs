@@ -57,6 +57,10 @@ pub struct Node {
     /// Comment lines directly above the instruction.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub comments: Vec<String>,
+    /// A blank line inside the instruction's continuation (BuildKit's
+    /// NoEmptyContinuation check).
+    #[serde(skip)]
+    pub empty_continuation: bool,
 }
 
 /// A parsed Dockerfile.
@@ -231,6 +235,7 @@ pub fn parse(file: &str, src: &str) -> Result<Ast, ParseError> {
             continue;
         }
         let start_line = line_no;
+        let mut empty_continuation = false;
         while !end && i < raw.len() {
             let cont_raw = trim_newline(raw[i]);
             i += 1;
@@ -240,6 +245,7 @@ pub fn parse(file: &str, src: &str) -> Result<Ast, ParseError> {
                 continue;
             }
             if cont_raw.trim_start().is_empty() {
+                empty_continuation = true;
                 continue;
             }
             let (c, e) = d.trim_continuation(cont_raw);
@@ -255,6 +261,7 @@ pub fn parse(file: &str, src: &str) -> Result<Ast, ParseError> {
         node.start_line = start_line;
         node.end_line = end_line;
         node.comments = std::mem::take(&mut comments);
+        node.empty_continuation = empty_continuation;
 
         if can_contain_heredoc(&node) && line.contains("<<") {
             let docs = heredocs_from_line(&line).map_err(|m| ast.error_at(start_line, 1, m))?;
@@ -372,6 +379,7 @@ fn node_from_line(line: &str, escape: char) -> Result<Node, String> {
         start_line: 0,
         end_line: 0,
         comments: Vec::new(),
+        empty_continuation: false,
     })
 }
 

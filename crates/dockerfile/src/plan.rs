@@ -156,6 +156,18 @@ pub struct Plan {
     pub options: PlanOptions,
 }
 
+/// The names [`platform_args`] defines.
+pub const PLATFORM_ARG_NAMES: &[&str] = &[
+    "TARGETPLATFORM",
+    "TARGETOS",
+    "TARGETARCH",
+    "TARGETVARIANT",
+    "BUILDPLATFORM",
+    "BUILDOS",
+    "BUILDARCH",
+    "BUILDVARIANT",
+];
+
 /// The ARGs BuildKit defines without a declaration (platform ARGs are
 /// visible in the global scope; a stage must declare them to see them).
 pub fn platform_args(target: &Platform, build: &Platform) -> BTreeMap<String, String> {

@@ -148,7 +148,9 @@ fn cache_from_options(
     })
 }
 
-fn load_ignore(opts: &BuildOptions) -> Result<IgnoreMatcher, BuildError> {
+/// The build's `.dockerignore`: `<Dockerfile>.dockerignore` beside the
+/// Dockerfile, else the context's (none: an empty matcher).
+pub fn load_ignore(opts: &BuildOptions) -> Result<IgnoreMatcher, BuildError> {
     let mut beside = opts.dockerfile.clone().into_os_string();
     beside.push(".dockerignore");
     let candidates = [

@@ -26,12 +26,12 @@ mod step;
 pub mod users;
 mod warm;
 
-pub use engine::{build, Services};
+pub use engine::{build, load_ignore, Services};
 pub use error::{BuildError, StepError, StepFailure};
 pub use events::{report_json, Event, StepRecord};
 pub use export::{export, DigestFiles, ExportError, Output};
 pub use kiln_cache::CacheOutcome;
 pub use kiln_sandbox::{enter_for_build, entrypoint, IsolationMode};
 pub use options::{BuildOptions, CacheLocation, CacheSettings, SecretSource};
-pub use stage::DEFAULT_PATH;
+pub use stage::{image_config, DEFAULT_PATH};
 pub use warm::warm;

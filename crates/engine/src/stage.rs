@@ -91,6 +91,37 @@ impl StageState {
     }
 }
 
+fn wanted(platform: &Platform) -> WantedPlatform {
+    WantedPlatform {
+        os: platform.os.clone(),
+        architecture: platform.arch.clone(),
+        variant: platform.variant.clone(),
+    }
+}
+
+/// An image's config alone, no layer read (`--cache-dir` first, else the
+/// registry): what build checks need to know of a base image.
+pub fn image_config(
+    opts: &BuildOptions,
+    reference: &str,
+    platform: &Platform,
+) -> Result<ImageConfig, StepFailure> {
+    let r = Reference::parse(reference)?;
+    if let Some(dir) = &opts.cache_dir {
+        if let Some(p) = kiln_registry::local::load_local(dir, &r)? {
+            return Ok(p.config);
+        }
+    }
+    let client = Client::new(opts.registry.clone());
+    let store = BlobStore::new(opts.kiln_dir.join("blobs"));
+    Ok(kiln_registry::pull::fetch_config(
+        &client,
+        &store,
+        &r,
+        &wanted(platform),
+    )?)
+}
+
 /// Where images come from: `--cache-dir`, else the registry.
 pub(crate) struct ImageSource<'a> {
     pub opts: &'a BuildOptions,
@@ -109,11 +140,7 @@ impl ImageSource<'_> {
         platform: &Platform,
     ) -> Result<StageState, StepFailure> {
         let r = Reference::parse(reference)?;
-        let wanted = WantedPlatform {
-            os: platform.os.clone(),
-            architecture: platform.arch.clone(),
-            variant: platform.variant.clone(),
-        };
+        let wanted = wanted(platform);
         let local = match &self.opts.cache_dir {
             Some(dir) => kiln_registry::local::load_local(dir, &r)?,
             None => None,

@@ -158,12 +158,42 @@ fn is_index(media_type: &str, v: &Value) -> bool {
         || v.get("manifests").is_some()
 }
 
-fn pull_from(
+/// A platform manifest and its config: what a build needs to know about
+/// an image before reading any layer.
+struct Resolved {
+    bytes: Vec<u8>,
+    media_type: String,
+    digest: String,
+    manifest: Value,
+    config: ImageConfig,
+}
+
+/// The image's config only (manifest and config blob, no layer), tried on
+/// the same registries as [`pull`]: for build checks that need a base
+/// image's Env and platform before anything is built.
+pub fn fetch_config(
+    client: &Client,
+    store: &BlobStore,
+    reference: &Reference,
+    platform: &WantedPlatform,
+) -> Result<ImageConfig, RegistryError> {
+    let mut last = None;
+    for candidate in candidates(client, reference) {
+        match resolve(client, store, &candidate, platform) {
+            Ok(r) => return Ok(r.config),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last
+        .unwrap_or_else(|| RegistryError::Config(format!("no registry to pull {reference} from"))))
+}
+
+fn resolve(
     client: &Client,
     store: &BlobStore,
     r: &Reference,
     platform: &WantedPlatform,
-) -> Result<PulledImage, RegistryError> {
+) -> Result<Resolved, RegistryError> {
     let (mut bytes, mut media_type, mut digest) = fetch_manifest(client, r, r.manifest_ref())?;
     let mut value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     if is_index(&media_type, &value) {
@@ -215,6 +245,28 @@ fn pull_from(
             message: format!("image config: {e}"),
         })?;
 
+    Ok(Resolved {
+        bytes,
+        media_type,
+        digest,
+        manifest: value,
+        config,
+    })
+}
+
+fn pull_from(
+    client: &Client,
+    store: &BlobStore,
+    r: &Reference,
+    platform: &WantedPlatform,
+) -> Result<PulledImage, RegistryError> {
+    let Resolved {
+        bytes,
+        media_type,
+        digest,
+        manifest: value,
+        config,
+    } = resolve(client, store, r, platform)?;
     let layer_values = value
         .get("layers")
         .and_then(Value::as_array)
