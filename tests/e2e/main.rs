@@ -12,6 +12,7 @@ mod docker;
 mod dropin;
 mod errors;
 mod features;
+mod mounts;
 mod outputs;
 mod parse;
 mod pod;

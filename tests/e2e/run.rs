@@ -28,7 +28,7 @@ ARG NAP=1000
 RUN (sleep $NAP > /dev/null 2>&1 &) && echo left a process behind
 "#;
 
-fn base_image(reg: &TestRegistry) -> String {
+pub(crate) fn base_image(reg: &TestRegistry) -> String {
     let ctx = tempfile::tempdir().unwrap();
     busybox_context(ctx.path(), "");
     let base = format!("{}/base/busybox-run:1", reg.addr);

@@ -209,8 +209,12 @@ fn key_parts(cx: &StepCx, state: &StageState, ins: &Instruction) -> KeyParts {
     if let Some(shell) = &c.shell {
         parts.config.insert("shell".into(), shell.join(" "));
     }
-    if let Instruction::Copy(copy) | Instruction::Add(copy) = ins {
-        copy_key_files(cx, state, copy, &mut parts);
+    match ins {
+        Instruction::Copy(copy) | Instruction::Add(copy) => {
+            copy_key_files(cx, state, copy, &mut parts)
+        }
+        Instruction::Run(run) => mount_inputs(cx, state, run, &mut parts),
+        _ => {}
     }
     parts
 }
@@ -219,7 +223,6 @@ fn key_parts(cx: &StepCx, state: &StageState, ins: &Instruction) -> KeyParts {
 /// that cannot be read is left out: the step itself then fails.
 fn copy_key_files(cx: &StepCx, state: &StageState, c: &CopyArgs, parts: &mut KeyParts) {
     use crate::source::expand_source;
-    use kiln_layer::FileKind;
     parts.from_stage = cx.copy_from.map(|s| s.cache_key.clone());
     let sources = crate::step::sources(cx, c);
     for src in &c.sources {
@@ -251,29 +254,74 @@ fn copy_key_files(cx: &StepCx, state: &StageState, c: &CopyArgs, parts: &mut Key
         let Ok(items) = expand_source(sources.fs(), &src) else {
             continue;
         };
-        for item in items {
-            for e in &item.entries {
-                let path = if e.rel.is_empty() {
-                    item.path.clone()
-                } else {
-                    format!("{}/{}", item.path, e.rel)
-                };
-                let value = match &e.kind {
-                    FileKind::File { content, .. } => {
-                        let sha = match content {
-                            Content::Path(p) => sha256_file(p).unwrap_or_default(),
-                            Content::Bytes(b) => hex::encode(Sha256::digest(b.as_slice())),
-                        };
-                        file_part(e.mode, e.uid, e.gid, Some(&sha))
-                    }
-                    FileKind::Symlink(t) => {
-                        file_part(e.mode, e.uid, e.gid, Some(&format!("-> {t}")))
-                    }
-                    FileKind::Dir => file_part(e.mode, e.uid, e.gid, None),
-                    other => file_part(e.mode, e.uid, e.gid, Some(&format!("{other:?}"))),
-                };
-                parts.files.insert(path, value);
+        insert_entries(parts, "", &items);
+    }
+}
+
+/// Each entry's mode, owner and content under `prefix` + its path.
+fn insert_entries(parts: &mut KeyParts, prefix: &str, items: &[crate::source::SourceItem]) {
+    use kiln_layer::FileKind;
+    for item in items {
+        for e in &item.entries {
+            let path = if e.rel.is_empty() {
+                item.path.clone()
+            } else {
+                format!("{}/{}", item.path, e.rel)
+            };
+            let value = match &e.kind {
+                FileKind::File { content, .. } => {
+                    let sha = match content {
+                        Content::Path(p) => sha256_file(p).unwrap_or_default(),
+                        Content::Bytes(b) => hex::encode(Sha256::digest(b.as_slice())),
+                    };
+                    file_part(e.mode, e.uid, e.gid, Some(&sha))
+                }
+                FileKind::Symlink(t) => file_part(e.mode, e.uid, e.gid, Some(&format!("-> {t}"))),
+                FileKind::Dir => file_part(e.mode, e.uid, e.gid, None),
+                other => file_part(e.mode, e.uid, e.gid, Some(&format!("{other:?}"))),
+            };
+            parts.files.insert(format!("{prefix}{path}"), value);
+        }
+    }
+}
+
+/// What a RUN's mounts bring in: the context files a bind shows, the key
+/// of the stage or image a bind or cache comes `from=` (BuildKit makes
+/// them inputs of the step).
+fn mount_inputs(
+    cx: &StepCx,
+    state: &StageState,
+    run: &kiln_dockerfile::instructions::RunArgs,
+    parts: &mut KeyParts,
+) {
+    use kiln_dockerfile::instructions::MountKind;
+    for (n, m) in run.mounts.iter().enumerate() {
+        if !matches!(m.kind, MountKind::Bind | MountKind::Cache) {
+            continue;
+        }
+        let source = ["source", "src"].iter().find_map(|k| m.option(k));
+        let source = source.and_then(|s| cx.expand(state, s).ok());
+        let rel = crate::ignore::clean(&format!("/{}", source.unwrap_or_default()));
+        let prefix = format!("mount {n} ");
+        match m.option("from") {
+            Some(from) => {
+                if let Ok(s) = crate::step::mounts::from_state(cx, state, from) {
+                    parts
+                        .files
+                        .insert(format!("{prefix}from"), format!("{} {rel}", s.cache_key));
+                }
             }
+            None if m.kind == MountKind::Bind => {
+                let fs = &cx.build.context;
+                let within = match rel.trim_start_matches('/') {
+                    "" => ".",
+                    r => r,
+                };
+                if let Ok(items) = crate::source::expand_source(fs, within) {
+                    insert_entries(parts, &prefix, &items);
+                }
+            }
+            None => {}
         }
     }
 }

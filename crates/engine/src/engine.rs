@@ -36,12 +36,14 @@ pub struct Services {
 
 /// Stages built so far (shared by stages that run in parallel).
 pub(crate) type Stages = HashMap<usize, Arc<StageState>>;
+/// Images fetched for `COPY --from` and `RUN --mount from=`, by reference.
+pub(crate) type Images = HashMap<String, Arc<StageState>>;
 
 pub(crate) struct Engine<'a> {
     pub(crate) build: BuildCx<'a>,
     states: Mutex<Stages>,
     /// Images used in this build (FROM and COPY --from), by reference.
-    images: Mutex<HashMap<String, Arc<StageState>>>,
+    images: Mutex<Images>,
     client: Arc<Client>,
     blob_store: BlobStore,
     /// The layer cache, until it fails.
@@ -180,7 +182,7 @@ pub fn load_ignore(opts: &BuildOptions) -> Result<IgnoreMatcher, BuildError> {
 /// The state a `COPY --from` reads.
 fn copy_source<'s>(
     states: &'s Stages,
-    images: &'s HashMap<String, Arc<StageState>>,
+    images: &'s Images,
     source: Option<&CopySource>,
 ) -> Option<&'s StageState> {
     match source? {
@@ -332,12 +334,16 @@ impl<'a> Engine<'a> {
             }
             StageBase::Image(r) => self.image(r, &platform, &stage.from)?.as_base(),
         };
-        // Images the stage copies from are fetched before its steps run.
+        // Images the stage copies or mounts from are fetched before its
+        // steps run.
         let target = self.build.plan.options.target_platform.clone();
         for step in &stage.steps {
             if let Some(CopySource::Image(r)) = &step.copy_from {
                 self.image(r, &target, &step.node)?;
             }
+        }
+        for r in &stage.image_deps {
+            self.image(r, &target, &stage.from)?;
         }
         let announce = |text: String| {
             let index = self.started.fetch_add(1, Ordering::Relaxed) + 1;
@@ -371,6 +377,7 @@ impl<'a> Engine<'a> {
                 node: &step.node,
                 copy_from: copy_source(&states, &images, step.copy_from.as_ref()),
                 stages: &states,
+                images: &images,
                 stage: &label,
             };
             let record = crate::cached::step(
@@ -418,6 +425,7 @@ impl<'a> Engine<'a> {
                     node: &stage.from,
                     copy_from: copy_source(&states, &images, from.as_ref()),
                     stages: &states,
+                    images: &images,
                     stage: &stage.label(),
                 };
                 dispatch(&cx, state, &ins)?;

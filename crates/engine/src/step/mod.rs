@@ -5,7 +5,7 @@
 
 mod config;
 mod copy;
-mod mounts;
+pub(crate) mod mounts;
 mod run;
 mod workdir;
 
@@ -57,8 +57,10 @@ pub(crate) struct StepCx<'a> {
     pub build: &'a BuildCx<'a>,
     pub node: &'a AstNode,
     pub copy_from: Option<&'a StageState>,
-    /// The stages built so far, for `RUN --mount=type=bind,from=`.
+    /// The stages built so far and the images fetched, for `RUN
+    /// --mount=...,from=`.
     pub stages: &'a crate::engine::Stages,
+    pub images: &'a crate::engine::Images,
     /// The stage's name (or index), for output lines.
     pub stage: &'a str,
 }

@@ -71,7 +71,11 @@ pub(crate) fn prepare(
                     .map(expand)
                     .transpose()?
                     .unwrap_or(target.clone());
-                let (dir, lock) = cache_dir(cx, m, &id, step_dir)?;
+                let seed = match option(m, &["from"]) {
+                    Some(from) => Some(from_state(cx, state, from)?),
+                    None => None,
+                };
+                let (dir, lock) = cache_dir(cx, m, &id, seed, step_dir)?;
                 out._locks.extend(lock);
                 Some(MountSource::Host {
                     path: dir,
@@ -140,23 +144,54 @@ fn topmost_missing(state: &StageState, target: &str) -> String {
     top
 }
 
-/// A cache's directory under kiln's directory (made with mode/uid/gid the
-/// first time); `sharing=locked` holds a lock for the step, `private`
+/// A cache's directory under kiln's directory, made the first time with
+/// mode/uid/gid and, with `from=`, the files of `source` in that stage or
+/// image (BuildKit keys such a cache by its id and its base, so each base
+/// has its own). `sharing=locked` holds a lock for the step, `private`
 /// takes a fresh directory when another build holds it.
 fn cache_dir(
     cx: &StepCx,
     m: &Mount,
     id: &str,
+    seed: Option<&StageState>,
     step_dir: &Path,
 ) -> Result<(PathBuf, Option<File>), BuildError> {
     let err = |e: std::io::Error| cx.error(format!("cache mount {id}: {e}"));
-    let name = hex::encode(&Sha256::digest(id.as_bytes())[..12]);
+    let source = clean(&format!("/{}", option(m, &["source", "src"]).unwrap_or("")));
+    let key = match seed {
+        Some(s) => format!("{id}\n{}\n{source}", s.cache_key),
+        None => id.to_string(),
+    };
+    let name = hex::encode(&Sha256::digest(key.as_bytes())[..12]);
     let root = cx.build.opts.kiln_dir.join("mounts").join("cache");
     std::fs::create_dir_all(&root).map_err(err)?;
     let dir = root.join(&name);
     if !dir.exists() {
-        std::fs::create_dir(&dir).map_err(err)?;
-        set_owner_and_mode(m, &dir, 0o755).map_err(err)?;
+        // Made aside and renamed, so a concurrent build sees all or nothing.
+        let aside = root.join(format!(".new-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&aside);
+        std::fs::create_dir(&aside).map_err(err)?;
+        let made = match seed {
+            Some(s) => {
+                write_subtree(cx, s, &source, &aside)?;
+                aside.join(source.trim_start_matches('/'))
+            }
+            None => aside.clone(),
+        };
+        if !made.is_dir() {
+            let _ = std::fs::remove_dir_all(&aside);
+            return Err(cx.error(format!(
+                "cache mount {id}: {source} is not a directory in from="
+            )));
+        }
+        set_owner_and_mode(m, &made, 0o755).map_err(err)?;
+        let renamed = std::fs::rename(&made, &dir);
+        let _ = std::fs::remove_dir_all(&aside);
+        if let Err(e) = renamed {
+            if !dir.exists() {
+                return Err(err(e));
+            }
+        }
     }
     let sharing = option(m, &["sharing"]).unwrap_or("shared");
     if sharing == "shared" {
@@ -180,6 +215,38 @@ fn cache_dir(
     let own = step_dir.join(format!("cache-{name}"));
     std::fs::create_dir_all(&own).map_err(err)?;
     Ok((own, None))
+}
+
+/// What a mount's `from=` names: an earlier stage, else an image fetched
+/// before the stage began.
+pub(crate) fn from_state<'c>(
+    cx: &'c StepCx,
+    state: &StageState,
+    from: &str,
+) -> Result<&'c StageState, BuildError> {
+    let from = cx.expand(state, from)?;
+    let found = match cx.build.plan.stage_index(&from) {
+        Some(i) => cx.stages.get(&i),
+        None => cx.images.get(&from),
+    };
+    found.map(|s| &**s).ok_or_else(|| {
+        cx.error(format!(
+            "RUN --mount from={from}: not an earlier stage or an image"
+        ))
+    })
+}
+
+/// Writes `rel` (a directory or a file) of `from`'s tree under `dir`, at
+/// the same relative path.
+fn write_subtree(cx: &StepCx, from: &StageState, rel: &str, dir: &Path) -> Result<(), BuildError> {
+    let under = format!("{}/", rel.trim_end_matches('/'));
+    let paths: Vec<&str> = from
+        .tree
+        .iter()
+        .map(|(p, _)| p.as_str())
+        .filter(|p| *p == "/" || *p == rel || p.starts_with(&under) || rel == "/")
+        .collect();
+    crate::materialize::write_paths(&from.tree, dir, &paths, &|_| false).map_err(|e| cx.error(e))
 }
 
 /// The mount's `uid=`/`gid=` (default 0) and `mode=` (octal) on `path`.
@@ -284,30 +351,8 @@ fn bind(
             }
         }
         Some(from) => {
-            let from = cx.expand(state, from)?;
-            let stage = cx
-                .build
-                .plan
-                .stage_index(&from)
-                .and_then(|i| cx.stages.get(&i))
-                .ok_or_else(|| {
-                    cx.error(format!(
-                        "RUN --mount from={from}: only earlier stages are supported"
-                    ))
-                })?;
-            let paths: Vec<&str> = stage
-                .tree
-                .iter()
-                .map(|(p, _)| p.as_str())
-                .filter(|p| {
-                    *p == "/"
-                        || *p == rel
-                        || p.starts_with(&format!("{}/", rel.trim_end_matches('/')))
-                        || rel == "/"
-                })
-                .collect();
-            crate::materialize::write_paths(&stage.tree, &copy_dir, &paths, &|_| false)
-                .map_err(|e| cx.error(e))?;
+            let from = from_state(cx, state, from)?;
+            write_subtree(cx, from, &rel, &copy_dir)?;
             copy_dir.join(rel.trim_start_matches('/'))
         }
     };

@@ -1,0 +1,93 @@
+//! RUN --mount's `from=`: a cache seeded from a stage, a bind of an image;
+//! and what mounts bring in is part of the step's cache key.
+
+use crate::common::*;
+use crate::registry::reg_args;
+use crate::run::base_image;
+use crate::support::{Options, TestRegistry};
+
+/// (line, cache) of the RUN steps in a report.
+fn run_outcomes(report: &serde_json::Value) -> Vec<(u64, String)> {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["cache"] == "hit" || s["cache"] == "miss")
+        .map(|s| {
+            let line = s["line"].as_u64().unwrap();
+            (line, s["cache"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn mounts_from_stages_and_images_and_their_inputs_in_the_key() {
+    if !is_root() {
+        eprintln!("!!!!!!!! SKIPPED: chroot mode needs root !!!!!!!!");
+        return;
+    }
+    let reg = TestRegistry::start(Options::default());
+    let base = base_image(&reg);
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    write(&ctx.join("data/file"), "one\n");
+    write(
+        &ctx.join("Dockerfile"),
+        &format!(
+            "FROM {base} AS seed\n\
+             RUN mkdir -p /seed && echo seeded > /seed/s\n\
+             FROM {base}\n\
+             RUN --mount=type=cache,target=/c,from=seed,source=/seed cat /c/s > /cache-seeded && echo again >> /c/s\n\
+             RUN --mount=type=bind,from={base},source=/bin,target=/b test -e /b/busybox && echo ok > /bind-image\n\
+             RUN --mount=type=bind,source=data,target=/d cat /d/file > /bound\n"
+        ),
+    );
+    for isolation in ["auto", "chroot"] {
+        let state = work.path().join(format!("state-{isolation}"));
+        let build = |round: &str| {
+            let out = work.path().join(format!("{isolation}-{round}"));
+            let report = out.join("report.json");
+            kiln_build(&ctx)
+                .args(["--isolation", isolation])
+                .oci_layout(&out.join("l"))
+                .args(reg_args(&reg))
+                .args(["--cache", "--cache-repo"])
+                .arg(format!("{}/mounts/cache-{isolation}", reg.addr))
+                .arg("--kiln-dir")
+                .arg(&state)
+                .arg("--report")
+                .arg(&report)
+                .ok();
+            let bundle = umoci_unpack(&out.join("l"), "latest");
+            let read = |p: &str| {
+                std::fs::read_to_string(bundle.path().join("b/rootfs").join(p))
+                    .unwrap_or_else(|e| panic!("{isolation} {p}: {e}"))
+            };
+            let files = (read("cache-seeded"), read("bind-image"), read("bound"));
+            let report = json(&std::fs::read_to_string(report).unwrap());
+            (files, run_outcomes(&report))
+        };
+        let (files, first) = build("first");
+        assert_eq!(
+            files,
+            ("seeded\n".into(), "ok\n".into(), "one\n".into()),
+            "{isolation}"
+        );
+        assert!(first.iter().all(|(_, c)| c == "miss"), "{first:?}");
+        // The bound context file changed: that RUN misses, the rest hit.
+        write(&ctx.join("data/file"), "two\n");
+        let (files, second) = build("second");
+        assert_eq!(files.2, "two\n", "{isolation}: the bind's step ran again");
+        assert_eq!(
+            second,
+            [
+                (2, "hit".to_string()),
+                (4, "hit".to_string()),
+                (5, "hit".to_string()),
+                (6, "miss".to_string())
+            ],
+            "{isolation}"
+        );
+        write(&ctx.join("data/file"), "one\n");
+    }
+}
