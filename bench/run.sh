@@ -156,7 +156,7 @@ if [ "${ONLY:-}" = MOUNT ]; then
     cat > "$STATE/ctx-mount/Dockerfile" <<DF
 FROM $REG/debian:bookworm
 COPY stamp /stamp
-RUN --mount=type=cache,target=/cache test -f /cache/data || { i=0; while [ \$i -lt 40 ]; do seq 1 200000 | md5sum >> /cache/data; i=\$((i+1)); done; }; cp /cache/data /result
+RUN --mount=type=cache,target=/cache test -f /cache/data || { i=0; while [ \$i -lt 80 ]; do seq 1 2000000 | md5sum >> /cache/data; i=\$((i+1)); done; }; cp /cache/data /result
 DF
     chmod -R a+rwX "$STATE/ctx-mount"
     mount_build() {

@@ -123,6 +123,7 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum CompressionArg {
     Gzip,
+    Zstd,
     None,
 }
 
@@ -308,9 +309,10 @@ pub struct BuildArgs {
     /// Write a JSON report of the steps (cache, time, layer) to this file.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
-    /// gzip level, 1 (fast) to 9 (small).
-    #[arg(long = "compression-level", default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
-    pub compression_level: u32,
+    /// Compression level: gzip 0 (stored) to 9 (small), default 6; zstd 1
+    /// (fast) to 19 (small), default 3.
+    #[arg(long = "compression-level", value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub compression_level: Option<i32>,
     /// Run BuildKit's Dockerfile build checks, report them, build nothing
     /// (exit code 3 when they find something).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",

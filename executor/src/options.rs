@@ -148,10 +148,7 @@ pub fn build_options(
         reproducible: args.reproducible,
         source_date_epoch: source_date_epoch()?,
         work_dir: work_dir.to_path_buf(),
-        compression: match args.compression {
-            CompressionArg::Gzip => Compression::Gzip(args.compression_level),
-            CompressionArg::None => Compression::None,
-        },
+        compression: compression(args)?,
         kiln_dir,
         registry: registry_options(args)?,
         isolation: isolation(args.isolation),
@@ -403,5 +400,21 @@ pub fn warn_meaningless(args: &BuildArgs) {
         if given {
             tracing::warn!("{flag} has no effect in kiln: {why}");
         }
+    }
+}
+
+/// `--compression` and `--compression-level` (each algorithm's own range).
+fn compression(args: &BuildArgs) -> Result<Compression, String> {
+    let level = args.compression_level;
+    match args.compression {
+        CompressionArg::Gzip => match level.unwrap_or(6) {
+            l @ 0..=9 => Ok(Compression::Gzip(l as u32)),
+            l => Err(format!("--compression-level {l}: gzip takes 0 to 9")),
+        },
+        CompressionArg::Zstd => match level.unwrap_or(3) {
+            l @ 1..=19 => Ok(Compression::Zstd(l)),
+            l => Err(format!("--compression-level {l}: zstd takes 1 to 19")),
+        },
+        CompressionArg::None => Ok(Compression::None),
     }
 }

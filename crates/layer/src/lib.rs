@@ -7,6 +7,7 @@ pub mod archive;
 pub mod entry;
 pub mod file;
 pub mod hashing;
+pub mod pgzip;
 pub mod writer;
 
 pub use archive::{detect_compression, open_archive, ArchiveCompression};

@@ -6,7 +6,7 @@ use crate::entry::{Content, Entry};
 use crate::file::FileKind;
 use crate::hashing::HashingWriter;
 use crate::LayerError;
-use flate2::write::GzEncoder;
+use crate::pgzip::ParallelGzEncoder;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -15,8 +15,10 @@ use std::path::{Path, PathBuf};
 pub enum Compression {
     /// Plain tar (media type `...layer.v1.tar`).
     None,
-    /// gzip at the given level (0-9).
+    /// gzip at the given level (0-9), block-parallel.
     Gzip(u32),
+    /// zstd at the given level (1-19), with worker threads.
+    Zstd(i32),
 }
 
 impl Compression {
@@ -25,6 +27,7 @@ impl Compression {
         match self {
             Compression::None => "application/vnd.oci.image.layer.v1.tar",
             Compression::Gzip(_) => "application/vnd.oci.image.layer.v1.tar+gzip",
+            Compression::Zstd(_) => "application/vnd.oci.image.layer.v1.tar+zstd",
         }
     }
 }
@@ -34,6 +37,9 @@ pub struct LayerOptions {
     pub compression: Compression,
     /// Clamp every mtime to at most this (SOURCE_DATE_EPOCH / --reproducible).
     pub clamp_mtime: Option<i64>,
+    /// Compression threads (0: the machine's parallelism). The bytes
+    /// written do not depend on it.
+    pub threads: usize,
 }
 
 impl Default for LayerOptions {
@@ -41,6 +47,7 @@ impl Default for LayerOptions {
         LayerOptions {
             compression: Compression::Gzip(6),
             clamp_mtime: None,
+            threads: 0,
         }
     }
 }
@@ -93,7 +100,8 @@ fn write_blob(
             finish_blob(blob, diff_id, usize_, options.compression, tmp, dir)
         }
         Compression::Gzip(level) => {
-            let gz = GzEncoder::new(blob, flate2::Compression::new(level.min(9)));
+            let gz = ParallelGzEncoder::new(blob, level, options.threads)
+                .map_err(|e| LayerError::io("compressing layer", e))?;
             let tar_hash = HashingWriter::new(gz);
             let tar_hash = write_tar(entries, tar_hash, options)?;
             let (gz, diff_id, usize_) = tar_hash.finish();
@@ -102,7 +110,31 @@ fn write_blob(
                 .map_err(|e| LayerError::io("compressing layer", e))?;
             finish_blob(blob, diff_id, usize_, options.compression, tmp, dir)
         }
+        Compression::Zstd(level) => {
+            let zs = zstd_encoder(blob, level, options.threads)
+                .map_err(|e| LayerError::io("compressing layer", e))?;
+            let tar_hash = HashingWriter::new(zs);
+            let tar_hash = write_tar(entries, tar_hash, options)?;
+            let (zs, diff_id, usize_) = tar_hash.finish();
+            let blob = zs
+                .finish()
+                .map_err(|e| LayerError::io("compressing layer", e))?;
+            finish_blob(blob, diff_id, usize_, options.compression, tmp, dir)
+        }
     }
+}
+
+/// zstd with worker threads: with one worker or more its output does not
+/// depend on how many (zstd's multi-threaded mode cuts jobs by size).
+fn zstd_encoder<W: Write>(out: W, level: i32, threads: usize) -> std::io::Result<zstd::Encoder<'static, W>> {
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let mut enc = zstd::Encoder::new(out, level)?;
+    enc.multithread(threads as u32)?;
+    enc.include_checksum(false)?;
+    Ok(enc)
 }
 
 fn finish_blob(

@@ -115,6 +115,7 @@ fn clamp_and_plain_tar() {
     let options = LayerOptions {
         compression: Compression::None,
         clamp_mtime: Some(10),
+        threads: 0,
     };
     let info = write_layer(vec![file("f", b"x")], dir.path(), &options).unwrap();
     assert_eq!(info.digest, info.diff_id);
@@ -144,4 +145,34 @@ fn rejects_escaping_path_and_short_file() {
     assert!(write_layer(vec![short], dir.path(), &LayerOptions::default()).is_err());
     // No temporary file is left behind.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+/// A layer's digest does not depend on the number of compression threads
+/// (gzip's blocks and zstd's jobs are cut by size, not by thread), and
+/// both read back as the same tar.
+#[test]
+fn digests_do_not_depend_on_threads() {
+    let mut big = Vec::new();
+    let mut i = 0u64;
+    while big.len() < 24 << 20 {
+        big.extend_from_slice(format!("{i} {}\n", i.wrapping_mul(2654435761) % 9973).as_bytes());
+        i += 1;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for compression in [Compression::Gzip(6), Compression::Zstd(3)] {
+        let digests: Vec<(String, String)> = [1, 2, 4]
+            .iter()
+            .map(|&threads| {
+                let options = LayerOptions {
+                    compression,
+                    clamp_mtime: None,
+                    threads,
+                };
+                let info = write_layer(vec![file("big", &big)], dir.path(), &options).unwrap();
+                (info.digest, info.diff_id)
+            })
+            .collect();
+        assert!(digests.windows(2).all(|w| w[0] == w[1]), "{compression:?}: {digests:?}");
+        assert_ne!(digests[0].0, digests[0].1, "{compression:?} compresses");
+    }
 }

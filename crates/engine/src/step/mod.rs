@@ -123,6 +123,7 @@ impl StepCx<'_> {
         let options = LayerOptions {
             compression: self.build.opts.compression,
             clamp_mtime: self.build.clamp,
+            threads: 0,
         };
         let info = write_layer(entries, &self.build.blobs, &options).map_err(|e| self.error(e))?;
         state.layers.push(Layer {
