@@ -5,8 +5,8 @@
 use crate::entry::{Content, Entry};
 use crate::file::FileKind;
 use crate::hashing::HashingWriter;
-use crate::LayerError;
 use crate::pgzip::ParallelGzEncoder;
+use crate::LayerError;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -126,7 +126,11 @@ fn write_blob(
 
 /// zstd with worker threads: with one worker or more its output does not
 /// depend on how many (zstd's multi-threaded mode cuts jobs by size).
-fn zstd_encoder<W: Write>(out: W, level: i32, threads: usize) -> std::io::Result<zstd::Encoder<'static, W>> {
+fn zstd_encoder<W: Write>(
+    out: W,
+    level: i32,
+    threads: usize,
+) -> std::io::Result<zstd::Encoder<'static, W>> {
     let threads = match threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,

@@ -172,7 +172,10 @@ fn digests_do_not_depend_on_threads() {
                 (info.digest, info.diff_id)
             })
             .collect();
-        assert!(digests.windows(2).all(|w| w[0] == w[1]), "{compression:?}: {digests:?}");
+        assert!(
+            digests.windows(2).all(|w| w[0] == w[1]),
+            "{compression:?}: {digests:?}"
+        );
         assert_ne!(digests[0].0, digests[0].1, "{compression:?} compresses");
     }
 }
