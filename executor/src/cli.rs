@@ -46,6 +46,8 @@ pub fn with_default_command(
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build an image from a Dockerfile.
+    // A flag given twice takes its last value, as Kaniko's and docker's do.
+    #[command(args_override_self = true)]
     Build(Box<BuildArgs>),
     /// Parse a Dockerfile and print its syntax tree.
     Parse(ParseArgs),
@@ -274,11 +276,13 @@ pub struct BuildArgs {
     /// Base images stored by `kiln warm`, used before asking a registry.
     #[arg(long = "cache-dir", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Use the layer cache: steps whose inputs did not change reuse their
-    /// cached layer instead of running.
+    /// Keep the layer cache in a registry (--cache-repo): steps whose inputs
+    /// did not change reuse their cached layer instead of running. Without
+    /// this flag the cache is local, in --kiln-dir; --cache=false (Kaniko)
+    /// or --no-cache (docker) turns caching off.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
-          default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
-    pub cache: bool,
+          value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
+    pub cache: Option<bool>,
     /// docker build's --no-cache: do not use the layer cache.
     #[arg(long = "no-cache", num_args = 0..=1, require_equals = true, default_missing_value = "true",
           default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set)]

@@ -141,6 +141,7 @@ pub fn build_options(
     kiln_dir: PathBuf,
     work_dir: &Path,
 ) -> Result<BuildOptions, Error> {
+    let cache = cache_settings(args, &destinations(args)?, &kiln_dir)?;
     Ok(BuildOptions {
         context_dir,
         dockerfile,
@@ -161,7 +162,7 @@ pub fn build_options(
             Some(n) => n as usize,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         },
-        cache: cache_settings(args, &destinations(args)?)?,
+        cache,
         cache_dir: args.cache_dir.clone(),
     })
 }
@@ -223,13 +224,30 @@ fn source_date_epoch() -> Result<Option<i64>, Error> {
     }
 }
 
-/// The cache settings from `--cache` and its companions.
+/// The cache settings from `--cache` and its companions: a registry (or
+/// OCI layout) cache with `--cache`, none with `--cache=false` or
+/// `--no-cache`, else the local cache in kiln's directory, which keeps
+/// every step, as `docker build` does.
 fn cache_settings(
     args: &BuildArgs,
     destinations: &[Reference],
+    kiln_dir: &Path,
 ) -> Result<Option<CacheSettings>, Error> {
-    if !args.cache || args.no_cache {
-        return Ok(None);
+    let ttl_ns = kiln_dockerfile::instructions::parse_duration(&args.cache_ttl)
+        .map_err(|e| format!("--cache-ttl {}: {e}", args.cache_ttl))?;
+    match (args.cache, args.no_cache) {
+        (_, true) | (Some(false), _) => return Ok(None),
+        (None, false) => {
+            return Ok(Some(CacheSettings {
+                repo: CacheLocation::Layout(kiln_dir.join("cache")),
+                ttl: ttl_ns / 1_000_000_000,
+                run_layers: true,
+                copy_layers: true,
+                push: true,
+                explain: args.explain_cache,
+            }))
+        }
+        (Some(true), false) => {}
     }
     let repo = match (&args.cache_repo, destinations.first()) {
         (Some(r), _) if r.starts_with("oci:") => CacheLocation::Layout(PathBuf::from(&r[4..])),
@@ -245,8 +263,6 @@ fn cache_settings(
                 .into(),
         ),
     };
-    let ttl_ns = kiln_dockerfile::instructions::parse_duration(&args.cache_ttl)
-        .map_err(|e| format!("--cache-ttl {}: {e}", args.cache_ttl))?;
     Ok(Some(CacheSettings {
         repo,
         ttl: ttl_ns / 1_000_000_000,

@@ -284,3 +284,60 @@ fn cache_in_a_local_oci_layout() {
     let index = json(&std::fs::read_to_string(cache.path().join("index.json")).unwrap());
     assert!(index["manifests"].as_array().unwrap().len() >= 2);
 }
+
+/// Without `--cache` the cache is local, in `--kiln-dir`, as docker
+/// build's: a second identical build runs no RUN and makes the same image;
+/// after a change only the steps from it on run; `--no-cache` (docker) and
+/// `--cache=false` (Kaniko) run everything; builds with their own kiln
+/// directories share nothing.
+#[test]
+fn local_cache_by_default() {
+    let reg = TestRegistry::start(Options::default());
+    let base_ctx = tempfile::tempdir().unwrap();
+    busybox_context(base_ctx.path(), "");
+    let base = format!("{}/base/busybox-localcache:1", reg.addr);
+    build(base_ctx.path(), &base, &reg_args(&reg));
+    let ctx = tempfile::tempdir().unwrap();
+    write(&ctx.path().join("a.txt"), "a\n");
+    write(&ctx.path().join("c.txt"), "c1\n");
+    write(
+        &ctx.path().join("Dockerfile"),
+        &format!("FROM {base}\nCOPY a.txt /a\nRUN cat /a > /b\nCOPY c.txt /c\nRUN cat /c > /d\n"),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let run = |kiln_dir: &Path, extra: &[&str]| {
+        let out = tempfile::tempdir().unwrap();
+        let report = out.path().join("r.json");
+        let digest = out.path().join("digest");
+        // Not kiln_build(): it turns the local cache off.
+        kiln_test_support::KilnBuild::new(env!("CARGO_BIN_EXE_kiln"), ctx.path())
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .oci_layout(&out.path().join("l"))
+            .args(reg_args(&reg))
+            .arg("--report")
+            .arg(&report)
+            .arg("--digest-file")
+            .arg(&digest)
+            .arg("--kiln-dir")
+            .arg(kiln_dir)
+            .args(extra)
+            .ok();
+        let report = json(&std::fs::read_to_string(&report).unwrap());
+        let runs = report["totals"]["runs_executed"].as_u64().unwrap();
+        (runs, std::fs::read_to_string(&digest).unwrap())
+    };
+    let kiln_dir = state.path().join("kiln");
+    let (runs, first) = run(&kiln_dir, &[]);
+    assert_eq!(runs, 2);
+    let (runs, second) = run(&kiln_dir, &[]);
+    assert_eq!(runs, 0, "the second identical build runs nothing");
+    assert_eq!(
+        second, first,
+        "and makes the same image (SOURCE_DATE_EPOCH)"
+    );
+    write(&ctx.path().join("c.txt"), "c2\n");
+    assert_eq!(run(&kiln_dir, &[]).0, 1, "only the RUN after the change");
+    assert_eq!(run(&kiln_dir, &["--no-cache"]).0, 2);
+    assert_eq!(run(&kiln_dir, &["--cache=false"]).0, 2);
+    assert_eq!(run(&state.path().join("other"), &[]).0, 2);
+}

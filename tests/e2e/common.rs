@@ -431,9 +431,13 @@ pub fn ensure_subids() {
     });
 }
 
-/// `kiln build -c CTX` with the tests' kiln directory.
+/// `kiln build -c CTX` with the tests' kiln directory. Without the local
+/// step cache (`--cache=false`; a later `--cache` turns a cache on): what
+/// a test sees must not depend on what earlier tests built in the shared
+/// kiln directory. `cache::local_cache_by_default` tests the default.
 pub fn kiln_build(ctx: &Path) -> kiln_test_support::KilnBuild {
     kiln_test_support::KilnBuild::new(env!("CARGO_BIN_EXE_kiln"), ctx)
+        .arg("--cache=false")
         .env_remove("SOURCE_DATE_EPOCH")
         .env(
             "KILN_DIR",
@@ -441,9 +445,11 @@ pub fn kiln_build(ctx: &Path) -> kiln_test_support::KilnBuild {
         )
 }
 
-/// `kiln build -c CTX` as uid 65534, its state under `home`.
+/// `kiln build -c CTX` as uid 65534, its state under `home`; without the
+/// local step cache, as [`kiln_build`].
 pub fn kiln_build_as_nobody(ctx: &Path, home: &Path) -> kiln_test_support::KilnBuild {
     kiln_test_support::KilnBuild::as_nobody(env!("CARGO_BIN_EXE_kiln"), ctx, home)
+        .arg("--cache=false")
         .env_remove("SOURCE_DATE_EPOCH")
 }
 

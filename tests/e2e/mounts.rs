@@ -1,5 +1,6 @@
 //! RUN --mount's `from=`: a cache seeded from a stage, a bind of an image;
-//! and what mounts bring in is part of the step's cache key.
+//! and what mounts bring in is part of the step's cache key; as root
+//! (namespaces, chroot mode) and as uid 65534.
 
 use crate::common::*;
 use crate::registry::reg_args;
@@ -42,13 +43,26 @@ fn mounts_from_stages_and_images_and_their_inputs_in_the_key() {
              RUN --mount=type=bind,source=data,target=/d cat /d/file > /bound\n"
         ),
     );
-    for isolation in ["auto", "chroot"] {
+    // As uid 65534 too: what it reads and writes must be open to it.
+    ensure_subids();
+    for d in [work.path(), &ctx, &ctx.join("data")] {
+        chmod(d, 0o777);
+    }
+    for f in [ctx.join("Dockerfile"), ctx.join("data/file")] {
+        chmod(&f, 0o666);
+    }
+    for isolation in ["auto", "chroot", "unprivileged"] {
         let state = work.path().join(format!("state-{isolation}"));
         let build = |round: &str| {
             let out = work.path().join(format!("{isolation}-{round}"));
+            std::fs::create_dir_all(&out).unwrap();
+            chmod(&out, 0o777);
             let report = out.join("report.json");
-            kiln_build(&ctx)
-                .args(["--isolation", isolation])
+            let build = match isolation {
+                "unprivileged" => kiln_build_as_nobody(&ctx, work.path()),
+                _ => kiln_build(&ctx).args(["--isolation", isolation]),
+            };
+            build
                 .oci_layout(&out.join("l"))
                 .args(reg_args(&reg))
                 .args(["--cache", "--cache-repo"])

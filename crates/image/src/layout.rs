@@ -167,7 +167,7 @@ impl OciLayout {
             }
             // A hard link when on the same file system, else a copy.
             if fs::hard_link(&layer.path, &dst).is_err() {
-                let tmp = dst.with_extension("tmp");
+                let tmp = unique_tmp(&dst);
                 fs::copy(&layer.path, &tmp).map_err(|e| {
                     ImageError::io(format!("copying layer to {}", dst.display()), e)
                 })?;
@@ -196,6 +196,12 @@ impl OciLayout {
     /// Add `desc` to the index as `ref_name` (replacing what had that name).
     pub fn tag(&self, mut desc: Descriptor, ref_name: &str) -> Result<(), ImageError> {
         self.init()?;
+        // Builds (and parallel stages) tag at the same time: one at a time
+        // reads, changes and writes index.json.
+        let lock_path = self.dir.join(".kiln-index.lock");
+        let lock = fs::File::create(&lock_path)
+            .and_then(|f| f.lock().map(|_| f))
+            .map_err(|e| ImageError::io(format!("locking {}", lock_path.display()), e))?;
         let mut index = self.index()?.unwrap_or(Index {
             schema_version: 2,
             media_type: Some(MEDIA_TYPE_INDEX.into()),
@@ -207,7 +213,9 @@ impl OciLayout {
         index.manifests.push(desc);
         let bytes = serde_json::to_vec(&index)
             .map_err(|e| ImageError::invalid("serialising index.json", e.to_string()))?;
-        write_file(&self.dir.join("index.json"), &bytes)
+        let written = write_file(&self.dir.join("index.json"), &bytes);
+        drop(lock);
+        written
     }
 }
 
@@ -221,8 +229,17 @@ pub(crate) fn hex_of(digest: &str) -> &str {
 }
 
 /// Write via a temporary file and rename.
+/// A temporary name beside `path` that no other writer uses.
+fn unique_tmp(path: &Path) -> std::path::PathBuf {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    path.with_extension(format!("kiln-tmp-{}-{n}", std::process::id()))
+}
+
+/// Writes `path` whole or not at all (a temporary file of this writer's
+/// own, renamed).
 pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
-    let tmp = path.with_extension("kiln-tmp");
+    let tmp = unique_tmp(path);
     fs::write(&tmp, bytes).map_err(|e| ImageError::io(format!("writing {}", tmp.display()), e))?;
     fs::rename(&tmp, path).map_err(|e| ImageError::io(format!("writing {}", path.display()), e))
 }
