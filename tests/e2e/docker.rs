@@ -11,6 +11,9 @@ fn docker_loads_and_runs_the_hello_image() {
     let tag = "kiln-e2e/hello:test";
     kiln_ok(&[
         "build",
+        // As docker builds below: nothing from earlier builds' cache
+        // (a cached COPY keeps the mtimes of the build that made it).
+        "--no-cache",
         "-c",
         repo_root().join("fixtures/hello").to_str().unwrap(),
         "--tar-path",
@@ -35,6 +38,7 @@ fn rich_context_matches_docker_buildkit() {
     let kiln_tar = out.path().join("kiln.tar");
     kiln_ok(&[
         "build",
+        "--no-cache",
         "-c",
         ctx.path().to_str().unwrap(),
         "--tar-path",
@@ -120,6 +124,7 @@ pub fn load_kiln_image(tag: &str) {
     let tar = work.path().join("kiln.tar");
     kiln_ok(&[
         "build",
+        "--no-cache",
         "-c",
         work.path().join("ctx").to_str().unwrap(),
         "--tar-path",

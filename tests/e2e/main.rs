@@ -12,6 +12,7 @@ mod docker;
 mod dropin;
 mod errors;
 mod features;
+mod lazy;
 mod mounts;
 mod outputs;
 mod parse;

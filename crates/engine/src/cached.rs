@@ -148,32 +148,20 @@ fn now_unclamped() -> i64 {
         .unwrap_or(0)
 }
 
-/// A hit: the cached layer joins the image and the tree; no command runs.
+/// A hit: the cached layer joins the image; no command runs. Its files
+/// reach the tree only when a later step reads them.
 fn apply_hit(cx: &StepCx, state: &mut StageState, entry: CacheEntry) -> Result<(), BuildError> {
     match entry.layer {
         Some(layer) => {
-            let what = format!("cached layer {}", layer.digest);
-            let stored = cx
-                .build
-                .layer_store
-                .get_or_extract(&layer.diff_id, &layer.path, &what)
-                .map_err(|e| cx.error(e))?;
-            state
-                .tree
-                .apply_layer(&stored.root, &stored.entries)
-                .map_err(|e| cx.error(format!("{what}: {e}")))?;
             state.layers.push(Layer {
-                dir: stored.overlay_ready.then(|| stored.root.clone()),
-                blob: LayerBlob {
-                    uncompressed_size: stored.uncompressed_size,
-                    ..layer
-                },
+                dir: None,
+                blob: layer,
             });
             cx.history(state, entry.created_by, false);
         }
         None => cx.history(state, entry.created_by, true),
     }
-    // A stage directory written out before no longer matches the tree.
+    // A stage directory written out before no longer matches the stage.
     state.rootfs = None;
     Ok(())
 }
@@ -224,7 +212,11 @@ fn key_parts(cx: &StepCx, state: &StageState, ins: &Instruction) -> KeyParts {
 fn copy_key_files(cx: &StepCx, state: &StageState, c: &CopyArgs, parts: &mut KeyParts) {
     use crate::source::expand_source;
     parts.from_stage = cx.copy_from.map(|s| s.cache_key.clone());
-    let sources = crate::step::sources(cx, c);
+    if parts.from_stage.is_some() {
+        // The stage's key names its files: they need not be read.
+        return;
+    }
+    let sources = crate::step::Sources::Context(&cx.build.context);
     for src in &c.sources {
         if let Some(h) = crate::step::heredoc_for(src, &c.heredocs) {
             parts.files.insert(

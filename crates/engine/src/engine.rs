@@ -44,8 +44,6 @@ pub(crate) struct Engine<'a> {
     states: Mutex<Stages>,
     /// Images used in this build (FROM and COPY --from), by reference.
     images: Mutex<Images>,
-    client: Arc<Client>,
-    blob_store: BlobStore,
     /// The layer cache, until it fails.
     pub(crate) cache: Mutex<Option<Arc<dyn LayerCache>>>,
     /// Each step's record with its stage's place in the plan and its own.
@@ -96,11 +94,11 @@ pub fn build(
             steps_run: Default::default(),
             remote: crate::remote::Remote::new(opts.work_dir.join("downloads")),
             began: std::time::Instant::now(),
+            client,
+            blob_store,
         },
         states: Mutex::new(HashMap::new()),
         images: Mutex::new(HashMap::new()),
-        client,
-        blob_store,
         cache: Mutex::new(cache),
         records: Mutex::new(Vec::new()),
         started: AtomicUsize::new(0),
@@ -317,10 +315,8 @@ impl<'a> Engine<'a> {
                 // A stage built on another keeps its declared ARGs
                 // (BuildKit: ds.buildArgs = append(ds.buildArgs,
                 // ds.base.buildArgs...) in dockerfile2llb/convert.go).
-                let mut s = StageState {
-                    args: base.args.clone(),
-                    ..base.as_base()
-                };
+                let mut s = base.as_base();
+                s.args = base.args.clone();
                 // A directory root changes as steps run: the new stage
                 // writes out its own. Overlay roots are read-only below.
                 let in_place = match self.build.executor.get() {
@@ -463,9 +459,8 @@ impl<'a> Engine<'a> {
         }
         let source = ImageSource {
             opts: self.build.opts,
-            client: &self.client,
-            blob_store: &self.blob_store,
-            layer_store: &self.build.layer_store,
+            client: &self.build.client,
+            blob_store: &self.build.blob_store,
             now: self.build.now,
         };
         let started = std::time::Instant::now();

@@ -61,9 +61,20 @@ pub enum ExportError {
         #[source]
         source: std::io::Error,
     },
+    #[error("fetching a base layer the outputs need")]
+    Fetch(#[source] kiln_registry::RegistryError),
 }
 
 /// Write `image` to every output, then the digest files.
+fn fetch_layers(image: &BuiltImage, registry: &RegistryOptions) -> Result<(), ExportError> {
+    let client = kiln_registry::Client::new(registry.clone());
+    for l in &image.layers {
+        kiln_registry::pull::ensure_blob(&client, &l.path, l.source.as_deref(), &l.digest, l.size)
+            .map_err(ExportError::Fetch)?;
+    }
+    Ok(())
+}
+
 pub fn export(
     image: &BuiltImage,
     outputs: &[Output],
@@ -71,6 +82,11 @@ pub fn export(
     files: &DigestFiles,
 ) -> Result<(), ExportError> {
     let mut pushed: Vec<&Reference> = Vec::new();
+    // Files need every layer's bytes: base layers no step read were never
+    // downloaded. A registry output fetches only what the registry lacks.
+    if outputs.iter().any(|o| !matches!(o, Output::Registry(_))) {
+        fetch_layers(image, registry)?;
+    }
     for output in outputs {
         match output {
             Output::OciLayout { dir, ref_name } => {

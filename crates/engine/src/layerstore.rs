@@ -23,6 +23,13 @@ pub struct StoredLayer {
     pub overlay_ready: bool,
 }
 
+impl StoredLayer {
+    /// `root` when it can be an overlay lower layer.
+    pub fn overlay_ready_dir(&self) -> Option<PathBuf> {
+        self.overlay_ready.then(|| self.root.clone())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LayerStoreError {
     #[error("{what}: invalid diff_id {diff_id:?}")]
@@ -63,6 +70,12 @@ impl LayerStore {
         LayerStore {
             dir: dir.into().join("v2"),
         }
+    }
+
+    /// Whether layer `diff_id` is extracted here already.
+    pub fn has(&self, diff_id: &str) -> bool {
+        let hex = diff_id.strip_prefix("sha256:").unwrap_or(diff_id);
+        hex.len() == 64 && self.dir.join(hex).join("entries.json").is_file()
     }
 
     /// The extracted layer `diff_id` (`sha256:<hex>`), extracting `blob`

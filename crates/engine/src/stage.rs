@@ -10,7 +10,7 @@ use crate::options::BuildOptions;
 use kiln_dockerfile::Platform;
 use kiln_image::manifest::{MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR};
 use kiln_image::{ImageConfig, LayerBlob};
-use kiln_registry::{pull, BlobStore, Client, Reference, WantedPlatform};
+use kiln_registry::{BlobStore, Client, Reference, WantedPlatform};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -35,9 +35,18 @@ pub struct Rootfs {
 
 #[derive(Debug, Clone)]
 pub struct StageState {
+    /// The files of `layers[..applied]`: the tree is the stage's only
+    /// once [`StageState::force`] applied the rest.
     pub tree: FsTree,
     pub config: ImageConfig,
     pub layers: Vec<Layer>,
+    /// How many of `layers` the tree holds. Base layers and cache hits
+    /// wait until a step reads the files: a build whose steps all hit the
+    /// cache never downloads or extracts them.
+    pub applied: usize,
+    /// The whole tree of a shared (finished) stage whose layers were not
+    /// all applied, made once when another stage reads it.
+    forced: std::sync::OnceLock<FsTree>,
     /// Declared ARGs with values, visible to this stage's steps.
     pub args: BTreeMap<String, String>,
     pub cmd_set: bool,
@@ -61,6 +70,8 @@ impl StageState {
             tree: FsTree::new(now),
             config,
             layers: Vec::new(),
+            applied: 0,
+            forced: Default::default(),
             args: BTreeMap::new(),
             cmd_set: false,
             rootfs: None,
@@ -88,6 +99,94 @@ impl StageState {
 
     pub fn blobs(&self) -> Vec<LayerBlob> {
         self.layers.iter().map(|l| l.blob.clone()).collect()
+    }
+
+    /// Records a layer the tree already holds (a step's own change).
+    pub fn push_applied(&mut self, layer: Layer) {
+        debug_assert_eq!(self.applied, self.layers.len());
+        self.layers.push(layer);
+        self.applied = self.layers.len();
+    }
+
+    /// Makes the tree the stage's: fetches and extracts the layers it does
+    /// not hold yet (in order) and applies them.
+    pub fn force(&mut self, layers: &LayerAccess) -> Result<(), StepFailure> {
+        if self.applied == self.layers.len() {
+            return Ok(());
+        }
+        if let Some(whole) = self.forced.take() {
+            self.tree = whole;
+            for layer in &mut self.layers[self.applied..] {
+                layer.dir = layers.extract(&layer.blob)?.overlay_ready_dir();
+            }
+        } else {
+            for i in self.applied..self.layers.len() {
+                let stored = layers.extract(&self.layers[i].blob)?;
+                self.tree
+                    .apply_layer(&stored.root, &stored.entries)
+                    .map_err(|e| format!("layer {}: {e}", self.layers[i].blob.digest))?;
+                let layer = &mut self.layers[i];
+                layer.blob.uncompressed_size = stored.uncompressed_size;
+                layer.dir = stored.overlay_ready_dir();
+            }
+        }
+        self.applied = self.layers.len();
+        // A directory written out before no longer matches the tree.
+        self.rootfs = None;
+        Ok(())
+    }
+
+    /// The stage's whole tree for reading (another stage copies or mounts
+    /// from it): the tree itself, or a copy with the waiting layers
+    /// applied, made once.
+    pub fn files(&self, layers: &LayerAccess) -> Result<&FsTree, StepFailure> {
+        if self.applied == self.layers.len() {
+            return Ok(&self.tree);
+        }
+        if let Some(t) = self.forced.get() {
+            return Ok(t);
+        }
+        let mut tree = self.tree.clone();
+        for layer in &self.layers[self.applied..] {
+            let stored = layers.extract(&layer.blob)?;
+            tree.apply_layer(&stored.root, &stored.entries)
+                .map_err(|e| format!("layer {}: {e}", layer.blob.digest))?;
+        }
+        let _ = self.forced.set(tree);
+        self.forced
+            .get()
+            .ok_or_else(|| StepFailure::from("the stage's files went missing".to_string()))
+    }
+}
+
+/// Where waiting layers come from: the blob file (fetched from the
+/// registry it was pulled from when missing), extracted into the layer
+/// store once.
+pub struct LayerAccess<'a> {
+    pub layer_store: &'a LayerStore,
+    pub client: &'a Client,
+}
+
+impl LayerAccess<'_> {
+    /// Downloads the blob when its file is missing.
+    pub fn fetch(&self, blob: &LayerBlob) -> Result<(), StepFailure> {
+        Ok(kiln_registry::pull::ensure_blob(
+            self.client,
+            &blob.path,
+            blob.source.as_deref(),
+            &blob.digest,
+            blob.size,
+        )?)
+    }
+
+    fn extract(&self, blob: &LayerBlob) -> Result<crate::layerstore::StoredLayer, StepFailure> {
+        let what = format!("layer {}", blob.digest);
+        if !self.layer_store.has(&blob.diff_id) {
+            self.fetch(blob)?;
+        }
+        Ok(self
+            .layer_store
+            .get_or_extract(&blob.diff_id, &blob.path, &what)?)
     }
 }
 
@@ -127,13 +226,13 @@ pub(crate) struct ImageSource<'a> {
     pub opts: &'a BuildOptions,
     pub client: &'a Client,
     pub blob_store: &'a BlobStore,
-    pub layer_store: &'a LayerStore,
     pub now: i64,
 }
 
 impl ImageSource<'_> {
-    /// The state an image starts a stage with: its file system from the
-    /// layer store (pulled and extracted when missing), config and layers.
+    /// The state an image starts a stage with: its config and layers, none
+    /// downloaded or extracted yet ([`StageState::force`] does that when a
+    /// step reads the files).
     pub fn stage_state(
         &self,
         reference: &str,
@@ -150,7 +249,7 @@ impl ImageSource<'_> {
                 tracing::info!("using {r} from --cache-dir");
                 p
             }
-            None => pull(self.client, self.blob_store, &r, &wanted)?,
+            None => kiln_registry::pull::pull_lazily(self.client, self.blob_store, &r, &wanted)?,
         };
         let diff_ids = pulled.config.rootfs.diff_ids.clone();
         if diff_ids.len() != pulled.layers.len() {
@@ -161,24 +260,18 @@ impl ImageSource<'_> {
             )
             .into());
         }
-        let mut tree = FsTree::new(self.now);
         let mut layers = Vec::new();
         for (layer, diff_id) in pulled.layers.iter().zip(&diff_ids) {
             let what = format!("layer {} of {r}", layer.digest);
             let media_type = oci_layer_media_type(&layer.media_type)
                 .ok_or_else(|| format!("{what}: unsupported media type {:?}", layer.media_type))?;
-            let stored = self
-                .layer_store
-                .get_or_extract(diff_id, &layer.path, &what)?;
-            tree.apply_layer(&stored.root, &stored.entries)
-                .map_err(|e| format!("{what}: {e}"))?;
             layers.push(Layer {
-                dir: stored.overlay_ready.then(|| stored.root.clone()),
+                dir: None,
                 blob: LayerBlob {
                     digest: layer.digest.clone(),
                     diff_id: diff_id.clone(),
                     size: layer.size,
-                    uncompressed_size: stored.uncompressed_size,
+                    uncompressed_size: 0,
                     media_type,
                     path: layer.path.clone(),
                     source: Some(pulled.source.name()),
@@ -199,9 +292,11 @@ impl ImageSource<'_> {
             );
         }
         Ok(StageState {
-            tree,
+            tree: FsTree::new(self.now),
             config,
             layers,
+            applied: 0,
+            forced: Default::default(),
             args: BTreeMap::new(),
             cmd_set: false,
             rootfs: None,

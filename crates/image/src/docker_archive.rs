@@ -52,11 +52,16 @@ fn write_to(
         if written.insert(dir.clone()) {
             let mut header = dir_header(&format!("{dir}/"));
             tar.append(&header, std::io::empty()).map_err(io)?;
-            let reader = open_tar(layer)
-                .map_err(|e| ImageError::io(format!("reading {}", layer.path.display()), e))?;
-            header = file_header(&name, layer.uncompressed_size);
-            tar.append(&header, reader.take(layer.uncompressed_size))
-                .map_err(io)?;
+            let reading = |e| ImageError::io(format!("reading {}", layer.path.display()), e);
+            // 0: not known (a layer no step extracted): count it first.
+            let size = match layer.uncompressed_size {
+                0 => std::io::copy(&mut open_tar(layer).map_err(reading)?, &mut std::io::sink())
+                    .map_err(reading)?,
+                n => n,
+            };
+            let reader = open_tar(layer).map_err(reading)?;
+            header = file_header(&name, size);
+            tar.append(&header, reader.take(size)).map_err(io)?;
         }
         layer_names.push(name);
     }

@@ -10,7 +10,7 @@ use crate::RegistryError;
 use kiln_image::ImageConfig;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
 application/vnd.oci.image.index.v1+json, \
@@ -76,11 +76,33 @@ pub fn pull(
     reference: &Reference,
     platform: &WantedPlatform,
 ) -> Result<PulledImage, RegistryError> {
+    pull_with(client, store, reference, platform, true)
+}
+
+/// As [`pull`], without downloading any layer: each layer's `path` is
+/// where [`fetch_blob`] from `source` puts it (it may be there already).
+/// For builds that read a base layer only when a step needs its files.
+pub fn pull_lazily(
+    client: &Client,
+    store: &BlobStore,
+    reference: &Reference,
+    platform: &WantedPlatform,
+) -> Result<PulledImage, RegistryError> {
+    pull_with(client, store, reference, platform, false)
+}
+
+fn pull_with(
+    client: &Client,
+    store: &BlobStore,
+    reference: &Reference,
+    platform: &WantedPlatform,
+    download: bool,
+) -> Result<PulledImage, RegistryError> {
     let mut last = None;
     let list = candidates(client, reference);
     let n = list.len();
     for (i, candidate) in list.into_iter().enumerate() {
-        match pull_from(client, store, &candidate, platform) {
+        match pull_from(client, store, &candidate, platform, download) {
             Ok(p) => return Ok(p),
             Err(e) if i + 1 < n => {
                 tracing::warn!("pulling {candidate} failed ({e}); trying the next registry");
@@ -259,6 +281,7 @@ fn pull_from(
     store: &BlobStore,
     r: &Reference,
     platform: &WantedPlatform,
+    download: bool,
 ) -> Result<PulledImage, RegistryError> {
     let Resolved {
         bytes,
@@ -293,7 +316,10 @@ fn pull_from(
         }
         wanted.push((d, size, mt));
     }
-    let paths = download_all(client, store, r, &wanted)?;
+    let paths = match download {
+        true => download_all(client, store, r, &wanted)?,
+        false => wanted.iter().map(|(d, _, _)| store.path(d)).collect(),
+    };
     let layers = wanted
         .into_iter()
         .zip(paths)
@@ -375,6 +401,37 @@ pub fn fetch_blob(
             other => return other,
         }
     }
+}
+
+/// Makes sure a layer's file is there: when `path` (a file of a blob
+/// store) is missing, downloads the blob into that store from `source`,
+/// the repository it was pulled from. Layers are fetched this lazily so a
+/// build reads only the base layers it needs.
+pub fn ensure_blob(
+    client: &Client,
+    path: &Path,
+    source: Option<&str>,
+    digest: &str,
+    size: u64,
+) -> Result<(), RegistryError> {
+    if path.is_file() {
+        return Ok(());
+    }
+    let missing = || {
+        RegistryError::Config(format!(
+            "blob {digest}: {} is missing and nothing says where to fetch it",
+            path.display()
+        ))
+    };
+    let store = path
+        .parent()
+        .and_then(Path::parent)
+        .map(BlobStore::new)
+        .filter(|s| s.path(digest) == path)
+        .ok_or_else(missing)?;
+    let r = Reference::parse(source.ok_or_else(missing)?)
+        .map_err(|e| RegistryError::Config(format!("blob {digest}: {e}")))?;
+    fetch_blob(client, &store, &r, digest, Some(size)).map(|_| ())
 }
 
 /// Download several blobs, a few at a time, in order of the list.

@@ -23,7 +23,12 @@ pub struct PushReport {
 }
 
 enum BlobData<'a> {
-    File(&'a Path),
+    /// A layer's file, fetched from `source` first if it was never
+    /// downloaded (only when the registry needs the bytes).
+    Layer {
+        path: &'a Path,
+        source: Option<&'a str>,
+    },
     Bytes(&'a [u8]),
 }
 
@@ -58,12 +63,16 @@ pub fn push(
                     .source
                     .as_deref()
                     .and_then(|s| Reference::parse(s).ok());
+                let data = BlobData::Layer {
+                    path: &layer.path,
+                    source: layer.source.as_deref(),
+                };
                 if let Err(e) = push_blob(
                     client,
                     dest,
                     &layer.digest,
                     layer.size,
-                    BlobData::File(&layer.path),
+                    data,
                     from.as_ref(),
                     &counters,
                 ) {
@@ -151,13 +160,16 @@ fn push_blob(
     if started.status() != StatusCode::ACCEPTED {
         return Err(status_error(&what, started));
     }
+    if let BlobData::Layer { path, source } = &data {
+        crate::pull::ensure_blob(client, path, *source, digest, size)?;
+    }
     let location = upload_url(client, dest, &started, &what)?;
     let sep = if location.contains('?') { '&' } else { '?' };
     let put_url = format!("{location}{sep}digest={digest}");
     let done = client.send(&c, &|h, _| {
         let body = match &data {
             BlobData::Bytes(b) => Body::from(b.to_vec()),
-            BlobData::File(p) => match std::fs::File::open(p) {
+            BlobData::Layer { path: p, .. } => match std::fs::File::open(p) {
                 Ok(f) => Body::sized(f, size),
                 Err(_) => Body::from(Vec::new()),
             },

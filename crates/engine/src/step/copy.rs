@@ -37,14 +37,16 @@ impl Sources<'_> {
     }
 }
 
-pub(crate) fn sources<'a>(cx: &'a StepCx, c: &CopyArgs) -> Sources<'a> {
-    match cx.copy_from {
+/// What a COPY reads: the build context, or the files of the stage or
+/// image `--from` names (its waiting layers applied first).
+pub(crate) fn sources<'a>(cx: &'a StepCx, c: &CopyArgs) -> Result<Sources<'a>, BuildError> {
+    Ok(match cx.copy_from {
         Some(from) => Sources::From(TreeFs {
-            tree: &from.tree,
+            tree: from.files(&cx.build.layers()).map_err(|e| cx.error(e))?,
             name: c.from.clone().unwrap_or_default(),
         }),
         None => Sources::Context(&cx.build.context),
-    }
+    })
 }
 
 /// The heredoc a COPY source word (`<<EOF`, `<<-"EOF"`) names.
@@ -73,7 +75,7 @@ pub fn copy(
     let raw_dest = cx.expand(state, &c.dest)?;
     let dest = destination(state, &raw_dest);
     let excludes = excludes(cx, state, c)?;
-    let sources = sources(cx, c);
+    let sources = sources(cx, c)?;
     let mut items: Vec<SourceItem> = Vec::new();
     let mut archives: Vec<(PathBuf, String)> = Vec::new();
     let mut shown_sources = Vec::new();

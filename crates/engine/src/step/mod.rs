@@ -27,7 +27,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc::Sender;
 use std::sync::OnceLock;
 
-pub(crate) use copy::{heredoc_for, sources};
+pub(crate) use copy::{heredoc_for, Sources};
 
 /// What every step of a build may read.
 pub(crate) struct BuildCx<'a> {
@@ -49,6 +49,20 @@ pub(crate) struct BuildCx<'a> {
     pub remote: crate::remote::Remote,
     /// When the build began (step times in the report count from it).
     pub began: std::time::Instant,
+    /// The registries, and the pulled blobs: base layers are fetched
+    /// only when a step reads their files.
+    pub client: std::sync::Arc<kiln_registry::Client>,
+    pub blob_store: kiln_registry::BlobStore,
+}
+
+impl BuildCx<'_> {
+    /// Where a stage's waiting layers come from.
+    pub fn layers(&self) -> crate::stage::LayerAccess<'_> {
+        crate::stage::LayerAccess {
+            layer_store: &self.layer_store,
+            client: &self.client,
+        }
+    }
 }
 
 /// One step's view: the build, the instruction's node (for locations),
@@ -126,7 +140,7 @@ impl StepCx<'_> {
             threads: 0,
         };
         let info = write_layer(entries, &self.build.blobs, &options).map_err(|e| self.error(e))?;
-        state.layers.push(Layer {
+        state.push_applied(Layer {
             blob: LayerBlob {
                 digest: format!("sha256:{}", info.digest),
                 diff_id: format!("sha256:{}", info.diff_id),
@@ -149,6 +163,14 @@ pub(crate) fn dispatch(
     state: &mut StageState,
     ins: &Instruction,
 ) -> Result<(), BuildError> {
+    // Steps that read or change files need the whole tree: base layers
+    // and cache hits are fetched and applied now, not before.
+    if matches!(
+        ins,
+        Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_)
+    ) {
+        state.force(&cx.build.layers()).map_err(|e| cx.error(e))?;
+    }
     match ins {
         Instruction::From { .. } => Err(cx.error("FROM is not allowed here")),
         Instruction::Run(r) => run::run(cx, state, r),

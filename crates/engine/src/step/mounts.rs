@@ -240,13 +240,13 @@ pub(crate) fn from_state<'c>(
 /// the same relative path.
 fn write_subtree(cx: &StepCx, from: &StageState, rel: &str, dir: &Path) -> Result<(), BuildError> {
     let under = format!("{}/", rel.trim_end_matches('/'));
-    let paths: Vec<&str> = from
-        .tree
+    let tree = from.files(&cx.build.layers()).map_err(|e| cx.error(e))?;
+    let paths: Vec<&str> = tree
         .iter()
         .map(|(p, _)| p.as_str())
         .filter(|p| *p == "/" || *p == rel || p.starts_with(&under) || rel == "/")
         .collect();
-    crate::materialize::write_paths(&from.tree, dir, &paths, &|_| false).map_err(|e| cx.error(e))
+    crate::materialize::write_paths(tree, dir, &paths, &|_| false).map_err(|e| cx.error(e))
 }
 
 /// The mount's `uid=`/`gid=` (default 0) and `mode=` (octal) on `path`.
