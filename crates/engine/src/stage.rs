@@ -109,26 +109,29 @@ impl StageState {
     }
 
     /// Makes the tree the stage's: fetches and extracts the layers it does
-    /// not hold yet (in order) and applies them.
+    /// not hold yet (several at once) and applies them in order.
     pub fn force(&mut self, layers: &LayerAccess) -> Result<(), StepFailure> {
         if self.applied == self.layers.len() {
             return Ok(());
         }
-        if let Some(whole) = self.forced.take() {
-            self.tree = whole;
-            for layer in &mut self.layers[self.applied..] {
-                layer.dir = layers.extract(&layer.blob)?.overlay_ready_dir();
+        let blobs: Vec<&LayerBlob> = self.layers[self.applied..]
+            .iter()
+            .map(|l| &l.blob)
+            .collect();
+        let stored = layers.extract_all(&blobs)?;
+        match self.forced.take() {
+            Some(whole) => self.tree = whole,
+            None => {
+                for (s, b) in stored.iter().zip(&blobs) {
+                    self.tree
+                        .apply_layer(&s.root, &s.entries)
+                        .map_err(|e| format!("layer {}: {e}", b.digest))?;
+                }
             }
-        } else {
-            for i in self.applied..self.layers.len() {
-                let stored = layers.extract(&self.layers[i].blob)?;
-                self.tree
-                    .apply_layer(&stored.root, &stored.entries)
-                    .map_err(|e| format!("layer {}: {e}", self.layers[i].blob.digest))?;
-                let layer = &mut self.layers[i];
-                layer.blob.uncompressed_size = stored.uncompressed_size;
-                layer.dir = stored.overlay_ready_dir();
-            }
+        }
+        for (layer, s) in self.layers[self.applied..].iter_mut().zip(stored) {
+            layer.blob.uncompressed_size = s.uncompressed_size;
+            layer.dir = s.overlay_ready_dir();
         }
         self.applied = self.layers.len();
         // A directory written out before no longer matches the tree.
@@ -146,11 +149,14 @@ impl StageState {
         if let Some(t) = self.forced.get() {
             return Ok(t);
         }
+        let blobs: Vec<&LayerBlob> = self.layers[self.applied..]
+            .iter()
+            .map(|l| &l.blob)
+            .collect();
         let mut tree = self.tree.clone();
-        for layer in &self.layers[self.applied..] {
-            let stored = layers.extract(&layer.blob)?;
-            tree.apply_layer(&stored.root, &stored.entries)
-                .map_err(|e| format!("layer {}: {e}", layer.blob.digest))?;
+        for (s, b) in layers.extract_all(&blobs)?.iter().zip(&blobs) {
+            tree.apply_layer(&s.root, &s.entries)
+                .map_err(|e| format!("layer {}: {e}", b.digest))?;
         }
         let _ = self.forced.set(tree);
         self.forced
@@ -187,6 +193,42 @@ impl LayerAccess<'_> {
         Ok(self
             .layer_store
             .get_or_extract(&blob.diff_id, &blob.path, &what)?)
+    }
+
+    /// Fetches and extracts `blobs` on as many threads as there are cores
+    /// (each layer streams download, decompression and file creation into
+    /// its own layer-store directory); the results in the same order.
+    pub fn extract_all(
+        &self,
+        blobs: &[&LayerBlob],
+    ) -> Result<Vec<crate::layerstore::StoredLayer>, StepFailure> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(blobs.len());
+        if threads <= 1 {
+            return blobs.iter().map(|b| self.extract(b)).collect();
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<std::sync::Mutex<Option<Result<_, StepFailure>>>> =
+            blobs.iter().map(|_| Default::default()).collect();
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(blob) = blobs.get(i) else { break };
+                    let r = self.extract(blob);
+                    *crate::engine::lock(&results[i]) = Some(r);
+                });
+            }
+        });
+        results
+            .into_iter()
+            .map(|m| {
+                m.into_inner()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .unwrap_or_else(|| Err("a layer was not extracted".to_string().into()))
+            })
+            .collect()
     }
 }
 
