@@ -4,6 +4,10 @@
 #   ONLY=W5 bench/run.sh [RUNS]   W5 only (rebuild from the layer cache)
 #   ONLY=W4 bench/run.sh [RUNS]   W4 only: kiln (parallel stages, and
 #                                 --jobs 1) against buildah, interleaved
+#   ONLY=W3 bench/run.sh [RUNS]   W3 (a ~350 MiB layer): kiln against
+#                                 buildah, time and peak RSS, interleaved
+#   ONLY=LEVELS bench/run.sh [RUNS] W3 with gzip levels 1, 3, 6 and zstd 3:
+#                                 build+push time and the layer's size
 #   ONLY=MOUNT bench/run.sh [RUNS] a RUN with a cache mount: its first run
 #                                 (empty cache) against a rerun after a
 #                                 context edit (the cache kept), interleaved
@@ -40,7 +44,8 @@ YML
     sleep 1
 fi
 
-as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups env HOME="$STATE" "$@"; }
+NOBODY="setpriv --reuid=65534 --regid=65534 --clear-groups env HOME=$STATE"
+as_nobody() { $NOBODY "$@"; }
 now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
@@ -146,6 +151,60 @@ if [ "${ONLY:-}" = W4 ]; then
         b="not installed"; r="-"
     fi
     echo "| W4 (two independent CPU-bound stages) | ${p} s | ${q} s | ${b} s | $r |"
+    exit 0
+fi
+
+# time and peak RSS (KiB) of a command, as "SECONDS KIB"
+timed() {
+    /usr/bin/time -f "%e %M" -o "$STATE/time.out" "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; return 1; }
+    cat "$STATE/time.out"
+}
+
+if [ "${ONLY:-}" = W3 ]; then
+    : > "$STATE/w3-kiln"; : > "$STATE/w3-buildah"
+    for i in $(seq 1 "$RUNS"); do
+        rm -rf "$STATE/kiln-cold"; sync
+        timed $NOBODY "$KILN" build -c "$WORKLOADS/W3-bigdata" -d "$REG/bench/w3:kiln" --insecure-registry $REG \
+            --kiln-dir "$STATE/kiln-cold" -v warn >> "$STATE/w3-kiln"
+        if command -v buildah >/dev/null; then
+            buildah rm -a >/dev/null 2>&1 || true; buildah rmi -a -f >/dev/null 2>&1 || true; sync
+            # buildah's peak is the larger of its two commands'
+            b1=$(timed buildah bud -q --isolation chroot --layers --tls-verify=false -t "$REG/bench/w3:buildah" "$WORKLOADS/W3-bigdata")
+            b2=$(timed buildah push -q --tls-verify=false "$REG/bench/w3:buildah")
+            echo "$b1 $b2" | awk '{printf "%.2f %d\n", $1 + $3, ($2 > $4 ? $2 : $4)}' >> "$STATE/w3-buildah"
+        fi
+    done
+    kt=$(cut -d' ' -f1 "$STATE/w3-kiln" | median); km=$(cut -d' ' -f2 "$STATE/w3-kiln" | median)
+    echo "| workload | kiln (uid 65534) | kiln peak RSS | buildah | buildah peak RSS | kiln/buildah |"
+    echo "|---|---|---|---|---|---|"
+    if [ -s "$STATE/w3-buildah" ]; then
+        bt=$(cut -d' ' -f1 "$STATE/w3-buildah" | median); bm=$(cut -d' ' -f2 "$STATE/w3-buildah" | median)
+        echo "| W3-bigdata | ${kt} s | $((km / 1024)) MiB | ${bt} s | $((bm / 1024)) MiB | $(echo "scale=2; $kt / $bt" | bc) |"
+    else
+        echo "| W3-bigdata | ${kt} s | $((km / 1024)) MiB | not installed | - | - |"
+    fi
+    exit 0
+fi
+
+if [ "${ONLY:-}" = LEVELS ]; then
+    echo "| W3 layer compression | build + push (median) | peak RSS | layer size |"
+    echo "|---|---|---|---|"
+    for c in "gzip 1" "gzip 3" "gzip 6" "zstd 3"; do : > "$STATE/lv-$(echo $c | tr ' ' -)"; done
+    for i in $(seq 1 "$RUNS"); do
+        for c in "gzip 1" "gzip 3" "gzip 6" "zstd 3"; do
+            set -- $c
+            rm -rf "$STATE/kiln-cold"; sync
+            timed $NOBODY "$KILN" build -c "$WORKLOADS/W3-bigdata" -d "$REG/bench/w3-$1-$2:kiln" --insecure-registry $REG \
+                --kiln-dir "$STATE/kiln-cold" --compression $1 --compression-level $2 -v warn >> "$STATE/lv-$1-$2"
+        done
+    done
+    for c in "gzip 1" "gzip 3" "gzip 6" "zstd 3"; do
+        set -- $c
+        t=$(cut -d' ' -f1 "$STATE/lv-$1-$2" | median); m=$(cut -d' ' -f2 "$STATE/lv-$1-$2" | median)
+        size=$(curl -fsS -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$REG/v2/bench/w3-$1-$2/manifests/kiln" \
+            | python3 -c 'import json,sys; print(max(l["size"] for l in json.load(sys.stdin)["layers"]) // 1048576)')
+        echo "| $1 level $2 | ${t} s | $((m / 1024)) MiB | ${size} MiB |"
+    done
     exit 0
 fi
 

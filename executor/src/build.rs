@@ -17,6 +17,11 @@ pub fn build(args: BuildArgs) -> Result<(), Error> {
     let source = options::context_source(&args).map_err(usage)?;
     let git = options::git_options(&args).map_err(usage)?;
     let kiln_dir = options::kiln_dir(args.kiln_dir.clone()).map_err(usage)?;
+    let max_size = options::max_size(&args.kiln_dir_max_size).map_err(|e| usage(e.into()))?;
+    // Held while the build runs: no other build's eviction removes what
+    // this one uses.
+    let hold = kiln_engine::evict::hold(&kiln_dir)
+        .map_err(|e| format!("locking {}: {e}", kiln_dir.display()))?;
     let tmp = kiln_dir.join("tmp");
     std::fs::create_dir_all(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
     let work = tempfile::Builder::new()
@@ -38,7 +43,8 @@ pub fn build(args: BuildArgs) -> Result<(), Error> {
         tracing::warn!("build arg {unused} was given but no ARG declares it");
     }
     let build_options =
-        options::build_options(&args, context, dockerfile, kiln_dir, work.path()).map_err(usage)?;
+        options::build_options(&args, context, dockerfile, kiln_dir.clone(), work.path())
+            .map_err(usage)?;
     if crate::checks::run(&plan, &build_options, args.check)? {
         return Ok(());
     }
@@ -75,7 +81,27 @@ pub fn build(args: BuildArgs) -> Result<(), Error> {
         &records,
         started.elapsed().as_secs_f64(),
     );
+    drop(work);
+    if let Some(max) = max_size {
+        evict(&kiln_dir, max, hold, &args.kiln_dir_max_size);
+    }
     Ok(())
+}
+
+/// `--kiln-dir-max-size`: a failure to evict is a warning, never a failed
+/// build.
+fn evict(kiln_dir: &std::path::Path, max: u64, hold: kiln_engine::evict::Hold, limit: &str) {
+    match kiln_engine::evict::evict(kiln_dir, max, hold) {
+        Ok(Some(e)) if e.removed > 0 => tracing::info!(
+            "{}: removed {} least recently used item(s) ({:.1} MiB) to stay under {limit}",
+            kiln_dir.display(),
+            e.removed,
+            e.freed as f64 / 1048576.0
+        ),
+        Ok(Some(_)) => {}
+        Ok(None) => tracing::debug!("other builds use {}: nothing evicted", kiln_dir.display()),
+        Err(e) => tracing::warn!("keeping {} under {limit}: {e}", kiln_dir.display()),
+    }
 }
 
 pub fn warm(args: WarmArgs) -> Result<(), Error> {

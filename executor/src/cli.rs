@@ -201,6 +201,15 @@ pub struct BuildArgs {
     /// Default: $KILN_DIR, else ${XDG_CACHE_HOME:-$HOME/.cache}/kiln.
     #[arg(long = "kiln-dir", alias = "kaniko-dir", value_name = "DIR")]
     pub kiln_dir: Option<PathBuf>,
+    /// After a build, remove the least recently used pulled blobs,
+    /// extracted layers, cache entries and cache mounts from --kiln-dir
+    /// until it holds at most this much (10GiB, 500MB, 0: no limit).
+    #[arg(
+        long = "kiln-dir-max-size",
+        value_name = "SIZE",
+        default_value = "10GiB"
+    )]
+    pub kiln_dir_max_size: String,
     /// Platform to build for and to pull base images for (os/arch[/variant]).
     #[arg(
         long = "custom-platform",
@@ -313,7 +322,7 @@ pub struct BuildArgs {
     /// Write a JSON report of the steps (cache, time, layer) to this file.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
-    /// Compression level: gzip 0 (stored) to 9 (small), default 6; zstd 1
+    /// Compression level: gzip 0 (stored) to 9 (small), default 3; zstd 1
     /// (fast) to 19 (small), default 3.
     #[arg(long = "compression-level", value_parser = clap::value_parser!(i32).range(0..=19))]
     pub compression_level: Option<i32>,

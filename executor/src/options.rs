@@ -423,7 +423,9 @@ pub fn warn_meaningless(args: &BuildArgs) {
 fn compression(args: &BuildArgs) -> Result<Compression, String> {
     let level = args.compression_level;
     match args.compression {
-        CompressionArg::Gzip => match level.unwrap_or(6) {
+        // Level 3 by measurement (docs/benchmarks.md): W3's layer is as
+        // small as at 6, and written faster.
+        CompressionArg::Gzip => match level.unwrap_or(3) {
             l @ 0..=9 => Ok(Compression::Gzip(l as u32)),
             l => Err(format!("--compression-level {l}: gzip takes 0 to 9")),
         },
@@ -432,5 +434,45 @@ fn compression(args: &BuildArgs) -> Result<Compression, String> {
             l => Err(format!("--compression-level {l}: zstd takes 1 to 19")),
         },
         CompressionArg::None => Ok(Compression::None),
+    }
+}
+
+/// `--kiln-dir-max-size`: bytes, with an optional unit (`KB`, `MB`, `GB`,
+/// `TB` in powers of 1000; `KiB`, `MiB`, `GiB`, `TiB` in powers of 1024);
+/// 0 means no limit.
+pub fn max_size(text: &str) -> Result<Option<u64>, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("--kiln-dir-max-size {text:?}: expected a size such as 10GiB"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "m" | "mb" => 1000_u64.pow(2),
+        "g" | "gb" => 1000_u64.pow(3),
+        "t" | "tb" => 1000_u64.pow(4),
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        u => return Err(format!("--kiln-dir-max-size {text:?}: unknown unit {u:?}")),
+    };
+    Ok((n > 0).then(|| n.saturating_mul(factor)))
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::max_size;
+
+    #[test]
+    fn sizes_with_units() {
+        assert_eq!(max_size("10GiB"), Ok(Some(10 << 30)));
+        assert_eq!(max_size("500MB"), Ok(Some(500_000_000)));
+        assert_eq!(max_size("4096"), Ok(Some(4096)));
+        assert_eq!(max_size("0"), Ok(None));
+        assert!(max_size("ten").is_err());
+        assert!(max_size("3 parsecs").is_err());
     }
 }

@@ -341,3 +341,51 @@ fn local_cache_by_default() {
     assert_eq!(run(&kiln_dir, &["--cache=false"]).0, 2);
     assert_eq!(run(&state.path().join("other"), &[]).0, 2);
 }
+
+/// `--kiln-dir-max-size`: after a build kiln's directory is brought under
+/// the limit, least recently used first (the order is unit-tested in
+/// kiln-engine's evict module); the next build fetches again what it needs.
+#[test]
+fn kiln_dir_is_kept_under_its_limit() {
+    let reg = TestRegistry::start(Options::default());
+    let base_ctx = tempfile::tempdir().unwrap();
+    busybox_context(base_ctx.path(), "");
+    let base = format!("{}/base/busybox-evict:1", reg.addr);
+    build(base_ctx.path(), &base, &reg_args(&reg));
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        &ctx.path().join("Dockerfile"),
+        &format!("FROM {base}\nRUN echo built > /built\n"),
+    );
+    let state = tempfile::tempdir().unwrap();
+    fn bytes_in(p: &Path) -> u64 {
+        match std::fs::symlink_metadata(p) {
+            Ok(m) if m.is_dir() => std::fs::read_dir(p)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| bytes_in(&e.path()))
+                .sum(),
+            Ok(m) if m.is_file() => m.len(),
+            _ => 0,
+        }
+    }
+    let size_of = |sub: &str| bytes_in(&state.path().join(sub));
+    for (limit, kept) in [("0", true), ("10GiB", true), ("1", false), ("1", false)] {
+        let out = tempfile::tempdir().unwrap();
+        let log = kiln_build(ctx.path())
+            .oci_layout(&out.path().join("l"))
+            .args(reg_args(&reg))
+            .arg("--kiln-dir")
+            .arg(state.path())
+            .args(["--kiln-dir-max-size", limit])
+            .ok();
+        let held = size_of("blobs") + size_of("layers/v2");
+        assert_eq!(held > 100_000, kept, "limit {limit}: {held} bytes\n{log}");
+        if !kept {
+            assert!(log.contains("least recently used"), "{log}");
+        }
+        let bundle = umoci_unpack(&out.path().join("l"), "latest");
+        assert!(bundle.path().join("b/rootfs/built").is_file());
+    }
+}

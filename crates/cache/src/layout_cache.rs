@@ -7,6 +7,13 @@ use crate::registry_cache::{entry_image, entry_record, slot_tag};
 use crate::tag_for;
 use kiln_image::{ImageConfig, LayerBlob, OciLayout};
 
+/// Marks a blob as just used (mtime), for the eviction of kiln's directory.
+fn touch(path: &std::path::Path) {
+    if let Ok(f) = std::fs::File::options().append(true).open(path) {
+        let _ = f.set_modified(std::time::SystemTime::now());
+    }
+}
+
 pub struct LayoutCache {
     pub layout: OciLayout,
     pub ttl: i64,
@@ -17,7 +24,27 @@ impl LayoutCache {
         let Some(desc) = self.layout.find(tag)? else {
             return Ok(None);
         };
+        if !self.layout.blob_path(&desc.digest).is_file() {
+            return Ok(None);
+        }
         let (_, manifest) = self.layout.manifest(&desc)?;
+        if !self.layout.blob_path(&manifest.config.digest).is_file() {
+            return Ok(None);
+        }
+        // A layer evicted from kiln's directory: the entry is gone too.
+        if manifest
+            .layers
+            .iter()
+            .any(|l| !self.layout.blob_path(&l.digest).is_file())
+        {
+            return Ok(None);
+        }
+        if now.is_some() {
+            for d in std::iter::once(&desc.digest).chain(manifest.layers.iter().map(|l| &l.digest))
+            {
+                touch(&self.layout.blob_path(d));
+            }
+        }
         let config: ImageConfig = serde_json::from_slice(
             &self.layout.read_blob(&manifest.config.digest)?,
         )

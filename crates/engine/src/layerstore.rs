@@ -95,6 +95,7 @@ impl LayerStore {
         }
         let final_dir = self.dir.join(hex);
         if let Some(layer) = self.load(&final_dir) {
+            crate::evict::touch(&final_dir.join("entries.json"));
             return Ok(layer);
         }
         std::fs::create_dir_all(&self.dir)
@@ -133,6 +134,9 @@ impl LayerStore {
             let json = serde_json::to_vec(&index).map_err(std::io::Error::other);
             json.and_then(|j| std::fs::write(tmp.join("entries.json"), j))
                 .map_err(io("writing the layer index".into()))?;
+            // What the entry takes on disk, for --kiln-dir-max-size.
+            std::fs::write(tmp.join("size"), extracted.uncompressed_size.to_string())
+                .map_err(io("writing the layer size".into()))?;
             Ok(())
         })();
         if let Err(e) = result {
@@ -164,7 +168,7 @@ impl LayerStore {
 
 /// Remove a directory tree, making directories writable first (layers may
 /// hold read-only directories).
-fn remove_tree(dir: &Path) {
+pub(crate) fn remove_tree(dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
     for e in walkdir::WalkDir::new(dir).into_iter().flatten() {
         if e.file_type().is_dir() {

@@ -10,6 +10,7 @@ pub mod copy;
 mod engine;
 mod error;
 mod events;
+pub mod evict;
 mod export;
 mod fold;
 pub mod fstree;

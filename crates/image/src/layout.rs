@@ -193,6 +193,23 @@ impl OciLayout {
         )
     }
 
+    /// Keeps in the index only the entries `keep` accepts.
+    pub fn retain(&self, keep: &dyn Fn(&Descriptor) -> bool) -> Result<(), ImageError> {
+        let lock_path = self.dir.join(".kiln-index.lock");
+        let lock = fs::File::create(&lock_path)
+            .and_then(|f| f.lock().map(|_| f))
+            .map_err(|e| ImageError::io(format!("locking {}", lock_path.display()), e))?;
+        let Some(mut index) = self.index()? else {
+            return Ok(());
+        };
+        index.manifests.retain(|m| keep(m));
+        let bytes = serde_json::to_vec(&index)
+            .map_err(|e| ImageError::invalid("serialising index.json", e.to_string()))?;
+        let written = write_file(&self.dir.join("index.json"), &bytes);
+        drop(lock);
+        written
+    }
+
     /// Add `desc` to the index as `ref_name` (replacing what had that name).
     pub fn tag(&self, mut desc: Descriptor, ref_name: &str) -> Result<(), ImageError> {
         self.init()?;

@@ -45,7 +45,7 @@ pub struct LayerOptions {
 impl Default for LayerOptions {
     fn default() -> Self {
         LayerOptions {
-            compression: Compression::Gzip(6),
+            compression: Compression::Gzip(3),
             clamp_mtime: None,
             threads: 0,
         }

@@ -374,7 +374,9 @@ pub fn fetch_blob(
     size: Option<u64>,
 ) -> Result<PathBuf, RegistryError> {
     if store.contains(digest) {
-        return Ok(store.path(digest));
+        let path = store.path(digest);
+        touch(&path);
+        return Ok(path);
     }
     let what = format!("blob {}@{digest}", r.name());
     let call = Call {
@@ -415,6 +417,7 @@ pub fn ensure_blob(
     size: u64,
 ) -> Result<(), RegistryError> {
     if path.is_file() {
+        touch(path);
         return Ok(());
     }
     let missing = || {
@@ -432,6 +435,14 @@ pub fn ensure_blob(
     let r = Reference::parse(source.ok_or_else(missing)?)
         .map_err(|e| RegistryError::Config(format!("blob {digest}: {e}")))?;
     fetch_blob(client, &store, &r, digest, Some(size)).map(|_| ())
+}
+
+/// Marks a stored blob as just used (its mtime), for the least-recently-
+/// used eviction of kiln's directory.
+pub fn touch(path: &Path) {
+    if let Ok(f) = std::fs::File::options().append(true).open(path) {
+        let _ = f.set_modified(std::time::SystemTime::now());
+    }
 }
 
 /// Download several blobs, a few at a time, in order of the list.
