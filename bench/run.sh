@@ -250,9 +250,15 @@ fi
 echo "| workload | kiln (uid 65534) | buildah | kiln/buildah |"
 echo "|---|---|---|---|"
 for w in W1-small W2-bigbase-touch; do
-    k=$(for i in $(seq 1 "$RUNS"); do kiln_time $w; done | median)
-    if command -v buildah >/dev/null; then
-        b=$(for i in $(seq 1 "$RUNS"); do buildah_time $w; done | median)
+    # Interleaved: this machine's file creation speed drifts a lot.
+    : > "$STATE/$w-kiln"; : > "$STATE/$w-buildah"
+    for i in $(seq 1 "$RUNS"); do
+        kiln_time $w >> "$STATE/$w-kiln"
+        if command -v buildah >/dev/null; then buildah_time $w >> "$STATE/$w-buildah"; fi
+    done
+    k=$(median < "$STATE/$w-kiln")
+    if [ -s "$STATE/$w-buildah" ]; then
+        b=$(median < "$STATE/$w-buildah")
         r=$(echo "scale=2; $k / $b" | bc)
     else
         b="not installed"; r="-"
