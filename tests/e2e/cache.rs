@@ -380,7 +380,7 @@ fn kiln_dir_is_kept_under_its_limit() {
             .arg(state.path())
             .args(["--kiln-dir-max-size", limit])
             .ok();
-        let held = size_of("blobs") + size_of("layers/v2");
+        let held = size_of("blobs") + size_of("layers/v3");
         assert_eq!(held > 100_000, kept, "limit {limit}: {held} bytes\n{log}");
         if !kept {
             assert!(log.contains("least recently used"), "{log}");

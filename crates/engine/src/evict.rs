@@ -58,9 +58,14 @@ pub fn evict(kiln_dir: &Path, max: u64, held: Hold) -> std::io::Result<Option<Ev
     let mut units = Vec::new();
     files(&kiln_dir.join("blobs/sha256"), &mut units);
     files(&kiln_dir.join("cache/blobs/sha256"), &mut units);
-    dirs(&kiln_dir.join("layers/v2"), &mut units, |d| {
+    dirs(&kiln_dir.join("layers/v3"), &mut units, |d| {
         let size = std::fs::read_to_string(d.join("size")).ok()?;
-        let used = d.join("entries.json").metadata().ok()?.modified().ok()?;
+        let used = d
+            .join(crate::layerstore::INDEX)
+            .metadata()
+            .ok()?
+            .modified()
+            .ok()?;
         Some((size.trim().parse().ok()?, used))
     });
     dirs(&kiln_dir.join("mounts/cache"), &mut units, |d| {
@@ -173,10 +178,10 @@ mod tests {
     }
 
     fn layer(dir: &Path, hex: &str, size: usize, age_secs: u64) -> PathBuf {
-        let d = dir.join("layers/v2").join(hex);
+        let d = dir.join("layers/v3").join(hex);
         file(&d.join("root/f"), size, 0);
         std::fs::write(d.join("size"), size.to_string()).unwrap();
-        file(&d.join("entries.json"), 2, age_secs);
+        file(&d.join(crate::layerstore::INDEX), 2, age_secs);
         d
     }
 

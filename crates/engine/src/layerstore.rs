@@ -1,6 +1,8 @@
 //! Extracted layers, kept once per diff_id under kiln's directory:
-//! `layers/<diff_id hex>/root/` holds the files, `entries.json` what the tar
-//! said about each (owners, modes, devices, whiteouts). A layer is extracted
+//! `layers/v3/<diff_id hex>/root/` holds the files, `index.jsonl` what the
+//! tar said about each (owners, modes, devices, whiteouts): a header line,
+//! then one entry a line, opaque directories first, read as a stream so a
+//! 200k-file layer is never a list in memory. A layer is extracted
 //! into a temporary directory and renamed into place only when complete and
 //! its diff_id checked, so concurrent builds and crashes never see half a
 //! layer; the loser of a race simply uses the winner's copy.
@@ -16,7 +18,8 @@ pub struct LayerStore {
 #[derive(Debug, Clone)]
 pub struct StoredLayer {
     pub root: PathBuf,
-    pub entries: Vec<AppliedEntry>,
+    /// `index.jsonl`: [`StoredLayer::entries`] reads it.
+    index: PathBuf,
     pub uncompressed_size: u64,
     /// `root` carries overlay whiteouts and opaque marks: it can be an
     /// overlay lower layer as it is.
@@ -27,6 +30,25 @@ impl StoredLayer {
     /// `root` when it can be an overlay lower layer.
     pub fn overlay_ready_dir(&self) -> Option<PathBuf> {
         self.overlay_ready.then(|| self.root.clone())
+    }
+
+    /// The layer's entries, opaque directories first, one at a time.
+    pub fn entries(
+        &self,
+    ) -> Result<impl Iterator<Item = Result<AppliedEntry, LayerStoreError>>, LayerStoreError> {
+        use std::io::BufRead;
+        let context = format!("reading {}", self.index.display());
+        let file = std::fs::File::open(&self.index).map_err(io(context.clone()))?;
+        let lines = std::io::BufReader::with_capacity(1 << 16, file)
+            .lines()
+            .skip(1);
+        Ok(lines.map(move |line| {
+            let line = line.map_err(io(context.clone()))?;
+            serde_json::from_str(&line).map_err(|e| LayerStoreError::Io {
+                context: context.clone(),
+                source: std::io::Error::other(e),
+            })
+        }))
     }
 }
 
@@ -56,26 +78,63 @@ fn io(context: String) -> impl FnOnce(std::io::Error) -> LayerStoreError {
     move |source| LayerStoreError::Io { context, source }
 }
 
+/// The index file of a stored layer.
+pub(crate) const INDEX: &str = "index.jsonl";
+
+/// The index's first line.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Index {
+struct Header {
     uncompressed_size: u64,
-    #[serde(default)]
     overlay_ready: bool,
-    entries: Vec<AppliedEntry>,
+}
+
+/// Writes the header, then the entries a line each, opaque directories
+/// first (a reader applies them before anything else of the layer).
+fn write_index(
+    path: &Path,
+    extracted: &kiln_layer::apply::Extracted,
+) -> Result<(), LayerStoreError> {
+    use kiln_layer::apply::AppliedKind;
+    use std::io::Write;
+    let context = || format!("writing {}", path.display());
+    let file = std::fs::File::create(path).map_err(io(context()))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
+    let header = Header {
+        uncompressed_size: extracted.uncompressed_size,
+        overlay_ready: extracted.overlay_ready,
+    };
+    let opaque = |e: &&AppliedEntry| e.kind == AppliedKind::Opaque;
+    let entries = extracted.entries.iter();
+    let ordered = entries
+        .clone()
+        .filter(opaque)
+        .chain(entries.filter(|e| !opaque(e)));
+    json_line(&mut out, &header).map_err(io(context()))?;
+    for e in ordered {
+        json_line(&mut out, e).map_err(io(context()))?;
+    }
+    out.flush().map_err(io(context()))
+}
+
+/// One JSON value and a newline.
+fn json_line(out: &mut impl std::io::Write, value: &impl serde::Serialize) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, value).map_err(std::io::Error::other)?;
+    out.write_all(b"\n")
 }
 
 impl LayerStore {
     pub fn new(dir: impl Into<PathBuf>) -> LayerStore {
         // v2: entries record file kinds as kiln-layer's `FileKind`.
+        // v3: the index is JSON lines, read as a stream.
         LayerStore {
-            dir: dir.into().join("v2"),
+            dir: dir.into().join("v3"),
         }
     }
 
     /// Whether layer `diff_id` is extracted here already.
     pub fn has(&self, diff_id: &str) -> bool {
         let hex = diff_id.strip_prefix("sha256:").unwrap_or(diff_id);
-        hex.len() == 64 && self.dir.join(hex).join("entries.json").is_file()
+        hex.len() == 64 && self.dir.join(hex).join(INDEX).is_file()
     }
 
     /// The extracted layer `diff_id` (`sha256:<hex>`), extracting `blob`
@@ -95,7 +154,7 @@ impl LayerStore {
         }
         let final_dir = self.dir.join(hex);
         if let Some(layer) = self.load(&final_dir) {
-            crate::evict::touch(&final_dir.join("entries.json"));
+            crate::evict::touch(&final_dir.join(INDEX));
             return Ok(layer);
         }
         std::fs::create_dir_all(&self.dir)
@@ -126,14 +185,7 @@ impl LayerStore {
                     actual: extracted.diff_id,
                 });
             }
-            let index = Index {
-                uncompressed_size: extracted.uncompressed_size,
-                overlay_ready: extracted.overlay_ready,
-                entries: extracted.entries,
-            };
-            let json = serde_json::to_vec(&index).map_err(std::io::Error::other);
-            json.and_then(|j| std::fs::write(tmp.join("entries.json"), j))
-                .map_err(io("writing the layer index".into()))?;
+            write_index(&tmp.join(INDEX), &extracted)?;
             // What the entry takes on disk, for --kiln-dir-max-size.
             std::fs::write(tmp.join("size"), extracted.uncompressed_size.to_string())
                 .map_err(io("writing the layer size".into()))?;
@@ -154,14 +206,20 @@ impl LayerStore {
             })
     }
 
+    /// A stored layer: its header line only (entries are read later).
     fn load(&self, dir: &Path) -> Option<StoredLayer> {
-        let bytes = std::fs::read(dir.join("entries.json")).ok()?;
-        let index: Index = serde_json::from_slice(&bytes).ok()?;
+        use std::io::BufRead;
+        let index = dir.join(INDEX);
+        let mut first = String::new();
+        std::io::BufReader::new(std::fs::File::open(&index).ok()?)
+            .read_line(&mut first)
+            .ok()?;
+        let header: Header = serde_json::from_str(&first).ok()?;
         Some(StoredLayer {
             root: dir.join("root"),
-            entries: index.entries,
-            uncompressed_size: index.uncompressed_size,
-            overlay_ready: index.overlay_ready,
+            index,
+            uncompressed_size: header.uncompressed_size,
+            overlay_ready: header.overlay_ready,
         })
     }
 }

@@ -123,9 +123,7 @@ impl StageState {
             Some(whole) => self.tree = whole,
             None => {
                 for (s, b) in stored.iter().zip(&blobs) {
-                    self.tree
-                        .apply_layer(&s.root, &s.entries)
-                        .map_err(|e| format!("layer {}: {e}", b.digest))?;
+                    apply(&mut self.tree, s, &b.digest)?;
                 }
             }
         }
@@ -155,13 +153,35 @@ impl StageState {
             .collect();
         let mut tree = self.tree.clone();
         for (s, b) in layers.extract_all(&blobs)?.iter().zip(&blobs) {
-            tree.apply_layer(&s.root, &s.entries)
-                .map_err(|e| format!("layer {}: {e}", b.digest))?;
+            apply(&mut tree, s, &b.digest)?;
         }
         let _ = self.forced.set(tree);
         self.forced
             .get()
             .ok_or_else(|| StepFailure::from("the stage's files went missing".to_string()))
+    }
+}
+
+/// Applies a stored layer's entries to `tree`, streaming them from its
+/// index.
+fn apply(
+    tree: &mut FsTree,
+    stored: &crate::layerstore::StoredLayer,
+    digest: &str,
+) -> Result<(), StepFailure> {
+    let mut failed = None;
+    let entries = stored.entries()?.map_while(|r| match r {
+        Ok(e) => Some(e),
+        Err(e) => {
+            failed = Some(e);
+            None
+        }
+    });
+    tree.apply_layer(&stored.root, entries)
+        .map_err(|e| format!("layer {digest}: {e}"))?;
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
     }
 }
 

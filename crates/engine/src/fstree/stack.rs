@@ -13,7 +13,12 @@ impl FsTree {
     /// opaque directories hide what lower layers had in them, hard links
     /// share the inode of their target. The tree's change set is untouched
     /// (a base image's layers are not a new layer).
-    pub fn apply_layer(&mut self, root: &Path, entries: &[AppliedEntry]) -> Result<(), TreeError> {
+    /// `entries` in the layer store's order: opaque directories first.
+    pub fn apply_layer(
+        &mut self,
+        root: &Path,
+        entries: impl IntoIterator<Item = AppliedEntry>,
+    ) -> Result<(), TreeError> {
         let saved = (
             std::mem::take(&mut self.changed),
             std::mem::take(&mut self.deleted),
@@ -63,12 +68,18 @@ impl FsTree {
         result.map(|()| laid)
     }
 
-    fn apply_entries(&mut self, root: &Path, entries: &[AppliedEntry]) -> Result<(), TreeError> {
-        for e in entries.iter().filter(|e| e.kind == AppliedKind::Opaque) {
-            let dir = self.resolve(&format!("/{}", e.path), true)?;
-            self.clear_dir(&dir);
-        }
+    fn apply_entries(
+        &mut self,
+        root: &Path,
+        entries: impl IntoIterator<Item = AppliedEntry>,
+    ) -> Result<(), TreeError> {
         for e in entries {
+            if e.kind == AppliedKind::Opaque {
+                // Opaque directories come first: what is below goes.
+                let dir = self.resolve(&format!("/{}", e.path), true)?;
+                self.clear_dir(&dir);
+                continue;
+            }
             let abs = format!("/{}", e.path);
             let parent = self.resolve(parent_of(&abs), true)?;
             let now = e.mtime;
