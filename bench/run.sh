@@ -99,9 +99,10 @@ w5() {
         as_nobody "$KILN" build -c "$w" -d "$REG/bench/w5-$(basename $w | tr A-Z a-z):kiln" --insecure-registry $REG \
             --kiln-dir "$STATE/kiln-fill" --cache --cache-copy-layers --cache-repo $REG/bench/kiln-cache -v warn
     done
-    echo "edited $(date +%s%N)" >> "$STATE/w4-edited/app.txt"
     k=$(for i in $(seq 1 "$RUNS"); do
         rm -rf "$STATE/kiln-cold"
+        # A new edit every run: the last COPY misses each time.
+        echo "edited $(date +%s%N)" >> "$STATE/w4-edited/app.txt"
         t0=$(now)
         for w in "$WORKLOADS/W1-small" "$STATE/w4-edited"; do
             as_nobody "$KILN" build -c "$w" -d "$REG/bench/w5-$(basename $w | tr A-Z a-z):kiln" --insecure-registry $REG \
@@ -117,6 +118,7 @@ w5() {
         b=$(for i in $(seq 1 "$RUNS"); do
             buildah rm -a >/dev/null 2>&1 || true
             buildah rmi -a -f >/dev/null 2>&1 || true
+            echo "edited $(date +%s%N)" >> "$STATE/w4-edited/app.txt"
             t0=$(now)
             for w in "$WORKLOADS/W1-small" "$STATE/w4-edited"; do
                 buildah bud -q --isolation chroot --layers --tls-verify=false --cache-from $REG/bench/buildah-cache \
