@@ -131,6 +131,25 @@ impl LayerStore {
         }
     }
 
+    /// Holds layer `diff_id` for this caller alone (other threads and
+    /// builds wait): one fetches and extracts it, the others then find it.
+    pub fn lock(&self, diff_id: &str) -> Result<std::fs::File, LayerStoreError> {
+        let hex = diff_id.strip_prefix("sha256:").unwrap_or(diff_id);
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(LayerStoreError::InvalidDiffId {
+                what: "a layer".into(),
+                diff_id: diff_id.into(),
+            });
+        }
+        std::fs::create_dir_all(&self.dir)
+            .map_err(io(format!("creating {}", self.dir.display())))?;
+        let path = self.dir.join(format!(".{hex}.lock"));
+        let f = std::fs::File::create(&path).map_err(io(format!("creating {}", path.display())))?;
+        f.lock()
+            .map_err(io(format!("locking {}", path.display())))?;
+        Ok(f)
+    }
+
     /// Whether layer `diff_id` is extracted here already.
     pub fn has(&self, diff_id: &str) -> bool {
         let hex = diff_id.strip_prefix("sha256:").unwrap_or(diff_id);

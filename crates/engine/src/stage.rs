@@ -207,6 +207,9 @@ impl LayerAccess<'_> {
 
     fn extract(&self, blob: &LayerBlob) -> Result<crate::layerstore::StoredLayer, StepFailure> {
         let what = format!("layer {}", blob.digest);
+        // Stages that start from one image at once: one extracts, the
+        // others wait and find it stored.
+        let _held = self.layer_store.lock(&blob.diff_id)?;
         if !self.layer_store.has(&blob.diff_id) {
             self.fetch(blob)?;
         }
