@@ -125,7 +125,8 @@ fn dirs(dir: &Path, out: &mut Vec<Unit>, measure: impl Fn(&Path) -> Option<(u64,
             continue;
         }
         // Unmeasurable (an older layout): the oldest, of its real size.
-        let (size, used) = measure(&path).unwrap_or((tree_size(&path), SystemTime::UNIX_EPOCH));
+        let (size, used) =
+            measure(&path).unwrap_or_else(|| (tree_size(&path), SystemTime::UNIX_EPOCH));
         out.push(Unit {
             used,
             size,
