@@ -506,3 +506,39 @@ pub fn serve_git_repo(work: &Path) -> (crate::support::StaticHttp, String) {
     git(&served.join("repo.git"), &["update-server-info"]);
     (crate::support::StaticHttp::start(served), commit)
 }
+
+/// How the mount tests build: namespaces and chroot mode as root, and as
+/// uid 65534 (user namespaces, `auto`).
+pub const ISOLATIONS: [&str; 3] = ["auto", "chroot", "unprivileged"];
+
+/// `kiln build -c CTX` in one of [`ISOLATIONS`]; uid 65534's state is
+/// under `home`.
+pub fn kiln_build_isolated(
+    isolation: &str,
+    ctx: &Path,
+    home: &Path,
+) -> kiln_test_support::KilnBuild {
+    match isolation {
+        "unprivileged" => kiln_build_as_nobody(ctx, home).args(["--isolation", "auto"]),
+        _ => kiln_build(ctx).args(["--isolation", isolation]),
+    }
+}
+
+/// Opens directories (0777) and files (0666) to uid 65534, whose
+/// subordinate IDs it makes sure of.
+pub fn open_to_nobody(dirs: &[&Path], files: &[&Path]) {
+    ensure_subids();
+    for d in dirs {
+        chmod(d, 0o777);
+    }
+    for f in files {
+        chmod(f, 0o666);
+    }
+}
+
+/// A new output folder any test user can write.
+pub fn open_dir(path: &Path) -> PathBuf {
+    std::fs::create_dir_all(path).unwrap();
+    chmod(path, 0o777);
+    path.to_path_buf()
+}

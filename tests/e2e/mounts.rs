@@ -44,25 +44,16 @@ fn mounts_from_stages_and_images_and_their_inputs_in_the_key() {
         ),
     );
     // As uid 65534 too: what it reads and writes must be open to it.
-    ensure_subids();
-    for d in [work.path(), &ctx, &ctx.join("data")] {
-        chmod(d, 0o777);
-    }
-    for f in [ctx.join("Dockerfile"), ctx.join("data/file")] {
-        chmod(&f, 0o666);
-    }
-    for isolation in ["auto", "chroot", "unprivileged"] {
+    open_to_nobody(
+        &[work.path(), &ctx, &ctx.join("data")],
+        &[&ctx.join("Dockerfile"), &ctx.join("data/file")],
+    );
+    for isolation in ISOLATIONS {
         let state = work.path().join(format!("state-{isolation}"));
         let build = |round: &str| {
-            let out = work.path().join(format!("{isolation}-{round}"));
-            std::fs::create_dir_all(&out).unwrap();
-            chmod(&out, 0o777);
+            let out = open_dir(&work.path().join(format!("{isolation}-{round}")));
             let report = out.join("report.json");
-            let build = match isolation {
-                "unprivileged" => kiln_build_as_nobody(&ctx, work.path()),
-                _ => kiln_build(&ctx).args(["--isolation", isolation]),
-            };
-            build
+            kiln_build_isolated(isolation, &ctx, work.path())
                 .oci_layout(&out.join("l"))
                 .args(reg_args(&reg))
                 .args(["--cache", "--cache-repo"])

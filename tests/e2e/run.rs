@@ -540,31 +540,21 @@ fn run_mounts_cache_secret_tmpfs_bind() {
     );
     // As uid 65534 too (user namespaces): everything it reads or writes
     // must be open to it.
-    ensure_subids();
-    for d in [work.path(), &ctx, &ctx.join("data")] {
-        chmod(d, 0o777);
-    }
-    for f in [
-        work.path().join("token"),
-        ctx.join("Dockerfile"),
-        ctx.join("data/file"),
-    ] {
-        chmod(&f, 0o644);
-    }
-    for isolation in ["auto", "chroot", "unprivileged"] {
+    open_to_nobody(
+        &[work.path(), &ctx, &ctx.join("data")],
+        &[
+            &work.path().join("token"),
+            &ctx.join("Dockerfile"),
+            &ctx.join("data/file"),
+        ],
+    );
+    for isolation in ISOLATIONS {
         let state = work.path().join(format!("state-{isolation}"));
         let mut seen = Vec::new();
         for round in 0..2 {
-            let out = work.path().join(format!("out-{isolation}-{round}"));
+            let out = open_dir(&work.path().join(format!("out-{isolation}-{round}")));
             let report = out.join("report.json");
-            std::fs::create_dir_all(&out).unwrap();
-            chmod(&out, 0o777);
-            let build = match isolation {
-                "unprivileged" => {
-                    kiln_build_as_nobody(&ctx, work.path()).args(["--isolation", "auto"])
-                }
-                _ => kiln_build(&ctx).args(["--isolation", isolation]),
-            };
+            let build = kiln_build_isolated(isolation, &ctx, work.path());
             let log = build
                 .oci_layout(&out.join("l"))
                 .args(reg_args(&reg))

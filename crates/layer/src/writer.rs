@@ -92,36 +92,35 @@ fn write_blob(
     let file =
         File::create(tmp).map_err(|e| LayerError::io(format!("creating {}", tmp.display()), e))?;
     let blob = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
-    match options.compression {
-        Compression::None => {
-            let tar_hash = HashingWriter::new(blob);
-            let tar_hash = write_tar(entries, tar_hash, options)?;
-            let (blob, diff_id, usize_) = tar_hash.finish();
-            finish_blob(blob, diff_id, usize_, options.compression, tmp, dir)
-        }
+    let compressing = |e| LayerError::io("compressing layer", e);
+    let (blob, diff_id, size) = match options.compression {
+        Compression::None => tar_through(entries, blob, options, Ok)?,
         Compression::Gzip(level) => {
-            let gz = ParallelGzEncoder::new(blob, level, options.threads)
-                .map_err(|e| LayerError::io("compressing layer", e))?;
-            let tar_hash = HashingWriter::new(gz);
-            let tar_hash = write_tar(entries, tar_hash, options)?;
-            let (gz, diff_id, usize_) = tar_hash.finish();
-            let blob = gz
-                .finish()
-                .map_err(|e| LayerError::io("compressing layer", e))?;
-            finish_blob(blob, diff_id, usize_, options.compression, tmp, dir)
+            let gz = ParallelGzEncoder::new(blob, level, options.threads).map_err(compressing)?;
+            tar_through(entries, gz, options, ParallelGzEncoder::finish)?
         }
         Compression::Zstd(level) => {
-            let zs = zstd_encoder(blob, level, options.threads)
-                .map_err(|e| LayerError::io("compressing layer", e))?;
-            let tar_hash = HashingWriter::new(zs);
-            let tar_hash = write_tar(entries, tar_hash, options)?;
-            let (zs, diff_id, usize_) = tar_hash.finish();
-            let blob = zs
-                .finish()
-                .map_err(|e| LayerError::io("compressing layer", e))?;
-            finish_blob(blob, diff_id, usize_, options.compression, tmp, dir)
+            let zs = zstd_encoder(blob, level, options.threads).map_err(compressing)?;
+            tar_through(entries, zs, options, zstd::Encoder::finish)?
         }
-    }
+    };
+    finish_blob(blob, diff_id, size, options.compression, tmp, dir)
+}
+
+type Blob = HashingWriter<BufWriter<File>>;
+
+/// Writes the tar through `encoder` (hashing the tar on the way in), then
+/// ends the encoder; returns the blob writer, the diff_id and the tar's size.
+fn tar_through<E: Write>(
+    entries: &[Entry],
+    encoder: E,
+    options: &LayerOptions,
+    end: impl FnOnce(E) -> std::io::Result<Blob>,
+) -> Result<(Blob, String, u64), LayerError> {
+    let tar_hash = write_tar(entries, HashingWriter::new(encoder), options)?;
+    let (encoder, diff_id, size) = tar_hash.finish();
+    let blob = end(encoder).map_err(|e| LayerError::io("compressing layer", e))?;
+    Ok((blob, diff_id, size))
 }
 
 /// zstd with worker threads: with one worker or more its output does not
