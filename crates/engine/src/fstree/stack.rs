@@ -73,6 +73,10 @@ impl FsTree {
         root: &Path,
         entries: impl IntoIterator<Item = AppliedEntry>,
     ) -> Result<(), TreeError> {
+        // The last parent resolved, as written and as resolved: a layer
+        // lists a directory's files one after another, and a regular file
+        // changes no resolution, so they share one lookup.
+        let mut last_parent: Option<(String, String)> = None;
         for e in entries {
             if e.kind == AppliedKind::Opaque {
                 // Opaque directories come first: what is below goes.
@@ -81,17 +85,24 @@ impl FsTree {
                 continue;
             }
             let abs = format!("/{}", e.path);
-            let parent = self.resolve(parent_of(&abs), true)?;
-            let now = e.mtime;
-            let parent = self.mkdir_all(&parent, &mut |t| Node {
-                kind: FileKind::Dir,
-                mode: 0o755,
-                uid: 0,
-                gid: 0,
-                mtime: now,
-                xattrs: BTreeMap::new(),
-                inode: t.new_inode(),
-            })?;
+            let parent = match &last_parent {
+                Some((raw, resolved)) if raw == parent_of(&abs) => resolved.clone(),
+                _ => {
+                    let parent = self.resolve(parent_of(&abs), true)?;
+                    let now = e.mtime;
+                    self.mkdir_all(&parent, &mut |t| Node {
+                        kind: FileKind::Dir,
+                        mode: 0o755,
+                        uid: 0,
+                        gid: 0,
+                        mtime: now,
+                        xattrs: BTreeMap::new(),
+                        inode: t.new_inode(),
+                    })?
+                }
+            };
+            let plain_file = matches!(e.kind, AppliedKind::Node(FileKind::File { .. }));
+            last_parent = plain_file.then(|| (parent_of(&abs).to_string(), parent.clone()));
             let path = join(&parent, base_name(&abs));
             let kind = match &e.kind {
                 AppliedKind::Opaque => continue,
