@@ -7,7 +7,7 @@
 //! its diff_id checked, so concurrent builds and crashes never see half a
 //! layer; the loser of a race simply uses the winner's copy.
 
-use kiln_layer::apply::{extract_layer_with, AppliedEntry, ExtractOptions};
+use kiln_layer::apply::{extract_layer_to, AppliedEntry, ExtractOptions};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone)]
@@ -89,12 +89,14 @@ struct Header {
 }
 
 /// Writes the header, then the entries a line each, opaque directories
-/// first (a reader applies them before anything else of the layer).
+/// first (a reader applies them before anything else of the layer): the
+/// others are copied from the lines extraction wrote.
 fn write_index(
     path: &Path,
     extracted: &kiln_layer::apply::Extracted,
+    opaque: &[AppliedEntry],
+    rest: &Path,
 ) -> Result<(), LayerStoreError> {
-    use kiln_layer::apply::AppliedKind;
     use std::io::Write;
     let context = || format!("writing {}", path.display());
     let file = std::fs::File::create(path).map_err(io(context()))?;
@@ -103,16 +105,12 @@ fn write_index(
         uncompressed_size: extracted.uncompressed_size,
         overlay_ready: extracted.overlay_ready,
     };
-    let opaque = |e: &&AppliedEntry| e.kind == AppliedKind::Opaque;
-    let entries = extracted.entries.iter();
-    let ordered = entries
-        .clone()
-        .filter(opaque)
-        .chain(entries.filter(|e| !opaque(e)));
     json_line(&mut out, &header).map_err(io(context()))?;
-    for e in ordered {
+    for e in opaque {
         json_line(&mut out, e).map_err(io(context()))?;
     }
+    let mut lines = std::fs::File::open(rest).map_err(io(context()))?;
+    std::io::copy(&mut lines, &mut out).map_err(io(context()))?;
     out.flush().map_err(io(context()))
 }
 
@@ -189,14 +187,32 @@ impl LayerStore {
             std::fs::create_dir_all(&root).map_err(io(format!("creating {}", root.display())))?;
             let file = std::fs::File::open(blob)
                 .map_err(io(format!("{what}: opening {}", blob.display())))?;
-            let extracted = extract_layer_with(
+            // Entries go to disk as they are extracted (opaque directories,
+            // which the index lists first, are few and kept aside).
+            let part = tmp.join("entries.part");
+            let context = || format!("writing {}", part.display());
+            let mut lines = std::io::BufWriter::with_capacity(
+                1 << 16,
+                std::fs::File::create(&part).map_err(io(context()))?,
+            );
+            let mut opaque = Vec::new();
+            let extracted = extract_layer_to(
                 std::io::BufReader::with_capacity(1 << 20, file),
                 &root,
                 what,
                 &ExtractOptions {
                     overlay_markers: true,
                 },
+                &mut |e| match e.kind {
+                    kiln_layer::apply::AppliedKind::Opaque => {
+                        opaque.push(e);
+                        Ok(())
+                    }
+                    _ => json_line(&mut lines, &e),
+                },
             )?;
+            std::io::Write::flush(&mut lines).map_err(io(context()))?;
+            drop(lines);
             if extracted.diff_id != hex {
                 return Err(LayerStoreError::DiffIdMismatch {
                     what: what.into(),
@@ -204,7 +220,8 @@ impl LayerStore {
                     actual: extracted.diff_id,
                 });
             }
-            write_index(&tmp.join(INDEX), &extracted)?;
+            write_index(&tmp.join(INDEX), &extracted, &opaque, &part)?;
+            std::fs::remove_file(&part).map_err(io(context()))?;
             // What the entry takes on disk, for --kiln-dir-max-size.
             std::fs::write(tmp.join("size"), extracted.uncompressed_size.to_string())
                 .map_err(io("writing the layer size".into()))?;

@@ -79,6 +79,26 @@ pub fn extract_layer_with(
     what: &str,
     options: &ExtractOptions,
 ) -> Result<Extracted, LayerError> {
+    let mut entries = Vec::new();
+    let mut extracted = extract_layer_to(input, root, what, options, &mut |e| {
+        entries.push(e);
+        Ok(())
+    })?;
+    extracted.entries = entries;
+    Ok(extracted)
+}
+
+/// As [`extract_layer_with`], handing each entry's record to `sink` as it
+/// is extracted instead of keeping them (`entries` stays empty): a
+/// 200k-file layer is never a list in memory.
+pub fn extract_layer_to(
+    input: impl Read,
+    root: &Path,
+    what: &str,
+    options: &ExtractOptions,
+    sink: &mut dyn FnMut(AppliedEntry) -> std::io::Result<()>,
+) -> Result<Extracted, LayerError> {
+    let recorded = |e: std::io::Error| LayerError::io(format!("recording {what}"), e);
     let invalid = |path: &str, m: String| LayerError::InvalidEntry {
         path: format!("{what}: {path}"),
         message: m,
@@ -91,7 +111,6 @@ pub fn extract_layer_with(
     let mut dir_times: Vec<(PathBuf, u32, i64)> = Vec::new();
     let mut dirs_seen: std::collections::HashMap<String, PathBuf> =
         std::collections::HashMap::new();
-    let mut out = Vec::new();
     let mut not_created: Vec<String> = Vec::new();
     let entries = archive
         .entries()
@@ -139,7 +158,7 @@ pub fn extract_layer_with(
                 let trusted = is_root && xattr::set(&dir, "trusted.overlay.opaque", b"y").is_ok();
                 overlay_ready &= user || trusted;
             }
-            out.push(record(AppliedKind::Opaque, parent_rel));
+            sink(record(AppliedKind::Opaque, parent_rel)).map_err(recorded)?;
             continue;
         }
         if let Some(hidden) = name.strip_prefix(".wh.") {
@@ -155,7 +174,7 @@ pub fn extract_layer_with(
             } else {
                 format!("{parent_rel}/{hidden}")
             };
-            out.push(record(AppliedKind::Whiteout, path));
+            sink(record(AppliedKind::Whiteout, path)).map_err(recorded)?;
             continue;
         }
         // Parents already resolved in this layer are not resolved again
@@ -279,7 +298,7 @@ pub fn extract_layer_with(
                 let _ = xattr_set(&dest, k, v);
             }
         }
-        out.push(record(AppliedKind::Node(kind), rel));
+        sink(record(AppliedKind::Node(kind), rel)).map_err(recorded)?;
     }
     // Directories last, deepest first (entries inside changed their times).
     for (dir, mode, mtime) in dir_times.iter().rev() {
@@ -303,7 +322,7 @@ pub fn extract_layer_with(
         .map_err(|e| LayerError::io(format!("reading {what}"), e))?;
     let (diff_id, uncompressed_size) = rest.finish();
     Ok(Extracted {
-        entries: out,
+        entries: Vec::new(),
         diff_id,
         uncompressed_size,
         overlay_ready: options.overlay_markers && overlay_ready,
