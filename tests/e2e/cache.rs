@@ -3,7 +3,7 @@
 //! stages, expiry, and a cache registry that fails.
 
 use crate::common::*;
-use crate::registry::{build, busybox_context, reg_args};
+use crate::registry::{build, busybox_context, push_busybox_base, reg_args};
 use crate::support::{Options, TestRegistry};
 use std::path::Path;
 
@@ -173,10 +173,7 @@ fn registry_cache_hits_misses_and_explanations() {
 #[test]
 fn a_failing_cache_registry_degrades_to_an_uncached_build() {
     let reg = TestRegistry::start(Options::default());
-    let base_ctx = tempfile::tempdir().unwrap();
-    busybox_context(base_ctx.path(), "");
-    let base = format!("{}/base/busybox-nocache:1", reg.addr);
-    build(base_ctx.path(), &base, &reg_args(&reg));
+    let base = push_busybox_base(&reg, "busybox-nocache", "");
     let ctx = tempfile::tempdir().unwrap();
     write(
         &ctx.path().join("Dockerfile"),
@@ -250,10 +247,7 @@ fn warm_cache_dir_serves_base_images_without_a_registry() {
 #[test]
 fn cache_in_a_local_oci_layout() {
     let reg = TestRegistry::start(Options::default());
-    let base_ctx = tempfile::tempdir().unwrap();
-    busybox_context(base_ctx.path(), "");
-    let base = format!("{}/base/busybox-ocicache:1", reg.addr);
-    build(base_ctx.path(), &base, &reg_args(&reg));
+    let base = push_busybox_base(&reg, "busybox-ocicache", "");
     let ctx = tempfile::tempdir().unwrap();
     write(
         &ctx.path().join("Dockerfile"),
@@ -293,10 +287,7 @@ fn cache_in_a_local_oci_layout() {
 #[test]
 fn local_cache_by_default() {
     let reg = TestRegistry::start(Options::default());
-    let base_ctx = tempfile::tempdir().unwrap();
-    busybox_context(base_ctx.path(), "");
-    let base = format!("{}/base/busybox-localcache:1", reg.addr);
-    build(base_ctx.path(), &base, &reg_args(&reg));
+    let base = push_busybox_base(&reg, "busybox-localcache", "");
     let ctx = tempfile::tempdir().unwrap();
     write(&ctx.path().join("a.txt"), "a\n");
     write(&ctx.path().join("c.txt"), "c1\n");
@@ -348,10 +339,7 @@ fn local_cache_by_default() {
 #[test]
 fn kiln_dir_is_kept_under_its_limit() {
     let reg = TestRegistry::start(Options::default());
-    let base_ctx = tempfile::tempdir().unwrap();
-    busybox_context(base_ctx.path(), "");
-    let base = format!("{}/base/busybox-evict:1", reg.addr);
-    build(base_ctx.path(), &base, &reg_args(&reg));
+    let base = push_busybox_base(&reg, "busybox-evict", "");
     let ctx = tempfile::tempdir().unwrap();
     write(
         &ctx.path().join("Dockerfile"),

@@ -2,7 +2,7 @@
 //! and the rules that need base images' configs and the context.
 
 use crate::common::*;
-use crate::registry::{build, busybox_context, reg_args};
+use crate::registry::{push_busybox_base, reg_args};
 use crate::support::{Options, TestRegistry};
 
 /// BuildKit's build checks: warnings in a build, `--check` reports and
@@ -45,10 +45,7 @@ fn build_checks() {
 #[test]
 fn checks_that_read_base_images_and_the_context() {
     let reg = TestRegistry::start(Options::default());
-    let base_ctx = tempfile::tempdir().unwrap();
-    busybox_context(base_ctx.path(), "ENV APP_HOME=/srv\n");
-    let base = format!("{}/base/busybox-checks:1", reg.addr);
-    build(base_ctx.path(), &base, &reg_args(&reg));
+    let base = push_busybox_base(&reg, "busybox-checks", "ENV APP_HOME=/srv\n");
     let ctx = tempfile::tempdir().unwrap();
     write(&ctx.path().join("a.txt"), "a\n");
     write(&ctx.path().join("secret.txt"), "s\n");

@@ -4,16 +4,13 @@
 //! or can mount it, downloads no base layer.
 
 use crate::common::*;
-use crate::registry::{build, busybox_context, reg_args};
+use crate::registry::{push_busybox_base, reg_args};
 use crate::support::{Options, TestRegistry};
 
 #[test]
 fn base_layers_are_fetched_only_when_read() {
     let reg = TestRegistry::start(Options::default());
-    let base_ctx = tempfile::tempdir().unwrap();
-    busybox_context(base_ctx.path(), "");
-    let base = format!("{}/base/busybox-lazy:1", reg.addr);
-    build(base_ctx.path(), &base, &reg_args(&reg));
+    let base = push_busybox_base(&reg, "busybox-lazy", "");
     let raw =
         run_ok(tool("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{base}")]));
     let layer = json(&raw)["Layers"][0].as_str().unwrap().to_string();

@@ -53,6 +53,16 @@ COPY --from=${BASE} /etc/passwd /copied-passwd
 CMD ["/bin/sh", "-c", "cat /app/msg.txt; echo $GREETING; pwd"]
 "#;
 
+/// A busybox base image (with `extra` Dockerfile lines) pushed to `reg` as
+/// `base/NAME:1`; returns its reference.
+pub fn push_busybox_base(reg: &TestRegistry, name: &str, extra: &str) -> String {
+    let ctx = tempfile::tempdir().unwrap();
+    busybox_context(ctx.path(), extra);
+    let base = format!("{}/base/{name}:1", reg.addr);
+    build(ctx.path(), &base, &reg_args(reg));
+    base
+}
+
 pub fn reg_args(reg: &TestRegistry) -> Vec<String> {
     vec!["--insecure-registry".into(), reg.addr.clone()]
 }
