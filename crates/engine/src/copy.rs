@@ -54,7 +54,7 @@ impl CopyOptions {
             uid,
             gid,
             mtime: self.now,
-            xattrs: BTreeMap::new(),
+            xattrs: Default::default(),
             inode: tree.new_inode(),
         }
     }
@@ -72,7 +72,7 @@ pub fn copy_items(
     for item in items {
         // Hard links are kept within one source, as docker does; the same
         // file named twice becomes two files.
-        let mut inodes: HashMap<(u64, u64), u64> = HashMap::new();
+        let mut inodes: HashMap<(u64, u64), crate::fstree::Inode> = HashMap::new();
         let root = item.root();
         if matches!(root.kind, FileKind::Dir) {
             let target = tree.resolve(&dest, true)?;
@@ -113,7 +113,7 @@ fn make_node(
     tree: &mut FsTree,
     e: &SrcEntry,
     opts: &CopyOptions,
-    inodes: &mut HashMap<(u64, u64), u64>,
+    inodes: &mut HashMap<(u64, u64), crate::fstree::Inode>,
 ) -> Node {
     let (uid, gid) = opts.owner(e);
     let inode = match e.link_key {
@@ -138,7 +138,7 @@ fn make_node(
         uid,
         gid,
         mtime,
-        xattrs: e.xattrs.clone(),
+        xattrs: e.xattrs.clone().into(),
         inode,
     }
 }
@@ -149,7 +149,7 @@ fn place(
     target: &str,
     e: &SrcEntry,
     opts: &CopyOptions,
-    inodes: &mut HashMap<(u64, u64), u64>,
+    inodes: &mut HashMap<(u64, u64), crate::fstree::Inode>,
 ) -> Result<(), CopyError> {
     let node = make_node(tree, e, opts, inodes);
     place_node(tree, target, node, opts)
@@ -293,7 +293,7 @@ pub fn extract_archive(
             uid,
             gid,
             mtime,
-            xattrs,
+            xattrs: xattrs.into(),
             inode,
         };
         place_node(tree, &target, node, opts)?;

@@ -15,7 +15,7 @@ pub(crate) fn apply_changes(
     tree: &mut FsTree,
     changes: Vec<Change>,
 ) -> Result<(), crate::fstree::TreeError> {
-    let mut inodes: HashMap<(u64, u64), u64> = HashMap::new();
+    let mut inodes: HashMap<(u64, u64), crate::fstree::Inode> = HashMap::new();
     for change in changes {
         match change {
             Change::Deleted(p) => tree.remove(&p),
@@ -36,7 +36,7 @@ pub(crate) fn apply_changes(
                     uid: meta.uid,
                     gid: meta.gid,
                     mtime: meta.mtime,
-                    xattrs: meta.xattrs.clone(),
+                    xattrs: meta.xattrs.clone().into(),
                     inode,
                 };
                 match tree.get(&p) {
@@ -67,7 +67,7 @@ fn unchanged(old: &Node, meta: &Meta) -> bool {
         || old.uid != meta.uid
         || old.gid != meta.gid
         || old.mtime != meta.mtime
-        || old.xattrs != meta.xattrs
+        || !old.xattrs.same_as(&meta.xattrs)
     {
         return false;
     }

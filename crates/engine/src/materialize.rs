@@ -36,7 +36,7 @@ pub fn write_paths(
         path: root.display().to_string(),
         source,
     })?;
-    let mut first_of_inode: HashMap<u64, PathBuf> = HashMap::new();
+    let mut first_of_inode: HashMap<crate::fstree::Inode, PathBuf> = HashMap::new();
     let mut dirs: Vec<(PathBuf, u32, i64)> = Vec::new();
     let mut chown_failed = 0usize;
     let mut nodes_failed = 0usize;
@@ -103,7 +103,7 @@ pub fn write_paths(
             chown_failed += 1;
         }
         if !matches!(node.kind, FileKind::Symlink(_)) {
-            for (k, v) in &node.xattrs {
+            for (k, v) in node.xattrs.iter() {
                 let _ = xattr::set(&dest, k, v);
             }
         }

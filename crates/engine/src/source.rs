@@ -343,13 +343,13 @@ impl SourceFs for TreeFs<'_> {
             let kind = n.kind.clone();
             Some(SrcEntry {
                 rel: rel_in_item,
-                link_key: matches!(kind, FileKind::File { .. }).then_some((0, n.inode)),
+                link_key: matches!(kind, FileKind::File { .. }).then_some((0, u64::from(n.inode))),
                 kind,
                 mode: n.mode,
                 uid: n.uid,
                 gid: n.gid,
                 mtime: n.mtime,
-                xattrs: n.xattrs.clone(),
+                xattrs: n.xattrs.to_map(),
             })
         };
         let mut entries: Vec<SrcEntry> = convert(String::new(), &root).into_iter().collect();

@@ -223,7 +223,6 @@ pub fn resolve_user(tree: &FsTree, spec: &str) -> Result<RunUser, UserError> {
 mod tests {
     use super::*;
     use crate::fstree::Node;
-    use std::collections::BTreeMap;
     use std::sync::Arc;
 
     fn with_file(tree: &mut FsTree, path: &str, text: &str) {
@@ -234,7 +233,7 @@ mod tests {
             uid: 0,
             gid: 0,
             mtime: 0,
-            xattrs: BTreeMap::new(),
+            xattrs: Default::default(),
             inode,
         };
         tree.mkdir_all("/etc", &mut |_| dir.clone()).unwrap();

@@ -18,9 +18,41 @@ pub struct Node {
     pub uid: u64,
     pub gid: u64,
     pub mtime: i64,
-    pub xattrs: BTreeMap<String, Vec<u8>>,
+    pub xattrs: Xattrs,
     /// Files sharing an inode number are hard links of each other.
-    pub inode: u64,
+    pub inode: Inode,
+}
+
+/// A file's number in the tree (a build makes far fewer than 2^32).
+pub type Inode = u32;
+
+/// A node's extended attributes: nothing allocated (8 bytes) for the
+/// files that have none, which is nearly all of them; shared by copies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Xattrs(Option<std::sync::Arc<BTreeMap<String, Vec<u8>>>>);
+
+impl Xattrs {
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Vec<u8>)> {
+        self.0.iter().flat_map(|m| m.iter())
+    }
+
+    /// As a map (empty when there are none).
+    pub fn to_map(&self) -> BTreeMap<String, Vec<u8>> {
+        self.0.as_deref().cloned().unwrap_or_default()
+    }
+
+    pub fn same_as(&self, map: &BTreeMap<String, Vec<u8>>) -> bool {
+        match &self.0 {
+            Some(m) => **m == *map,
+            None => map.is_empty(),
+        }
+    }
+}
+
+impl From<BTreeMap<String, Vec<u8>>> for Xattrs {
+    fn from(map: BTreeMap<String, Vec<u8>>) -> Xattrs {
+        Xattrs((!map.is_empty()).then(|| std::sync::Arc::new(map)))
+    }
 }
 
 impl Node {
@@ -38,7 +70,7 @@ pub struct FsTree {
     deleted: BTreeSet<String>,
     /// Directories this step replaced: lower contents hidden (opaque).
     opaque: BTreeSet<String>,
-    next_inode: u64,
+    next_inode: Inode,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +101,7 @@ impl FsTree {
                 uid: 0,
                 gid: 0,
                 mtime,
-                xattrs: BTreeMap::new(),
+                xattrs: Default::default(),
                 inode: 1,
             },
         );
@@ -82,7 +114,7 @@ impl FsTree {
         }
     }
 
-    pub fn new_inode(&mut self) -> u64 {
+    pub fn new_inode(&mut self) -> Inode {
         self.next_inode += 1;
         self.next_inode
     }
@@ -283,7 +315,7 @@ impl FsTree {
         }
         let mut ordered: Vec<&String> = paths.iter().collect();
         ordered.sort_by(|a, b| a.split('/').cmp(b.split('/')));
-        let mut first_of_inode: HashMap<u64, String> = HashMap::new();
+        let mut first_of_inode: HashMap<Inode, String> = HashMap::new();
         let mut entries = Vec::new();
         for p in ordered {
             let Some(node) = self.nodes.get(p.as_str()) else {
@@ -307,7 +339,7 @@ impl FsTree {
                 uid: node.uid,
                 gid: node.gid,
                 mtime: node.mtime,
-                xattrs: node.xattrs.clone(),
+                xattrs: node.xattrs.to_map(),
             });
         }
         let marker = |path: String| Entry {
@@ -389,7 +421,7 @@ mod tests {
             uid: 0,
             gid: 0,
             mtime: 0,
-            xattrs: BTreeMap::new(),
+            xattrs: Default::default(),
             inode: tree.new_inode(),
         }
     }

@@ -5,7 +5,7 @@
 use super::{base_name, join, parent_of, FileKind, FsTree, Node, TreeError};
 use kiln_layer::apply::{AppliedEntry, AppliedKind};
 use kiln_layer::Content;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 
 impl FsTree {
@@ -39,7 +39,7 @@ impl FsTree {
             std::mem::take(&mut self.deleted),
             std::mem::take(&mut self.opaque),
         );
-        let mut inodes: HashMap<u64, u64> = HashMap::new();
+        let mut inodes: HashMap<super::Inode, super::Inode> = HashMap::new();
         let mut laid = Vec::new();
         let mut result = Ok(());
         for (path, node) in upper.iter().filter(|(p, _)| p.as_str() != "/") {
@@ -96,7 +96,7 @@ impl FsTree {
                         uid: 0,
                         gid: 0,
                         mtime: now,
-                        xattrs: BTreeMap::new(),
+                        xattrs: Default::default(),
                         inode: t.new_inode(),
                     })?
                 }
@@ -154,7 +154,7 @@ impl FsTree {
                     uid: e.uid,
                     gid: e.gid,
                     mtime: e.mtime,
-                    xattrs: e.xattrs.clone(),
+                    xattrs: e.xattrs.clone().into(),
                     inode,
                 },
             );

@@ -7,7 +7,6 @@ use crate::fstree::{FileKind, Node};
 use crate::ignore::clean;
 use crate::stage::StageState;
 use crate::users::file_owner;
-use std::collections::BTreeMap;
 
 /// The stage's working directory, `/` when unset.
 pub(crate) fn working_dir(state: &StageState) -> String {
@@ -37,7 +36,7 @@ pub fn workdir(cx: &StepCx, state: &mut StageState, w: &str) -> Result<(), Build
             uid,
             gid,
             mtime: now,
-            xattrs: BTreeMap::new(),
+            xattrs: Default::default(),
             inode: t.new_inode(),
         })
         .map_err(|e| cx.error(e))?;
