@@ -4,8 +4,7 @@
 
 use crate::common::*;
 use crate::registry::reg_args;
-use crate::run::base_image;
-use crate::support::{Options, TestRegistry};
+use crate::run::chroot_registry_and_base;
 
 /// (line, cache) of the RUN steps in a report.
 fn run_outcomes(report: &serde_json::Value) -> Vec<(u64, String)> {
@@ -23,12 +22,9 @@ fn run_outcomes(report: &serde_json::Value) -> Vec<(u64, String)> {
 
 #[test]
 fn mounts_from_stages_and_images_and_their_inputs_in_the_key() {
-    if !is_root() {
-        eprintln!("!!!!!!!! SKIPPED: chroot mode needs root !!!!!!!!");
+    let Some((reg, base)) = chroot_registry_and_base() else {
         return;
-    }
-    let reg = TestRegistry::start(Options::default());
-    let base = base_image(&reg);
+    };
     let work = tempfile::tempdir().unwrap();
     let ctx = work.path().join("ctx");
     write(&ctx.join("data/file"), "one\n");

@@ -28,6 +28,18 @@ ARG NAP=1000
 RUN (sleep $NAP > /dev/null 2>&1 &) && echo left a process behind
 "#;
 
+/// For the tests that build in chroot mode too: a registry with the RUN
+/// base in it, or `None` (said loudly) when not root.
+pub(crate) fn chroot_registry_and_base() -> Option<(TestRegistry, String)> {
+    if !is_root() {
+        eprintln!("!!!!!!!! SKIPPED: chroot mode needs root !!!!!!!!");
+        return None;
+    }
+    let reg = TestRegistry::start(Options::default());
+    let base = base_image(&reg);
+    Some((reg, base))
+}
+
 pub(crate) fn base_image(reg: &TestRegistry) -> String {
     let ctx = tempfile::tempdir().unwrap();
     busybox_context(ctx.path(), "");
@@ -430,12 +442,9 @@ fn run_matches_buildah() {
 /// stack a written-out root).
 #[test]
 fn files_copied_between_runs_are_seen_by_the_next_run() {
-    if !is_root() {
-        eprintln!("!!!!!!!! SKIPPED: chroot mode needs root !!!!!!!!");
+    let Some((reg, base)) = chroot_registry_and_base() else {
         return;
-    }
-    let reg = TestRegistry::start(Options::default());
-    let base = base_image(&reg);
+    };
     let ctx = tempfile::tempdir().unwrap();
     write(&ctx.path().join("f.txt"), "copied\n");
     write(
@@ -466,12 +475,9 @@ fn files_copied_between_runs_are_seen_by_the_next_run() {
 /// made, and is refused (never run with the network) where it cannot.
 #[test]
 fn network_none_has_no_route_or_is_refused() {
-    if !is_root() {
-        eprintln!("!!!!!!!! SKIPPED: chroot mode needs root !!!!!!!!");
+    let Some((reg, base)) = chroot_registry_and_base() else {
         return;
-    }
-    let reg = TestRegistry::start(Options::default());
-    let base = base_image(&reg);
+    };
     let ctx = tempfile::tempdir().unwrap();
     write(
         &ctx.path().join("Dockerfile"),
@@ -511,12 +517,9 @@ fn network_none_has_no_route_or_is_refused() {
 /// namespaces (auto) and in chroot mode.
 #[test]
 fn run_mounts_cache_secret_tmpfs_bind() {
-    if !is_root() {
-        eprintln!("!!!!!!!! SKIPPED: chroot mode needs root !!!!!!!!");
+    let Some((reg, base)) = chroot_registry_and_base() else {
         return;
-    }
-    let reg = TestRegistry::start(Options::default());
-    let base = base_image(&reg);
+    };
     let work = tempfile::tempdir().unwrap();
     let ctx = work.path().join("ctx");
     write(&ctx.join("data/file"), "bound\n");

@@ -6,13 +6,7 @@ use crate::backend::{CacheEntry, CacheError, LayerCache, NewEntry};
 use crate::registry_cache::{entry_image, entry_record, slot_tag};
 use crate::tag_for;
 use kiln_image::{ImageConfig, LayerBlob, OciLayout};
-
-/// Marks a blob as just used (mtime), for the eviction of kiln's directory.
-fn touch(path: &std::path::Path) {
-    if let Ok(f) = std::fs::File::options().append(true).open(path) {
-        let _ = f.set_modified(std::time::SystemTime::now());
-    }
-}
+use kiln_registry::store::touch;
 
 pub struct LayoutCache {
     pub layout: OciLayout,

@@ -10,13 +10,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-/// Marks `path` as just used.
-pub(crate) fn touch(path: &Path) {
-    if let Ok(f) = File::options().append(true).open(path) {
-        let _ = f.set_modified(SystemTime::now());
-    }
-}
-
 /// A build's hold on kiln's directory (released when dropped).
 pub struct Hold {
     _lock: File,

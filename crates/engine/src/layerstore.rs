@@ -171,7 +171,7 @@ impl LayerStore {
         }
         let final_dir = self.dir.join(hex);
         if let Some(layer) = self.load(&final_dir) {
-            crate::evict::touch(&final_dir.join(INDEX));
+            kiln_registry::store::touch(&final_dir.join(INDEX));
             return Ok(layer);
         }
         std::fs::create_dir_all(&self.dir)

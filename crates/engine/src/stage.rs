@@ -114,20 +114,18 @@ impl StageState {
         if self.applied == self.layers.len() {
             return Ok(());
         }
-        let blobs: Vec<&LayerBlob> = self.layers[self.applied..]
-            .iter()
-            .map(|l| &l.blob)
-            .collect();
-        let stored = layers.extract_all(&blobs)?;
-        release_freed_memory();
-        match self.forced.take() {
-            Some(whole) => self.tree = whole,
-            None => {
-                for (s, b) in stored.iter().zip(&blobs) {
-                    apply(&mut self.tree, s, &b.digest)?;
-                }
+        let stored = match self.forced.take() {
+            // Another stage read the whole tree already: only the layers'
+            // directories are wanted (extracted by then).
+            Some(whole) => {
+                self.tree = whole;
+                layers.extract_all(&blobs_of(&self.layers[self.applied..]))?
             }
-        }
+            None => {
+                let waiting = blobs_of(&self.layers[self.applied..]);
+                apply_waiting(&mut self.tree, &waiting, layers)?
+            }
+        };
         for (layer, s) in self.layers[self.applied..].iter_mut().zip(stored) {
             layer.blob.uncompressed_size = s.uncompressed_size;
             layer.dir = s.overlay_ready_dir();
@@ -148,19 +146,32 @@ impl StageState {
         if let Some(t) = self.forced.get() {
             return Ok(t);
         }
-        let blobs: Vec<&LayerBlob> = self.layers[self.applied..]
-            .iter()
-            .map(|l| &l.blob)
-            .collect();
         let mut tree = self.tree.clone();
-        for (s, b) in layers.extract_all(&blobs)?.iter().zip(&blobs) {
-            apply(&mut tree, s, &b.digest)?;
-        }
+        apply_waiting(&mut tree, &blobs_of(&self.layers[self.applied..]), layers)?;
         let _ = self.forced.set(tree);
         self.forced
             .get()
             .ok_or_else(|| StepFailure::from("the stage's files went missing".to_string()))
     }
+}
+
+fn blobs_of(layers: &[Layer]) -> Vec<&LayerBlob> {
+    layers.iter().map(|l| &l.blob).collect()
+}
+
+/// Fetches and extracts `blobs` (several at once), then applies them to
+/// `tree` in order; returns the stored layers.
+fn apply_waiting(
+    tree: &mut FsTree,
+    blobs: &[&LayerBlob],
+    layers: &LayerAccess,
+) -> Result<Vec<crate::layerstore::StoredLayer>, StepFailure> {
+    let stored = layers.extract_all(blobs)?;
+    release_freed_memory();
+    for (s, b) in stored.iter().zip(blobs) {
+        apply(tree, s, &b.digest)?;
+    }
+    Ok(stored)
 }
 
 /// Hands memory the extraction threads freed back to the system before
@@ -282,20 +293,16 @@ pub fn image_config(
     reference: &str,
     platform: &Platform,
 ) -> Result<ImageConfig, StepFailure> {
-    let r = Reference::parse(reference)?;
-    if let Some(dir) = &opts.cache_dir {
-        if let Some(p) = kiln_registry::local::load_local(dir, &r)? {
-            return Ok(p.config);
-        }
-    }
     let client = Client::new(opts.registry.clone());
-    let store = BlobStore::new(opts.kiln_dir.join("blobs"));
-    Ok(kiln_registry::pull::fetch_config(
-        &client,
-        &store,
-        &r,
-        &wanted(platform),
-    )?)
+    let blob_store = BlobStore::new(opts.kiln_dir.join("blobs"));
+    let source = ImageSource {
+        opts,
+        client: &client,
+        blob_store: &blob_store,
+        now: 0,
+    };
+    let (pulled, _) = source.pulled(&Reference::parse(reference)?, platform)?;
+    Ok(pulled.config)
 }
 
 /// Where images come from: `--cache-dir`, else the registry.
@@ -307,6 +314,23 @@ pub(crate) struct ImageSource<'a> {
 }
 
 impl ImageSource<'_> {
+    /// The image's manifest and config, no layer downloaded: from
+    /// `--cache-dir` (then `true`), else the registry.
+    fn pulled(
+        &self,
+        r: &Reference,
+        platform: &Platform,
+    ) -> Result<(kiln_registry::PulledImage, bool), StepFailure> {
+        if let Some(dir) = &self.opts.cache_dir {
+            if let Some(p) = kiln_registry::local::load_local(dir, r)? {
+                return Ok((p, true));
+            }
+        }
+        let wanted = wanted(platform);
+        let pulled = kiln_registry::pull::pull_lazily(self.client, self.blob_store, r, &wanted)?;
+        Ok((pulled, false))
+    }
+
     /// The state an image starts a stage with: its config and layers, none
     /// downloaded or extracted yet ([`StageState::force`] does that when a
     /// step reads the files).
@@ -316,18 +340,10 @@ impl ImageSource<'_> {
         platform: &Platform,
     ) -> Result<StageState, StepFailure> {
         let r = Reference::parse(reference)?;
-        let wanted = wanted(platform);
-        let local = match &self.opts.cache_dir {
-            Some(dir) => kiln_registry::local::load_local(dir, &r)?,
-            None => None,
-        };
-        let pulled = match local {
-            Some(p) => {
-                tracing::info!("using {r} from --cache-dir");
-                p
-            }
-            None => kiln_registry::pull::pull_lazily(self.client, self.blob_store, &r, &wanted)?,
-        };
+        let (pulled, local) = self.pulled(&r, platform)?;
+        if local {
+            tracing::info!("using {r} from --cache-dir");
+        }
         let diff_ids = pulled.config.rootfs.diff_ids.clone();
         if diff_ids.len() != pulled.layers.len() {
             return Err(format!(

@@ -193,46 +193,44 @@ impl OciLayout {
         )
     }
 
+    /// Builds (and parallel stages) change index.json at the same time:
+    /// one at a time reads, changes and writes it, holding this.
+    fn lock_index(&self) -> Result<fs::File, ImageError> {
+        let path = self.dir.join(".kiln-index.lock");
+        fs::File::create(&path)
+            .and_then(|f| f.lock().map(|_| f))
+            .map_err(|e| ImageError::io(format!("locking {}", path.display()), e))
+    }
+
     /// Keeps in the index only the entries `keep` accepts.
     pub fn retain(&self, keep: &dyn Fn(&Descriptor) -> bool) -> Result<(), ImageError> {
-        let lock_path = self.dir.join(".kiln-index.lock");
-        let lock = fs::File::create(&lock_path)
-            .and_then(|f| f.lock().map(|_| f))
-            .map_err(|e| ImageError::io(format!("locking {}", lock_path.display()), e))?;
-        let Some(mut index) = self.index()? else {
-            return Ok(());
-        };
-        index.manifests.retain(|m| keep(m));
-        let bytes = serde_json::to_vec(&index)
-            .map_err(|e| ImageError::invalid("serialising index.json", e.to_string()))?;
-        let written = write_file(&self.dir.join("index.json"), &bytes);
-        drop(lock);
-        written
+        self.change_index(|index| index.manifests.retain(|m| keep(m)))
     }
 
     /// Add `desc` to the index as `ref_name` (replacing what had that name).
     pub fn tag(&self, mut desc: Descriptor, ref_name: &str) -> Result<(), ImageError> {
         self.init()?;
-        // Builds (and parallel stages) tag at the same time: one at a time
-        // reads, changes and writes index.json.
-        let lock_path = self.dir.join(".kiln-index.lock");
-        let lock = fs::File::create(&lock_path)
-            .and_then(|f| f.lock().map(|_| f))
-            .map_err(|e| ImageError::io(format!("locking {}", lock_path.display()), e))?;
+        desc.annotations
+            .insert(REF_NAME_ANNOTATION.into(), ref_name.into());
+        self.change_index(|index| {
+            index.manifests.retain(|m| m.ref_name() != Some(ref_name));
+            index.manifests.push(desc);
+        })
+    }
+
+    /// Reads index.json (an empty index when there is none), changes it
+    /// and writes it back, under the index lock.
+    fn change_index(&self, change: impl FnOnce(&mut Index)) -> Result<(), ImageError> {
+        let _lock = self.lock_index()?;
         let mut index = self.index()?.unwrap_or(Index {
             schema_version: 2,
             media_type: Some(MEDIA_TYPE_INDEX.into()),
             manifests: Vec::new(),
         });
-        index.manifests.retain(|m| m.ref_name() != Some(ref_name));
-        desc.annotations
-            .insert(REF_NAME_ANNOTATION.into(), ref_name.into());
-        index.manifests.push(desc);
+        change(&mut index);
         let bytes = serde_json::to_vec(&index)
             .map_err(|e| ImageError::invalid("serialising index.json", e.to_string()))?;
-        let written = write_file(&self.dir.join("index.json"), &bytes);
-        drop(lock);
-        written
+        write_file(&self.dir.join("index.json"), &bytes)
     }
 }
 
@@ -245,7 +243,6 @@ pub(crate) fn hex_of(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap_or(digest)
 }
 
-/// Write via a temporary file and rename.
 /// A temporary name beside `path` that no other writer uses.
 fn unique_tmp(path: &Path) -> std::path::PathBuf {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

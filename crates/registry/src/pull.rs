@@ -5,7 +5,7 @@
 
 use crate::client::{status_error, Access, Call, Client};
 use crate::reference::{Reference, DOCKER_HUB};
-use crate::store::BlobStore;
+use crate::store::{touch, BlobStore};
 use crate::RegistryError;
 use kiln_image::ImageConfig;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
@@ -188,26 +188,6 @@ struct Resolved {
     digest: String,
     manifest: Value,
     config: ImageConfig,
-}
-
-/// The image's config only (manifest and config blob, no layer), tried on
-/// the same registries as [`pull`]: for build checks that need a base
-/// image's Env and platform before anything is built.
-pub fn fetch_config(
-    client: &Client,
-    store: &BlobStore,
-    reference: &Reference,
-    platform: &WantedPlatform,
-) -> Result<ImageConfig, RegistryError> {
-    let mut last = None;
-    for candidate in candidates(client, reference) {
-        match resolve(client, store, &candidate, platform) {
-            Ok(r) => return Ok(r.config),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last
-        .unwrap_or_else(|| RegistryError::Config(format!("no registry to pull {reference} from"))))
 }
 
 fn resolve(
@@ -435,14 +415,6 @@ pub fn ensure_blob(
     let r = Reference::parse(source.ok_or_else(missing)?)
         .map_err(|e| RegistryError::Config(format!("blob {digest}: {e}")))?;
     fetch_blob(client, &store, &r, digest, Some(size)).map(|_| ())
-}
-
-/// Marks a stored blob as just used (its mtime), for the least-recently-
-/// used eviction of kiln's directory.
-pub fn touch(path: &Path) {
-    if let Ok(f) = std::fs::File::options().append(true).open(path) {
-        let _ = f.set_modified(std::time::SystemTime::now());
-    }
 }
 
 /// Download several blobs, a few at a time, in order of the list.

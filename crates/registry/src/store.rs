@@ -8,6 +8,14 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+/// Marks a stored file as just used (its mtime), for the least recently
+/// used eviction of kiln's directory.
+pub fn touch(path: &Path) {
+    if let Ok(f) = File::options().append(true).open(path) {
+        let _ = f.set_modified(std::time::SystemTime::now());
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     dir: PathBuf,
