@@ -79,7 +79,17 @@ pub fn evict(kiln_dir: &Path, max: u64, held: Hold) -> std::io::Result<Option<Ev
             break;
         }
         match u.dir {
-            true => crate::layerstore::remove_tree(&u.path),
+            true => {
+                crate::layerstore::remove_tree(&u.path);
+                // Its lock file (layers: `.NAME.lock`, cache mounts:
+                // `NAME.lock`): no build runs while eviction holds the
+                // directory.
+                if let (Some(parent), Some(name)) = (u.path.parent(), u.path.file_name()) {
+                    let name = name.to_string_lossy();
+                    let _ = std::fs::remove_file(parent.join(format!(".{name}.lock")));
+                    let _ = std::fs::remove_file(parent.join(format!("{name}.lock")));
+                }
+            }
             false => {
                 let _ = std::fs::remove_file(&u.path);
             }
@@ -186,6 +196,7 @@ mod tests {
         file(&k.join("blobs/sha256/old"), 1000, 300);
         file(&k.join("blobs/sha256/new"), 1000, 10);
         let old_layer = layer(k, "aa", 3000, 200);
+        file(&k.join("layers/v3/.aa.lock"), 0, 200);
         let new_layer = layer(k, "bb", 3000, 5);
         file(&k.join("cache/blobs/sha256/c"), 500, 100);
         let e = evict(k, 5000, hold(k).unwrap()).unwrap().unwrap();
@@ -194,6 +205,7 @@ mod tests {
         assert_eq!((e.removed, e.freed), (2, 4000));
         assert!(!k.join("blobs/sha256/old").exists());
         assert!(!old_layer.exists());
+        assert!(!k.join("layers/v3/.aa.lock").exists());
         assert!(new_layer.exists() && k.join("blobs/sha256/new").exists());
         assert!(k.join("cache/blobs/sha256/c").exists());
         // Under the limit: nothing to do.
