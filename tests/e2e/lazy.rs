@@ -64,3 +64,82 @@ fn base_layers_are_fetched_only_when_read() {
     );
     assert!(root.join("bin/busybox").is_file());
 }
+
+/// A COPY or WORKDIR needs only what the stage's files are: on an empty
+/// machine whose RUN steps hit the cache, the base layer is described by
+/// its index in the cache (stored when a build first extracted it), not
+/// downloaded; the image is the one a full build makes. A RUN after them
+/// reads the files: then the layer is fetched.
+#[test]
+fn copy_after_cached_runs_reads_the_base_index_not_the_base() {
+    let reg = TestRegistry::start(Options::default());
+    let base = push_busybox_base(&reg, "busybox-described", "");
+    let raw =
+        run_ok(tool("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{base}")]));
+    let layer = json(&raw)["Layers"][0].as_str().unwrap().to_string();
+    let gets = || reg.requests("GET", &format!("/blobs/{layer}"));
+    let layers_of = |image: &str| {
+        let raw = run_ok(tool("skopeo").args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{}/{image}", reg.addr),
+        ]));
+        json(&raw)["Layers"].clone()
+    };
+
+    let ctx = tempfile::tempdir().unwrap();
+    let dockerfile = format!(
+        "FROM {base}\nRUN echo built > /built\nCOPY app.txt /etc/app.txt\nWORKDIR /etc/conf.d\n"
+    );
+    write(&ctx.path().join("Dockerfile"), &dockerfile);
+    write(&ctx.path().join("app.txt"), "version 1\n");
+    let build = |image: &str, cache: bool| {
+        let state = tempfile::tempdir().unwrap(); // an empty machine
+        let report = state.path().join("report.json");
+        let mut b = kiln_build(ctx.path())
+            .args(["-d", &format!("{}/{image}", reg.addr), "--reproducible"])
+            .args(reg_args(&reg))
+            .arg("--report")
+            .arg(&report)
+            .arg("--kiln-dir")
+            .arg(state.path());
+        if cache {
+            b = b
+                .args(["--cache", "--cache-repo"])
+                .arg(format!("{}/app/described-cache", reg.addr));
+        }
+        let log = b.ok();
+        let report = json(&std::fs::read_to_string(&report).unwrap());
+        (log, report["totals"]["runs_executed"].as_u64().unwrap())
+    };
+
+    let before = gets();
+    build("app/described:1", true);
+    assert_eq!(gets(), before + 1, "the RUN reads the base: one download");
+
+    write(&ctx.path().join("app.txt"), "version 2\n");
+    let (log, runs) = build("app/described:2", true);
+    assert_eq!(runs, 0, "{log}");
+    assert_eq!(
+        gets(),
+        before + 1,
+        "the COPY and WORKDIR read the base's index, not the base:\n{log}"
+    );
+    // The same layers as a build that extracted the base: the COPY's and
+    // WORKDIR's parent directories took the base's metadata from the index.
+    build("app/described:full", false);
+    assert_eq!(gets(), before + 2);
+    let described = layers_of("app/described:2");
+    assert_eq!(described.as_array().unwrap().len(), 4, "{described}");
+    assert_eq!(described, layers_of("app/described:full"));
+
+    // A RUN after the COPY reads the files: the base is fetched then, and
+    // the RUN sees it and the copied file.
+    write(
+        &ctx.path().join("Dockerfile"),
+        &format!("{dockerfile}RUN cat /etc/app.txt > /seen && test -x /bin/busybox\n"),
+    );
+    let (log, runs) = build("app/described:3", true);
+    assert_eq!(runs, 1, "{log}");
+    assert_eq!(gets(), before + 3, "{log}");
+}

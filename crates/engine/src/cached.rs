@@ -18,7 +18,6 @@ use sha2::{Digest as _, Sha256};
 /// Run one step through the cache; says what happened.
 pub(crate) fn step(
     cx: &StepCx,
-    shared: &std::sync::Mutex<Option<std::sync::Arc<dyn LayerCache>>>,
     state: &mut StageState,
     stage: &str,
     slot: &str,
@@ -27,6 +26,7 @@ pub(crate) fn step(
     let started = std::time::Instant::now();
     let layers_before = state.layers.len();
     // The cache as it is now; a failure turns it off for every stage.
+    let shared = &cx.build.cache;
     let mut cache = shared.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let turn_off = || *shared.lock().unwrap_or_else(|e| e.into_inner()) = None;
     let settings = cx.build.opts.cache.as_ref().filter(|_| cache.is_some());
@@ -141,7 +141,7 @@ fn store(
 }
 
 /// Real time for entry ages (not clamped by SOURCE_DATE_EPOCH).
-fn now_unclamped() -> i64 {
+pub(crate) fn now_unclamped() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

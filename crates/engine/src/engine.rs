@@ -44,8 +44,6 @@ pub(crate) struct Engine<'a> {
     states: Mutex<Stages>,
     /// Images used in this build (FROM and COPY --from), by reference.
     images: Mutex<Images>,
-    /// The layer cache, until it fails.
-    pub(crate) cache: Mutex<Option<Arc<dyn LayerCache>>>,
     /// Each step's record with its stage's place in the plan and its own.
     records: Mutex<Vec<((usize, usize), StepRecord)>>,
     /// Steps announced so far.
@@ -96,10 +94,10 @@ pub fn build(
             began: std::time::Instant::now(),
             client,
             blob_store,
+            cache: Mutex::new(cache),
         },
         states: Mutex::new(HashMap::new()),
         images: Mutex::new(HashMap::new()),
-        cache: Mutex::new(cache),
         records: Mutex::new(Vec::new()),
         started: AtomicUsize::new(0),
     };
@@ -376,14 +374,8 @@ impl<'a> Engine<'a> {
                 images: &images,
                 stage: &label,
             };
-            let record = crate::cached::step(
-                &cx,
-                &self.cache,
-                &mut state,
-                &stage.label(),
-                &slot,
-                &step.instruction,
-            )?;
+            let record =
+                crate::cached::step(&cx, &mut state, &stage.label(), &slot, &step.instruction)?;
             lock(&self.records).push(((place, i), record));
         }
         Ok(state)

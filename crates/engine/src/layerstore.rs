@@ -27,6 +27,11 @@ pub struct StoredLayer {
 }
 
 impl StoredLayer {
+    /// The index file: a header line, then the entries.
+    pub fn index_path(&self) -> &Path {
+        &self.index
+    }
+
     /// `root` when it can be an overlay lower layer.
     pub fn overlay_ready_dir(&self) -> Option<PathBuf> {
         self.overlay_ready.then(|| self.root.clone())
@@ -242,22 +247,45 @@ impl LayerStore {
             })
     }
 
-    /// A stored layer: its header line only (entries are read later).
-    fn load(&self, dir: &Path) -> Option<StoredLayer> {
-        use std::io::BufRead;
-        let index = dir.join(INDEX);
-        let mut first = String::new();
-        std::io::BufReader::new(std::fs::File::open(&index).ok()?)
-            .read_line(&mut first)
-            .ok()?;
-        let header: Header = serde_json::from_str(&first).ok()?;
-        Some(StoredLayer {
-            root: dir.join("root"),
-            index,
-            uncompressed_size: header.uncompressed_size,
-            overlay_ready: header.overlay_ready,
+    /// Layer `diff_id` as `index` (an index file made elsewhere) describes
+    /// it, its files where extraction will put them: a tree can hold its
+    /// entries before the layer is fetched.
+    pub fn described(&self, diff_id: &str, index: PathBuf) -> Result<StoredLayer, LayerStoreError> {
+        let hex = diff_id.strip_prefix("sha256:").unwrap_or(diff_id);
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(LayerStoreError::InvalidDiffId {
+                what: "a described layer".into(),
+                diff_id: diff_id.into(),
+            });
+        }
+        read_header(self.dir.join(hex).join("root"), index.clone()).ok_or_else(|| {
+            LayerStoreError::Missing {
+                what: format!("the index of layer {diff_id}"),
+                dir: index.display().to_string(),
+            }
         })
     }
+
+    /// A stored layer: its header line only (entries are read later).
+    fn load(&self, dir: &Path) -> Option<StoredLayer> {
+        read_header(dir.join("root"), dir.join(INDEX))
+    }
+}
+
+/// A layer whose files are (or will be) in `root`, from its index's header.
+fn read_header(root: PathBuf, index: PathBuf) -> Option<StoredLayer> {
+    use std::io::BufRead;
+    let mut first = String::new();
+    std::io::BufReader::new(std::fs::File::open(&index).ok()?)
+        .read_line(&mut first)
+        .ok()?;
+    let header: Header = serde_json::from_str(&first).ok()?;
+    Some(StoredLayer {
+        root,
+        index,
+        uncompressed_size: header.uncompressed_size,
+        overlay_ready: header.overlay_ready,
+    })
 }
 
 /// Remove a directory tree, making directories writable first (layers may

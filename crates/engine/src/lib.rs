@@ -15,6 +15,7 @@ mod export;
 mod fold;
 pub mod fstree;
 pub mod ignore;
+mod layer_index;
 pub mod layerstore;
 pub mod materialize;
 mod metadata;

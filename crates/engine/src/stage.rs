@@ -5,7 +5,7 @@
 
 use crate::error::StepFailure;
 use crate::fstree::FsTree;
-use crate::layerstore::LayerStore;
+use crate::layerstore::{LayerStore, StoredLayer};
 use crate::options::BuildOptions;
 use kiln_dockerfile::Platform;
 use kiln_image::manifest::{MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR};
@@ -47,6 +47,10 @@ pub struct StageState {
     /// The whole tree of a shared (finished) stage whose layers were not
     /// all applied, made once when another stage reads it.
     forced: std::sync::OnceLock<FsTree>,
+    /// Layers (places in `layers`) the tree holds as their index in the
+    /// cache described them, their files not extracted yet: fetched and
+    /// extracted before a step reads files.
+    described: Vec<usize>,
     /// Declared ARGs with values, visible to this stage's steps.
     pub args: BTreeMap<String, String>,
     pub cmd_set: bool,
@@ -72,6 +76,7 @@ impl StageState {
             layers: Vec::new(),
             applied: 0,
             forced: Default::default(),
+            described: Vec::new(),
             args: BTreeMap::new(),
             cmd_set: false,
             rootfs: None,
@@ -111,6 +116,7 @@ impl StageState {
     /// Makes the tree the stage's: fetches and extracts the layers it does
     /// not hold yet (several at once) and applies them in order.
     pub fn force(&mut self, layers: &LayerAccess) -> Result<(), StepFailure> {
+        self.extract_described(layers)?;
         if self.applied == self.layers.len() {
             return Ok(());
         }
@@ -136,10 +142,81 @@ impl StageState {
         Ok(())
     }
 
+    /// Makes the tree the stage's as far as what its files are (paths,
+    /// kinds, owners, modes): what a COPY or WORKDIR reads. A base layer
+    /// whose index the cache holds is applied from that index, neither
+    /// fetched nor extracted; the others as [`StageState::force`] does.
+    pub fn describe(&mut self, layers: &LayerAccess) -> Result<(), StepFailure> {
+        if self.applied == self.layers.len() {
+            return Ok(());
+        }
+        if self.forced.get().is_some() {
+            // Another stage made the whole tree already.
+            return self.force(layers);
+        }
+        let first = self.applied;
+        let described: Vec<Option<StoredLayer>> = self.layers[first..]
+            .iter()
+            .map(|l| layers.described(&l.blob))
+            .collect();
+        let extract: Vec<&LayerBlob> = self.layers[first..]
+            .iter()
+            .zip(&described)
+            .filter(|(_, d)| d.is_none())
+            .map(|(l, _)| &l.blob)
+            .collect();
+        let mut stored = layers.extract_all(&extract)?.into_iter();
+        release_freed_memory();
+        for (i, d) in described.into_iter().enumerate() {
+            let layer = &mut self.layers[first + i];
+            let s = match d {
+                Some(d) => {
+                    self.described.push(first + i);
+                    d
+                }
+                None => {
+                    let s = stored.next().ok_or_else(|| {
+                        StepFailure::from("a layer was not extracted".to_string())
+                    })?;
+                    layer.dir = s.overlay_ready_dir();
+                    s
+                }
+            };
+            layer.blob.uncompressed_size = s.uncompressed_size;
+            apply(&mut self.tree, &s, &layer.blob.digest)?;
+        }
+        self.applied = self.layers.len();
+        self.rootfs = None;
+        Ok(())
+    }
+
+    /// Fetches and extracts the layers the tree holds only as described.
+    fn extract_described(&mut self, layers: &LayerAccess) -> Result<(), StepFailure> {
+        if self.described.is_empty() {
+            return Ok(());
+        }
+        let places = std::mem::take(&mut self.described);
+        let blobs: Vec<&LayerBlob> = places.iter().map(|&i| &self.layers[i].blob).collect();
+        let stored = layers.extract_all(&blobs)?;
+        for (&i, s) in places.iter().zip(stored) {
+            self.layers[i].dir = s.overlay_ready_dir();
+        }
+        Ok(())
+    }
+
     /// The stage's whole tree for reading (another stage copies or mounts
     /// from it): the tree itself, or a copy with the waiting layers
     /// applied, made once.
     pub fn files(&self, layers: &LayerAccess) -> Result<&FsTree, StepFailure> {
+        if !self.described.is_empty() {
+            // The tree names files these layers hold: extract them.
+            let blobs: Vec<&LayerBlob> = self
+                .described
+                .iter()
+                .map(|&i| &self.layers[i].blob)
+                .collect();
+            layers.extract_all(&blobs)?;
+        }
         if self.applied == self.layers.len() {
             return Ok(&self.tree);
         }
@@ -165,7 +242,7 @@ fn apply_waiting(
     tree: &mut FsTree,
     blobs: &[&LayerBlob],
     layers: &LayerAccess,
-) -> Result<Vec<crate::layerstore::StoredLayer>, StepFailure> {
+) -> Result<Vec<StoredLayer>, StepFailure> {
     let stored = layers.extract_all(blobs)?;
     release_freed_memory();
     for (s, b) in stored.iter().zip(blobs) {
@@ -187,11 +264,7 @@ fn release_freed_memory() {
 
 /// Applies a stored layer's entries to `tree`, streaming them from its
 /// index.
-fn apply(
-    tree: &mut FsTree,
-    stored: &crate::layerstore::StoredLayer,
-    digest: &str,
-) -> Result<(), StepFailure> {
+fn apply(tree: &mut FsTree, stored: &StoredLayer, digest: &str) -> Result<(), StepFailure> {
     let mut failed = None;
     let entries = stored.entries()?.map_while(|r| match r {
         Ok(e) => Some(e),
@@ -214,6 +287,8 @@ fn apply(
 pub struct LayerAccess<'a> {
     pub layer_store: &'a LayerStore,
     pub client: &'a Client,
+    /// Base layers' indexes: kept in the cache, read from it.
+    pub indexes: Option<crate::layer_index::Indexes<'a>>,
 }
 
 impl LayerAccess<'_> {
@@ -228,7 +303,7 @@ impl LayerAccess<'_> {
         )?)
     }
 
-    fn extract(&self, blob: &LayerBlob) -> Result<crate::layerstore::StoredLayer, StepFailure> {
+    fn extract(&self, blob: &LayerBlob) -> Result<StoredLayer, StepFailure> {
         let what = format!("layer {}", blob.digest);
         // Stages that start from one image at once: one extracts, the
         // others wait and find it stored.
@@ -236,18 +311,30 @@ impl LayerAccess<'_> {
         if !self.layer_store.has(&blob.diff_id) {
             self.fetch(blob)?;
         }
-        Ok(self
+        let stored = self
             .layer_store
-            .get_or_extract(&blob.diff_id, &blob.path, &what)?)
+            .get_or_extract(&blob.diff_id, &blob.path, &what)?;
+        if let (Some(indexes), Some(_)) = (&self.indexes, &blob.source) {
+            // A base layer: later builds can describe it without it.
+            indexes.publish(&stored, blob);
+        }
+        Ok(stored)
+    }
+
+    /// Base layer `blob` as its index in the cache describes it, when it
+    /// is not extracted here and the cache holds its index.
+    fn described(&self, blob: &LayerBlob) -> Option<StoredLayer> {
+        let indexes = self.indexes.as_ref()?;
+        if blob.source.is_none() || self.layer_store.has(&blob.diff_id) {
+            return None;
+        }
+        indexes.described(self.layer_store, blob)
     }
 
     /// Fetches and extracts `blobs` on as many threads as there are cores
     /// (each layer streams download, decompression and file creation into
     /// its own layer-store directory); the results in the same order.
-    pub fn extract_all(
-        &self,
-        blobs: &[&LayerBlob],
-    ) -> Result<Vec<crate::layerstore::StoredLayer>, StepFailure> {
+    pub fn extract_all(&self, blobs: &[&LayerBlob]) -> Result<Vec<StoredLayer>, StepFailure> {
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(blobs.len());
@@ -390,6 +477,7 @@ impl ImageSource<'_> {
             layers,
             applied: 0,
             forced: Default::default(),
+            described: Vec::new(),
             args: BTreeMap::new(),
             cmd_set: false,
             rootfs: None,

@@ -99,6 +99,14 @@ pub fn resolve_chown(tree: &FsTree, spec: &str) -> Result<(u64, u64), UserError>
 /// directories; moby/buildkit solver/llbsolver/file/user_linux.go): a
 /// number is uid and gid; a name is its passwd entry, or 0:0 when there is
 /// none.
+/// Whether `spec` (`user[:group]`, as USER and `--chown` take it) names a
+/// user or group that only the image's /etc/passwd or /etc/group can
+/// turn into a number (a word still to expand counts as a name).
+pub fn names_someone(spec: &str) -> bool {
+    spec.split(':')
+        .any(|part| !part.is_empty() && !part.bytes().all(|b| b.is_ascii_digit()))
+}
+
 pub fn file_owner(tree: &FsTree, spec: &str) -> (u64, u64) {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
@@ -224,6 +232,16 @@ mod tests {
     use super::*;
     use crate::fstree::Node;
     use std::sync::Arc;
+
+    #[test]
+    fn names_someone_is_any_part_that_is_not_a_number() {
+        for spec in ["", "0", "1000:1000", "1000:", ":50"] {
+            assert!(!names_someone(spec), "{spec}");
+        }
+        for spec in ["app", "1000:staff", "app:1", "$UID", "${U}:0"] {
+            assert!(names_someone(spec), "{spec}");
+        }
+    }
 
     fn with_file(tree: &mut FsTree, path: &str, text: &str) {
         let inode = tree.new_inode();

@@ -53,14 +53,31 @@ pub(crate) struct BuildCx<'a> {
     /// only when a step reads their files.
     pub client: std::sync::Arc<kiln_registry::Client>,
     pub blob_store: kiln_registry::BlobStore,
+    /// The layer cache, until it fails.
+    pub cache: std::sync::Mutex<Option<std::sync::Arc<dyn kiln_cache::LayerCache>>>,
 }
 
 impl BuildCx<'_> {
     /// Where a stage's waiting layers come from.
     pub fn layers(&self) -> crate::stage::LayerAccess<'_> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let platform = &self.plan.options.target_platform;
         crate::stage::LayerAccess {
             layer_store: &self.layer_store,
             client: &self.client,
+            indexes: cache
+                .zip(self.opts.cache.as_ref())
+                .map(|(cache, settings)| crate::layer_index::Indexes {
+                    cache,
+                    // Not to the default cache in kiln's directory: the
+                    // layer store beside it holds the layers themselves.
+                    publish: settings.push
+                        && !matches!(&settings.repo,
+                            crate::options::CacheLocation::Layout(p) if p.starts_with(&self.opts.kiln_dir)),
+                    work: &self.opts.work_dir,
+                    os: &platform.os,
+                    architecture: &platform.arch,
+                }),
         }
     }
 }
@@ -163,14 +180,25 @@ pub(crate) fn dispatch(
     state: &mut StageState,
     ins: &Instruction,
 ) -> Result<(), BuildError> {
-    // Steps that read or change files need the whole tree: base layers
-    // and cache hits are fetched and applied now, not before.
-    if matches!(
-        ins,
-        Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_)
-    ) {
-        state.force(&cx.build.layers()).map_err(|e| cx.error(e))?;
-    }
+    // Steps that read or change files need the tree: base layers and
+    // cache hits are fetched and applied now, not before. COPY, ADD and
+    // WORKDIR read only what the files are, unless a user or group name
+    // must be looked up in the image's files.
+    let names = |spec: Option<&String>| spec.is_some_and(|s| crate::users::names_someone(s));
+    let prepared = match ins {
+        Instruction::Run(_) => state.force(&cx.build.layers()),
+        Instruction::Copy(c) | Instruction::Add(c) if names(c.chown.as_ref()) => {
+            state.force(&cx.build.layers())
+        }
+        Instruction::Workdir(_) if names(Some(&state.config.config.user)) => {
+            state.force(&cx.build.layers())
+        }
+        Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_) => {
+            state.describe(&cx.build.layers())
+        }
+        _ => Ok(()),
+    };
+    prepared.map_err(|e| cx.error(e))?;
     match ins {
         Instruction::From { .. } => Err(cx.error("FROM is not allowed here")),
         Instruction::Run(r) => run::run(cx, state, r),
