@@ -14,7 +14,7 @@ use crate::layerstore::{LayerStore, StoredLayer};
 use kiln_cache::{KeyParts, LayerCache, NewEntry};
 use kiln_image::LayerBlob;
 use kiln_layer::{Content, Entry, FileKind, LayerOptions};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 /// The file an index layer holds.
@@ -34,9 +34,6 @@ pub(crate) struct Indexes<'a> {
     pub cache: Arc<dyn LayerCache>,
     /// Whether this build stores entries (not `--no-push-cache`).
     pub publish: bool,
-    /// The build's own folder: indexes read from the cache are unpacked
-    /// here, index layers written here.
-    pub work: &'a Path,
     pub os: &'a str,
     pub architecture: &'a str,
 }
@@ -45,7 +42,13 @@ impl Indexes<'_> {
     /// Layer `blob` as its index in the cache describes it (its files not
     /// extracted), when the cache has the index. A cache that fails is
     /// only a warning: the layer is then fetched as before.
-    pub fn described(&self, store: &LayerStore, blob: &LayerBlob) -> Option<StoredLayer> {
+    /// Indexes read from the cache are unpacked in `work`.
+    pub fn described(
+        &self,
+        store: &LayerStore,
+        blob: &LayerBlob,
+        work: &Path,
+    ) -> Option<StoredLayer> {
         let key = parts(&blob.diff_id).key();
         let entry = match self.cache.lookup(&key, now_unclamped()) {
             Ok(e) => e?,
@@ -55,7 +58,7 @@ impl Indexes<'_> {
             }
         };
         let layer = entry.layer?;
-        let file = self.work.join("indexes").join(&key);
+        let file = work.join(format!("{key}-{}", crate::stage::unique()));
         match unpack(&layer.path, &file)
             .map_err(|e| e.to_string())
             .and_then(|()| {
@@ -75,13 +78,14 @@ impl Indexes<'_> {
     }
 
     /// Stores the index of `stored` (base layer `blob`, just extracted) in
-    /// the cache unless it is there already.
-    pub fn publish(&self, stored: &StoredLayer, blob: &LayerBlob) {
+    /// the cache unless it is there already (the index layer is written
+    /// in `work`).
+    pub fn publish(&self, stored: &StoredLayer, blob: &LayerBlob, work: &Path) {
         if !self.publish {
             return;
         }
         let key = parts(&blob.diff_id).key();
-        if let Err(e) = self.store_unless_present(&key, stored, blob) {
+        if let Err(e) = self.store_unless_present(&key, stored, blob, work) {
             tracing::warn!("storing the index of layer {}: {e}", blob.digest);
         }
     }
@@ -91,6 +95,7 @@ impl Indexes<'_> {
         key: &str,
         stored: &StoredLayer,
         blob: &LayerBlob,
+        work: &Path,
     ) -> Result<(), String> {
         if self
             .cache
@@ -116,9 +121,8 @@ impl Indexes<'_> {
             mtime: 0,
             xattrs: Default::default(),
         };
-        let dir = self.work.join("indexes");
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let info = kiln_layer::write_layer(vec![entry], &dir, &LayerOptions::default())
+        std::fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
+        let info = kiln_layer::write_layer(vec![entry], work, &LayerOptions::default())
             .map_err(|e| e.to_string())?;
         let layer = LayerBlob {
             digest: format!("sha256:{}", info.digest),
@@ -146,7 +150,7 @@ impl Indexes<'_> {
 }
 
 /// Writes the `index.jsonl` of index layer `blob` to `to`.
-fn unpack(blob: &Path, to: &PathBuf) -> std::io::Result<()> {
+fn unpack(blob: &Path, to: &Path) -> std::io::Result<()> {
     let file = std::fs::File::open(blob)?;
     let (_, reader) = kiln_layer::open_archive(file)?;
     let mut archive = tar::Archive::new(reader);

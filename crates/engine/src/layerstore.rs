@@ -247,6 +247,53 @@ impl LayerStore {
             })
     }
 
+    /// Layer `diff_id` described from its blob, nothing extracted: its
+    /// index written to `index`, its files where extraction will put them.
+    pub fn describe_blob(
+        &self,
+        diff_id: &str,
+        blob: &Path,
+        index: PathBuf,
+        what: &str,
+    ) -> Result<StoredLayer, LayerStoreError> {
+        let hex = diff_id.strip_prefix("sha256:").unwrap_or(diff_id);
+        let part = index.with_extension("part");
+        let context = || format!("writing {}", part.display());
+        if let Some(dir) = index.parent() {
+            std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        }
+        let file =
+            std::fs::File::open(blob).map_err(io(format!("{what}: opening {}", blob.display())))?;
+        let mut lines = std::io::BufWriter::with_capacity(
+            1 << 16,
+            std::fs::File::create(&part).map_err(io(context()))?,
+        );
+        let mut opaque = Vec::new();
+        let described = kiln_layer::apply::describe_layer_to(
+            std::io::BufReader::with_capacity(1 << 20, file),
+            what,
+            &mut |e| match e.kind {
+                kiln_layer::apply::AppliedKind::Opaque => {
+                    opaque.push(e);
+                    Ok(())
+                }
+                _ => json_line(&mut lines, &e),
+            },
+        )?;
+        std::io::Write::flush(&mut lines).map_err(io(context()))?;
+        drop(lines);
+        if described.diff_id != hex {
+            return Err(LayerStoreError::DiffIdMismatch {
+                what: what.into(),
+                expected: diff_id.into(),
+                actual: described.diff_id,
+            });
+        }
+        write_index(&index, &described, &opaque, &part)?;
+        let _ = std::fs::remove_file(&part);
+        self.described(diff_id, index)
+    }
+
     /// Layer `diff_id` as `index` (an index file made elsewhere) describes
     /// it, its files where extraction will put them: a tree can hold its
     /// entries before the layer is fetched.

@@ -287,6 +287,8 @@ fn apply(tree: &mut FsTree, stored: &StoredLayer, digest: &str) -> Result<(), St
 pub struct LayerAccess<'a> {
     pub layer_store: &'a LayerStore,
     pub client: &'a Client,
+    /// Where layers' indexes are written for this build.
+    pub work: PathBuf,
     /// Base layers' indexes: kept in the cache, read from it.
     pub indexes: Option<crate::layer_index::Indexes<'a>>,
 }
@@ -308,27 +310,52 @@ impl LayerAccess<'_> {
         // Stages that start from one image at once: one extracts, the
         // others wait and find it stored.
         let _held = self.layer_store.lock(&blob.diff_id)?;
+        let mut fetched = false;
         if !self.layer_store.has(&blob.diff_id) {
+            fetched = !blob.path.exists();
             self.fetch(blob)?;
         }
         let stored = self
             .layer_store
             .get_or_extract(&blob.diff_id, &blob.path, &what)?;
-        if let (Some(indexes), Some(_)) = (&self.indexes, &blob.source) {
-            // A base layer: later builds can describe it without it.
-            indexes.publish(&stored, blob);
+        if let (Some(indexes), true) = (&self.indexes, fetched) {
+            // Its index spares the next machine this download.
+            indexes.publish(&stored, blob, &self.work);
         }
         Ok(stored)
     }
 
-    /// Base layer `blob` as its index in the cache describes it, when it
-    /// is not extracted here and the cache holds its index.
+    /// Layer `blob` described, its files not extracted: from its blob
+    /// when that is here (reading a tar costs less than creating its
+    /// files), else from its index in the cache when that holds one (no
+    /// download). `None`: extract it (or it is extracted already).
     fn described(&self, blob: &LayerBlob) -> Option<StoredLayer> {
-        let indexes = self.indexes.as_ref()?;
-        if blob.source.is_none() || self.layer_store.has(&blob.diff_id) {
+        if self.layer_store.has(&blob.diff_id) {
             return None;
         }
-        indexes.described(self.layer_store, blob)
+        if blob.path.exists() {
+            let hex = blob
+                .diff_id
+                .strip_prefix("sha256:")
+                .unwrap_or(&blob.diff_id);
+            let index = self.work.join(format!("{hex}-{}.jsonl", unique()));
+            let what = format!("layer {}", blob.digest);
+            return match self
+                .layer_store
+                .describe_blob(&blob.diff_id, &blob.path, index, &what)
+            {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    // Extraction says it again, as an error.
+                    tracing::debug!("{what} not described: {e}");
+                    None
+                }
+            };
+        }
+        blob.source.as_ref()?;
+        self.indexes
+            .as_ref()?
+            .described(self.layer_store, blob, &self.work)
     }
 
     /// Fetches and extracts `blobs` on as many threads as there are cores
@@ -363,6 +390,13 @@ impl LayerAccess<'_> {
             })
             .collect()
     }
+}
+
+/// A number no other call in this process gets: stages describing the
+/// same layer at once write files of their own.
+pub(crate) fn unique() -> u64 {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 fn wanted(platform: &Platform) -> WantedPlatform {

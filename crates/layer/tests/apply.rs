@@ -283,3 +283,57 @@ fn zstd_and_gzip_layers_extract_with_the_same_diff_id() {
     }
     assert!(ids.iter().all(|i| *i == ids[0]), "{ids:?}");
 }
+
+/// Describing a layer gives the records extraction gives (content aside),
+/// the same diff_id, and refuses what extraction refuses.
+#[test]
+fn describing_matches_extracting() {
+    use kiln_layer::apply::{describe_layer_to, extract_layer_to, ExtractOptions};
+    let tar = tar_of(&[
+        E::Dir("etc/"),
+        E::File("etc/passwd", b"root:x:0:0::/root:/bin/sh\n"),
+        E::Hardlink("etc/passwd-", "etc/passwd"),
+        E::Symlink("lib", "usr/lib"),
+        E::Char("dev/null", 1, 3),
+        E::File("etc/.wh.gone", b""),
+        E::File("var/.wh..wh..opq", b""),
+    ]);
+    // Records as an index keeps them: without where a file's bytes are.
+    let index_form = |records: &[kiln_layer::apply::AppliedEntry]| {
+        let mut records = records.to_vec();
+        for r in &mut records {
+            if let AppliedKind::Node(FileKind::File { content, .. }) = &mut r.kind {
+                *content = Content::default();
+            }
+        }
+        records
+    };
+    let s = Sandbox::new();
+    let mut extracted = Vec::new();
+    let x = extract_layer_to(
+        &tar[..],
+        &s.root(),
+        "layer",
+        &ExtractOptions::default(),
+        &mut |e| {
+            extracted.push(e);
+            Ok(())
+        },
+    )
+    .unwrap();
+    let mut described = Vec::new();
+    let d = describe_layer_to(&tar[..], "layer", &mut |e| {
+        described.push(e);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(index_form(&described), index_form(&extracted));
+    assert_eq!(described.len(), 7);
+    assert_eq!(
+        (d.diff_id, d.uncompressed_size),
+        (x.diff_id, x.uncompressed_size)
+    );
+
+    let hostile = tar_of(&[E::File("../escape", b"x")]);
+    assert!(describe_layer_to(&hostile[..], "layer", &mut |_| Ok(())).is_err());
+}

@@ -67,7 +67,6 @@ pub enum Access {
 
 pub struct Client {
     pub options: RegistryOptions,
-    http: Mutex<HashMap<String, Http>>,
     /// Authorization header values by (registry, scope).
     auth: Mutex<HashMap<(String, String), HeaderValue>>,
 }
@@ -87,14 +86,35 @@ impl Client {
     pub fn new(options: RegistryOptions) -> Client {
         Client {
             options,
-            http: Mutex::new(HashMap::new()),
             auth: Mutex::new(HashMap::new()),
         }
     }
 
+    /// The connection pool for `registry`, made once per process for its
+    /// TLS settings: making one reads the system's CA store (tens of
+    /// milliseconds), and one build makes several `Client`s.
     fn http(&self, registry: &str) -> Result<Http, RegistryError> {
-        let mut pool = self.http.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(h) = pool.get(registry) {
+        static POOLS: std::sync::OnceLock<Mutex<HashMap<String, Http>>> =
+            std::sync::OnceLock::new();
+        let settings = format!(
+            "{registry}\0{}\0{:?}\0{:?}",
+            self.options.skip_tls(registry),
+            self.options
+                .certificates
+                .iter()
+                .filter(|(r, _)| r == registry)
+                .collect::<Vec<_>>(),
+            self.options
+                .client_certificates
+                .iter()
+                .filter(|(r, _, _)| r == registry)
+                .collect::<Vec<_>>()
+        );
+        let mut pool = POOLS
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = pool.get(&settings) {
             return Ok(h.clone());
         }
         let mut b = Http::builder()
@@ -146,7 +166,7 @@ impl Client {
         let h = b
             .build()
             .map_err(|e| RegistryError::Config(format!("HTTP client for {registry}: {e}")))?;
-        pool.insert(registry.to_string(), h.clone());
+        pool.insert(settings, h.clone());
         Ok(h)
     }
 

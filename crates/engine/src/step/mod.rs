@@ -65,6 +65,7 @@ impl BuildCx<'_> {
         crate::stage::LayerAccess {
             layer_store: &self.layer_store,
             client: &self.client,
+            work: self.opts.work_dir.join("indexes"),
             indexes: cache
                 .zip(self.opts.cache.as_ref())
                 .map(|(cache, settings)| crate::layer_index::Indexes {
@@ -74,7 +75,6 @@ impl BuildCx<'_> {
                     publish: settings.push
                         && !matches!(&settings.repo,
                             crate::options::CacheLocation::Layout(p) if p.starts_with(&self.opts.kiln_dir)),
-                    work: &self.opts.work_dir,
                     os: &platform.os,
                     architecture: &platform.arch,
                 }),
