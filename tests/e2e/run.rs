@@ -711,12 +711,20 @@ fn independent_stages_run_in_parallel() {
     for jobs in ["2", "1"] {
         let out = tempfile::tempdir().unwrap();
         let report = out.path().join("report.json");
-        kiln_build(ctx.path())
+        let log = kiln_build(ctx.path())
             .oci_layout(&out.path().join("l"))
             .args(reg_args(&reg))
             .args(["--jobs", jobs, "--report"])
             .arg(&report)
             .ok();
+        // Both stages reach their first RUN at once: one probe decides
+        // (two at once in one directory made one fail and fall back).
+        assert_eq!(
+            log.matches("isolation: namespaces with an overlay root")
+                .count(),
+            1,
+            "{log}"
+        );
         let report = json(&std::fs::read_to_string(&report).unwrap());
         let steps = report["steps"].as_array().unwrap();
         assert!(

@@ -81,6 +81,11 @@ pub fn run(cx: &StepCx, state: &mut StageState, r: &RunArgs) -> Result<(), Build
 /// (decided at the first RUN).
 fn executor<'a>(cx: &StepCx<'a>) -> Result<&'a dyn Executor, BuildError> {
     let build = cx.build;
+    // Stages reach their first RUN at once: one detects (its probe uses
+    // one directory), the others wait for its answer.
+    static DETECTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = (build.executor.get().is_none())
+        .then(|| DETECTING.lock().unwrap_or_else(|e| e.into_inner()));
     if build.executor.get().is_none() {
         let opts = build.opts;
         // kiln's state and the context stay where they are, out of layers.
