@@ -5,14 +5,16 @@ use crate::exit::usage;
 use crate::options;
 use crate::Error;
 use kiln_dockerfile::{Plan, Platform};
-use kiln_engine::{DigestFiles, Services};
+use kiln_engine::{Built, DigestFiles, Services, SharedSteps, StepRecord};
+use kiln_image::BuiltImage;
 use kiln_registry::Reference;
 
 pub fn build(args: BuildArgs) -> Result<(), Error> {
     options::warn_meaningless(&args);
+    let platforms = options::platforms(&args).map_err(usage)?;
     let outputs = match args.check {
         true => Vec::new(),
-        false => options::outputs(&args).map_err(usage)?,
+        false => options::outputs(&args, platforms.len()).map_err(usage)?,
     };
     let source = options::context_source(&args).map_err(usage)?;
     let git = options::git_options(&args).map_err(usage)?;
@@ -32,29 +34,45 @@ pub fn build(args: BuildArgs) -> Result<(), Error> {
     let dockerfile = options::dockerfile(&args, &context);
     let src = crate::read_dockerfile(&dockerfile).map_err(usage)?;
     let ast = kiln_dockerfile::parse(&dockerfile.display().to_string(), &src)?;
-    let plan = match Plan::new(ast.clone(), options::plan_options(&args).map_err(usage)?) {
-        Ok(plan) => plan,
-        Err(e) => {
-            crate::checks::report_unplannable(&ast);
-            return Err(e.into());
-        }
-    };
-    for unused in plan.unused_build_args() {
+    let several = platforms.len() > 1;
+    let mut targets = Vec::new();
+    for platform in &platforms {
+        let plan_options = options::plan_options(&args, platform).map_err(usage)?;
+        let plan = match Plan::new(ast.clone(), plan_options) {
+            Ok(plan) => plan,
+            Err(e) => {
+                crate::checks::report_unplannable(&ast);
+                return Err(e.into());
+            }
+        };
+        // Each platform's steps and blobs in a folder of its own.
+        let work_dir = match several {
+            true => work.path().join(platform.to_string().replace('/', "-")),
+            false => work.path().to_path_buf(),
+        };
+        let build_options = options::build_options(
+            &args,
+            context.clone(),
+            dockerfile.clone(),
+            kiln_dir.clone(),
+            &work_dir,
+        )
+        .map_err(usage)?;
+        targets.push((platform.clone(), plan, build_options));
+    }
+    for unused in targets[0].1.unused_build_args() {
         tracing::warn!("build arg {unused} was given but no ARG declares it");
     }
-    let build_options =
-        options::build_options(&args, context, dockerfile, kiln_dir.clone(), work.path())
-            .map_err(usage)?;
-    if crate::checks::run(&plan, &build_options, args.check)? {
+    let mut checked = false;
+    for (_, plan, build_options) in &targets {
+        checked |= crate::checks::run(plan, build_options, args.check)?;
+    }
+    if checked {
         return Ok(());
     }
     let started = std::time::Instant::now();
-    let (sender, receiver) = std::sync::mpsc::channel();
     let mode = crate::render::mode(args.progress);
-    let renderer = std::thread::spawn(move || crate::render::render(receiver, mode));
-    let built = kiln_engine::build(&plan, &build_options, Services::default(), sender);
-    let records = renderer.join().unwrap_or_default();
-    let (image, _) = built?;
+    let (built, records) = build_all(&targets, mode)?;
     let files = DigestFiles {
         digest: args.digest_file.clone(),
         name_with_digest: args.image_name_with_digest_file.clone(),
@@ -66,7 +84,7 @@ pub fn build(args: BuildArgs) -> Result<(), Error> {
     let pushing = (mode == crate::render::Mode::Tty)
         .then(|| crate::render::pushing(&outputs))
         .flatten();
-    let exported = kiln_engine::export(&image, &outputs, &build_options.registry, &files);
+    let exported = kiln_engine::export(&built, &outputs, &targets[0].2.registry, &files);
     if let Some(bar) = pushing {
         bar.finish_and_clear();
     }
@@ -76,7 +94,7 @@ pub fn build(args: BuildArgs) -> Result<(), Error> {
         std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
     crate::render::summary(
-        &image,
+        &built,
         &options::names(&args),
         &records,
         started.elapsed().as_secs_f64(),
@@ -86,6 +104,78 @@ pub fn build(args: BuildArgs) -> Result<(), Error> {
         evict(&kiln_dir, max, hold, &args.kiln_dir_max_size);
     }
     Ok(())
+}
+
+/// Builds each platform's image (at once, unless `--jobs 1`); several
+/// make an index. Steps with the same key run once across platforms.
+fn build_all(
+    targets: &[(Platform, Plan, kiln_engine::BuildOptions)],
+    mode: crate::render::Mode,
+) -> Result<(Built, Vec<StepRecord>), Error> {
+    let several = targets.len() > 1;
+    let shared = several.then(|| std::sync::Arc::new(SharedSteps::default()));
+    let one = |(platform, plan, options): &(Platform, Plan, kiln_engine::BuildOptions)| {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let prefix = several.then(|| platform.to_string());
+        let renderer = std::thread::spawn(move || crate::render::render(receiver, mode, prefix));
+        let services = Services {
+            shared_steps: shared.clone(),
+            ..Services::default()
+        };
+        let built = kiln_engine::build(plan, options, services, sender);
+        let mut records = renderer.join().unwrap_or_default();
+        if several {
+            for r in &mut records {
+                r.stage = format!("{platform} {}", r.stage);
+            }
+        }
+        built.map(|(image, _)| (image, records))
+    };
+    let results: Vec<Result<(BuiltImage, Vec<StepRecord>), kiln_engine::BuildError>> =
+        if several && targets[0].2.jobs > 1 {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = targets.iter().map(|t| s.spawn(move || one(t))).collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(kiln_engine::BuildError::Panicked))
+                    })
+                    .collect()
+            })
+        } else {
+            // One after another; the first failure stops the rest.
+            let mut results = Vec::new();
+            for t in targets {
+                let r = one(t);
+                let failed = r.is_err();
+                results.push(r);
+                if failed {
+                    break;
+                }
+            }
+            results
+        };
+    let mut images = Vec::new();
+    let mut records = Vec::new();
+    for ((platform, _, _), r) in targets.iter().zip(results) {
+        let (image, recs) = r.map_err(|e| match several {
+            true => Error::from(kiln_engine::BuildError::Platform {
+                platform: platform.to_string(),
+                source: Box::new(e),
+            }),
+            false => Error::from(e),
+        })?;
+        images.push(image);
+        records.extend(recs);
+    }
+    if !several {
+        let image = images.pop().ok_or("nothing was built")?;
+        return Ok((Built::Image(Box::new(image)), records));
+    }
+    let index = kiln_image::ImageIndex::of_built(&images)
+        .map_err(|e| format!("making the image index: {e}"))?;
+    Ok((Built::Index { images, index }, records))
 }
 
 /// `--kiln-dir-max-size`: a failure to evict is a warning, never a failed
@@ -114,13 +204,7 @@ pub fn warm(args: WarmArgs) -> Result<(), Error> {
         .iter()
         .map(|i| Reference::parse(i).map_err(|e| format!("-i {i}: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
-    let registry = kiln_registry::RegistryOptions {
-        insecure_registries: args.insecure_registries.clone(),
-        skip_tls_verify_registries: args.skip_tls_verify_registries.clone(),
-        certificates: options::certificates(&args.registry_certificates)?,
-        pull_retries: 3,
-        ..Default::default()
-    };
+    let registry = options::registry_access(&args.registry)?;
     kiln_engine::warm(&args.cache_dir, &images, &platform, registry)?;
     Ok(())
 }

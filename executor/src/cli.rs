@@ -54,6 +54,46 @@ pub enum Command {
     /// Store base images in a directory for builds without a registry
     /// (`kiln build --cache-dir`).
     Warm(WarmArgs),
+    /// Image indexes: join images built on several runners.
+    #[command(subcommand)]
+    Manifest(ManifestCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ManifestCommand {
+    /// Push an index of IMAGEs (one platform each, read from their
+    /// configs) as --target: `kiln manifest push --target reg/app:1
+    /// reg/app:1-amd64 reg/app:1-arm64`.
+    Push(ManifestPushArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestPushArgs {
+    /// The index's name (a tag).
+    #[arg(long = "target", value_name = "REF")]
+    pub target: String,
+    /// The images, one platform each, in a registry.
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<String>,
+    /// Write the index's digest here.
+    #[arg(long = "digest-file", value_name = "FILE")]
+    pub digest_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryAccessArgs,
+}
+
+/// How to reach registries (the subset `warm` and `manifest` take).
+#[derive(Debug, Args)]
+pub struct RegistryAccessArgs {
+    /// Use plain HTTP for this registry (host[:port]).
+    #[arg(long = "insecure-registry", value_name = "REGISTRY")]
+    pub insecure_registries: Vec<String>,
+    /// Do not verify the TLS certificate of this registry.
+    #[arg(long = "skip-tls-verify-registry", value_name = "REGISTRY")]
+    pub skip_tls_verify_registries: Vec<String>,
+    /// Trust this CA certificate (PEM) for a registry: REGISTRY=PATH.
+    #[arg(long = "registry-certificate", value_name = "REGISTRY=PATH")]
+    pub registry_certificates: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -67,15 +107,8 @@ pub struct WarmArgs {
     /// Platform to store (os/arch[/variant]); default the host's.
     #[arg(long = "custom-platform", value_name = "PLATFORM")]
     pub custom_platform: Option<String>,
-    /// Use plain HTTP for this registry (host[:port]).
-    #[arg(long = "insecure-registry", value_name = "REGISTRY")]
-    pub insecure_registries: Vec<String>,
-    /// Do not verify the TLS certificate of this registry.
-    #[arg(long = "skip-tls-verify-registry", value_name = "REGISTRY")]
-    pub skip_tls_verify_registries: Vec<String>,
-    /// Trust this CA certificate (PEM) for a registry: REGISTRY=PATH.
-    #[arg(long = "registry-certificate", value_name = "REGISTRY=PATH")]
-    pub registry_certificates: Vec<String>,
+    #[command(flatten)]
+    pub registry: RegistryAccessArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -34,6 +34,7 @@ pub fn code(e: &(dyn std::error::Error + 'static)) -> u8 {
         return REGISTRY;
     }
     match e.downcast_ref::<BuildError>() {
+        Some(BuildError::Platform { source, .. }) => code(source.as_ref()),
         Some(BuildError::Step(step)) => match &step.cause {
             StepFailure::Registry(_) | StepFailure::Reference(_) => REGISTRY,
             _ => FAILED,

@@ -6,6 +6,7 @@ mod checks;
 mod cli;
 mod exit;
 mod logging;
+mod manifest;
 mod options;
 mod render;
 
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         Command::Build(args) => build::build(*args),
         Command::Parse(args) => parse(args),
         Command::Warm(args) => build::warm(args),
+        Command::Manifest(command) => manifest::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -21,8 +21,15 @@ pub fn isolation(arg: IsolationArg) -> IsolationMode {
 }
 
 /// Where the image goes; destinations are parsed before any work.
-pub fn outputs(args: &BuildArgs) -> Result<Vec<Output>, Error> {
+pub fn outputs(args: &BuildArgs, platforms: usize) -> Result<Vec<Output>, Error> {
     let local = args.oci_layout_path.is_some() || args.tar_path.is_some();
+    if let (Some(path), true) = (&args.tar_path, platforms > 1) {
+        return Err(format!(
+            "--tar-path {}: a docker archive holds one platform's image and --platform names {platforms}: build one platform for --tar-path, or write --oci-layout-path (an index) or push",
+            path.display()
+        )
+        .into());
+    }
     if !local && args.destinations.is_empty() && args.tags.is_empty() {
         return Err(
             "no output: give -d/--destination to push, or --oci-layout-path DIR / --tar-path FILE"
@@ -121,17 +128,33 @@ pub fn dockerfile(args: &BuildArgs, context: &Path) -> PathBuf {
     }
 }
 
-pub fn plan_options(args: &BuildArgs) -> Result<PlanOptions, Error> {
-    let mut options = PlanOptions {
+/// `--platform`/`--custom-platform`: one platform or a comma-separated
+/// list (each built; several make an index), the machine's by default.
+pub fn platforms(args: &BuildArgs) -> Result<Vec<Platform>, Error> {
+    let Some(list) = &args.custom_platform else {
+        return Ok(vec![Platform::host()]);
+    };
+    let mut platforms: Vec<Platform> = Vec::new();
+    for p in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let parsed = Platform::parse(p).map_err(|e| format!("--platform {p}: {e}"))?;
+        if platforms.contains(&parsed) {
+            return Err(format!("--platform {list}: {parsed} is named twice").into());
+        }
+        platforms.push(parsed);
+    }
+    if platforms.is_empty() {
+        return Err(format!("--platform {list:?}: no platform").into());
+    }
+    Ok(platforms)
+}
+
+pub fn plan_options(args: &BuildArgs, platform: &Platform) -> Result<PlanOptions, Error> {
+    Ok(PlanOptions {
         build_args: build_arg_map(&args.build_args)?,
         target: args.target.clone(),
+        target_platform: platform.clone(),
         ..PlanOptions::default()
-    };
-    if let Some(p) = &args.custom_platform {
-        options.target_platform =
-            Platform::parse(p).map_err(|e| format!("--custom-platform {p}: {e}"))?;
-    }
-    Ok(options)
+    })
 }
 
 pub fn build_options(
@@ -460,6 +483,19 @@ pub fn max_size(text: &str) -> Result<Option<u64>, String> {
         u => return Err(format!("--kiln-dir-max-size {text:?}: unknown unit {u:?}")),
     };
     Ok((n > 0).then(|| n.saturating_mul(factor)))
+}
+
+/// Registry options of the commands that only reach registries (`warm`,
+/// `manifest push`).
+pub fn registry_access(args: &crate::cli::RegistryAccessArgs) -> Result<RegistryOptions, Error> {
+    Ok(RegistryOptions {
+        insecure_registries: args.insecure_registries.clone(),
+        skip_tls_verify_registries: args.skip_tls_verify_registries.clone(),
+        certificates: certificates(&args.registry_certificates)?,
+        pull_retries: 3,
+        push_retries: 3,
+        ..Default::default()
+    })
 }
 
 #[cfg(test)]

@@ -33,22 +33,28 @@ pub fn mode(progress: crate::cli::ProgressArg) -> Mode {
 }
 
 /// Render every event until the engine hangs up; returns the step records.
-pub fn render(events: Receiver<Event>, mode: Mode) -> Vec<StepRecord> {
-    match mode {
-        Mode::Plain => plain(events),
-        Mode::Tty => bars(events),
+/// `prefix` (a platform, when a build has several) begins every plain
+/// line; several platforms render as plain lines.
+pub fn render(events: Receiver<Event>, mode: Mode, prefix: Option<String>) -> Vec<StepRecord> {
+    match (mode, prefix) {
+        (Mode::Tty, None) => bars(events),
+        (_, prefix) => plain(
+            events,
+            &prefix.map(|p| format!("[{p}] ")).unwrap_or_default(),
+        ),
     }
 }
 
 fn cache_note(outcome: &CacheOutcome) -> &'static str {
     match outcome {
         CacheOutcome::Hit => ", cache hit",
+        CacheOutcome::Shared => ", shared with another platform's build",
         CacheOutcome::Miss(_) => ", cache miss",
         _ => "",
     }
 }
 
-fn plain(events: Receiver<Event>) -> Vec<StepRecord> {
+fn plain(events: Receiver<Event>, p: &str) -> Vec<StepRecord> {
     let mut records = Vec::new();
     for event in events {
         match event {
@@ -58,34 +64,34 @@ fn plain(events: Receiver<Event>) -> Vec<StepRecord> {
                 total,
                 text,
                 several_stages: true,
-            } => tracing::info!("[{index}/{total}] stage {stage}: {text}"),
+            } => tracing::info!("{p}[{index}/{total}] stage {stage}: {text}"),
             Event::StepStarted {
                 index, total, text, ..
-            } => tracing::info!("[{index}/{total}] {text}"),
+            } => tracing::info!("{p}[{index}/{total}] {text}"),
             Event::Output { stage, line, text } => match stage {
-                Some(stage) => tracing::info!("  {stage} line {line} | {text}"),
-                None => tracing::info!("  line {line} | {text}"),
+                Some(stage) => tracing::info!("{p}  {stage} line {line} | {text}"),
+                None => tracing::info!("{p}  line {line} | {text}"),
             },
-            Event::Pulling { reference } => tracing::info!("pulling {reference}"),
+            Event::Pulling { reference } => tracing::info!("{p}pulling {reference}"),
             Event::Pulled {
                 reference,
                 layers,
                 seconds,
-            } => tracing::info!("pulled {reference} ({layers} layers) in {seconds:.1}s"),
+            } => tracing::info!("{p}pulled {reference} ({layers} layers) in {seconds:.1}s"),
             Event::Cache {
                 line,
                 outcome: CacheOutcome::Hit,
-            } => tracing::info!("  line {line} | cache hit"),
+            } => tracing::info!("{p}  line {line} | cache hit"),
             Event::Cache {
                 line,
                 outcome: CacheOutcome::Miss(reasons),
             } if !reasons.is_empty() => {
-                tracing::info!("  line {line} | cache miss: {}", reasons.join("; "))
+                tracing::info!("{p}  line {line} | cache miss: {}", reasons.join("; "))
             }
             Event::Cache { .. } => {}
             Event::StepDone(record) => {
                 tracing::info!(
-                    "  line {} | done in {:.1}s{}",
+                    "{p}  line {} | done in {:.1}s{}",
                     record.line,
                     record.seconds,
                     cache_note(&record.cache)
@@ -182,23 +188,34 @@ fn bars(events: Receiver<Event>) -> Vec<StepRecord> {
 }
 
 /// The last line: what was built, how big, how many steps hit the cache.
-pub fn summary(
-    image: &kiln_image::BuiltImage,
-    names: &[String],
-    records: &[StepRecord],
-    seconds: f64,
-) {
-    let size: u64 = image.layers.iter().map(|l| l.size).sum();
+pub fn summary(built: &kiln_engine::Built, names: &[String], records: &[StepRecord], seconds: f64) {
     let hits = records
         .iter()
         .filter(|r| r.cache == CacheOutcome::Hit)
         .count();
     let name = names.first().map(|n| format!("{n} ")).unwrap_or_default();
+    let what = match built {
+        kiln_engine::Built::Image(image) => {
+            let size: u64 = image.layers.iter().map(|l| l.size).sum();
+            format!(
+                "{} layers, {:.1} MiB",
+                image.layers.len(),
+                size as f64 / (1024.0 * 1024.0)
+            )
+        }
+        kiln_engine::Built::Index { index, .. } => {
+            let platforms: Vec<String> = index
+                .manifests
+                .iter()
+                .filter_map(|m| m.platform.as_ref())
+                .map(kiln_image::index::platform_text)
+                .collect();
+            format!("an index of {}", platforms.join(", "))
+        }
+    };
     tracing::info!(
-        "built {name}{} ({} layers, {:.1} MiB, {} steps, {hits} cache hits) in {seconds:.1}s",
-        image.manifest_digest,
-        image.layers.len(),
-        size as f64 / (1024.0 * 1024.0),
+        "built {name}{} ({what}, {} steps, {hits} cache hits) in {seconds:.1}s",
+        built.digest(),
         records.len(),
     );
 }

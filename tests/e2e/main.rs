@@ -16,6 +16,7 @@ mod lazy;
 mod mounts;
 mod outputs;
 mod parse;
+mod platforms;
 mod pod;
 mod registry;
 mod run;

@@ -38,6 +38,9 @@ pub struct NewEntry<'a> {
 pub enum CacheOutcome {
     /// The cached layer was used; nothing ran.
     Hit,
+    /// Another platform's build of this process ran the same step (same
+    /// key) and its layer was used; nothing ran here.
+    Shared,
     /// Looked up, not found; the reasons when `--explain-cache` asked.
     Miss(Vec<String>),
     /// A step the cache does not keep (metadata, or not asked for).
@@ -51,6 +54,7 @@ impl CacheOutcome {
     pub fn label(&self) -> &'static str {
         match self {
             CacheOutcome::Hit => "hit",
+            CacheOutcome::Shared => "shared",
             CacheOutcome::Miss(_) => "miss",
             CacheOutcome::NotCached => "not cached",
             CacheOutcome::Off => "off",

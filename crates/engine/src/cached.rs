@@ -15,6 +15,25 @@ use kiln_image::LayerBlob;
 use kiln_layer::Content;
 use sha2::{Digest as _, Sha256};
 
+/// Steps shared by builds in one process (the platforms of one
+/// `--platform a,b` build): a step whose key another build is running
+/// waits for it and takes its result, so a `FROM --platform=$BUILDPLATFORM`
+/// stage that does not depend on the target runs once.
+#[derive(Default)]
+pub struct SharedSteps {
+    slots: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Slot>>>,
+}
+
+/// A key's result once a build has it.
+type Slot = std::sync::Mutex<Option<CacheEntry>>;
+
+impl SharedSteps {
+    fn slot(&self, key: &str) -> std::sync::Arc<Slot> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.entry(key.to_string()).or_default().clone()
+    }
+}
+
 /// Run one step through the cache; says what happened.
 pub(crate) fn step(
     cx: &StepCx,
@@ -25,62 +44,45 @@ pub(crate) fn step(
 ) -> Result<StepRecord, BuildError> {
     let started = std::time::Instant::now();
     let layers_before = state.layers.len();
-    // The cache as it is now; a failure turns it off for every stage.
-    let shared = &cx.build.cache;
-    let mut cache = shared.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let turn_off = || *shared.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    let cache = cx
+        .build
+        .cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let settings = cx.build.opts.cache.as_ref().filter(|_| cache.is_some());
-    let mut outcome = CacheOutcome::Off;
-    let mut keyed = None;
-    if let Some(settings) = settings {
+    let shared = (cx.build.shared_steps.as_deref()).filter(|_| {
+        matches!(
+            ins,
+            Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_)
+        )
+    });
+    let keyed = (settings.is_some() || shared.is_some()).then(|| {
         let parts = key_parts(cx, state, ins);
-        let key = parts.key();
-        let cacheable = match ins {
-            Instruction::Run(_) => settings.run_layers,
-            Instruction::Copy(_) | Instruction::Add(_) => settings.copy_layers,
-            _ => false,
-        };
-        outcome = CacheOutcome::NotCached;
-        if let (true, Some(c)) = (cacheable, cache.as_deref()) {
-            outcome = match c.lookup(&key, now_unclamped()) {
-                Ok(Some(entry)) => {
-                    apply_hit(cx, state, entry)?;
-                    CacheOutcome::Hit
-                }
-                Ok(None) if settings.explain => CacheOutcome::Miss(explain(c, slot, &parts)),
-                Ok(None) => CacheOutcome::Miss(Vec::new()),
-                Err(e) => {
-                    tracing::warn!(
-                        "the layer cache at {} failed ({e}); building without it",
-                        c.describe()
-                    );
-                    turn_off();
-                    cache = None;
-                    CacheOutcome::Off
-                }
-            };
-            let _ = cx.build.events.send(Event::Cache {
-                line: cx.node.start_line,
-                outcome: outcome.clone(),
-            });
+        (parts.key(), parts)
+    });
+    let shared_slot = shared.zip(keyed.as_ref()).map(|(s, (key, _))| s.slot(key));
+    // Held while this build runs the step: another with the same key waits.
+    let mut held = shared_slot
+        .as_ref()
+        .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()));
+    let outcome = match held.as_deref().cloned().flatten() {
+        Some(entry) => {
+            apply_hit(cx, state, entry)?;
+            CacheOutcome::Shared
         }
-        keyed = Some((key, parts, settings.push));
+        None => through_cache(cx, state, slot, ins, keyed.as_ref(), layers_before)?,
+    };
+    if let (Some(held), Some((_, parts))) = (held.as_mut(), &keyed) {
+        **held = Some(CacheEntry {
+            parts: parts.clone(),
+            created_by: last_created_by(state),
+            created: now_unclamped(),
+            layer: state.layers.get(layers_before).map(|l| l.blob.clone()),
+        });
     }
-    if outcome != CacheOutcome::Hit {
-        dispatch(cx, state, ins)?;
-    }
-    if let (CacheOutcome::Miss(_), Some((key, parts, true)), Some(c)) =
-        (&outcome, &keyed, cache.as_deref())
-    {
-        if let Err(e) = store(cx, c, state, layers_before, key, slot, parts) {
-            tracing::warn!(
-                "storing in the layer cache at {} failed ({e}); building without it",
-                c.describe()
-            );
-            turn_off();
-        }
-    }
-    if let Some((key, _, _)) = keyed {
+    drop(held);
+    if let Some((key, _)) = keyed {
         state.cache_key = key;
     }
     let new_layer = state.layers.get(layers_before).map(|l| &l.blob);
@@ -97,6 +99,81 @@ pub(crate) fn step(
     };
     let _ = cx.build.events.send(Event::StepDone(record.clone()));
     Ok(record)
+}
+
+/// The step through the layer cache (when there is one): a hit applies
+/// the entry, else the step runs and a miss is stored.
+fn through_cache(
+    cx: &StepCx,
+    state: &mut StageState,
+    slot: &str,
+    ins: &Instruction,
+    keyed: Option<&(String, KeyParts)>,
+    layers_before: usize,
+) -> Result<CacheOutcome, BuildError> {
+    // The cache as it is now; a failure turns it off for every stage.
+    let shared = &cx.build.cache;
+    let mut cache = shared.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let turn_off = || *shared.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    let settings = cx.build.opts.cache.as_ref().filter(|_| cache.is_some());
+    let mut outcome = CacheOutcome::Off;
+    if let (Some(settings), Some((key, parts))) = (settings, keyed) {
+        let cacheable = match ins {
+            Instruction::Run(_) => settings.run_layers,
+            Instruction::Copy(_) | Instruction::Add(_) => settings.copy_layers,
+            _ => false,
+        };
+        outcome = CacheOutcome::NotCached;
+        if let (true, Some(c)) = (cacheable, cache.as_deref()) {
+            outcome = match c.lookup(key, now_unclamped()) {
+                Ok(Some(entry)) => {
+                    apply_hit(cx, state, entry)?;
+                    CacheOutcome::Hit
+                }
+                Ok(None) if settings.explain => CacheOutcome::Miss(explain(c, slot, parts)),
+                Ok(None) => CacheOutcome::Miss(Vec::new()),
+                Err(e) => {
+                    tracing::warn!(
+                        "the layer cache at {} failed ({e}); building without it",
+                        c.describe()
+                    );
+                    turn_off();
+                    cache = None;
+                    CacheOutcome::Off
+                }
+            };
+            let _ = cx.build.events.send(Event::Cache {
+                line: cx.node.start_line,
+                outcome: outcome.clone(),
+            });
+        }
+    }
+    if outcome != CacheOutcome::Hit {
+        dispatch(cx, state, ins)?;
+    }
+    let push = settings.is_some_and(|s| s.push);
+    if let (CacheOutcome::Miss(_), Some((key, parts)), Some(c), true) =
+        (&outcome, keyed, cache.as_deref(), push)
+    {
+        if let Err(e) = store(cx, c, state, layers_before, key, slot, parts) {
+            tracing::warn!(
+                "storing in the layer cache at {} failed ({e}); building without it",
+                c.describe()
+            );
+            turn_off();
+        }
+    }
+    Ok(outcome)
+}
+
+/// The history text of the stage's last step.
+fn last_created_by(state: &StageState) -> String {
+    state
+        .config
+        .history
+        .last()
+        .and_then(|h| h.created_by.clone())
+        .unwrap_or_default()
 }
 
 /// Why a step missed, against the latest entry of its slot.
@@ -121,12 +198,7 @@ fn store(
     parts: &KeyParts,
 ) -> Result<(), kiln_cache::CacheError> {
     let layer: Option<&LayerBlob> = state.layers.get(layers_before).map(|l| &l.blob);
-    let created_by = state
-        .config
-        .history
-        .last()
-        .and_then(|h| h.created_by.clone())
-        .unwrap_or_default();
+    let created_by = last_created_by(state);
     let platform = &cx.build.plan.options.target_platform;
     cache.store(&NewEntry {
         key,
@@ -187,7 +259,9 @@ fn key_parts(cx: &StepCx, state: &StageState, ins: &Instruction) -> KeyParts {
     let mut parts = KeyParts {
         parent: state.cache_key.clone(),
         instruction: node.original.clone(),
-        platform: cx.build.plan.options.target_platform.to_string(),
+        // The stage's own: a `FROM --platform=$BUILDPLATFORM` stage has the
+        // same keys whichever platform the build targets.
+        platform: state.platform().to_string(),
         args,
         env: c.env.clone().unwrap_or_default(),
         ..Default::default()

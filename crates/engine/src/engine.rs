@@ -32,6 +32,8 @@ use std::sync::{Arc, OnceLock};
 pub struct Services {
     pub executor: Option<Box<dyn Executor>>,
     pub cache: Option<Box<dyn LayerCache>>,
+    /// Shared with builds of other platforms in this process.
+    pub shared_steps: Option<Arc<crate::cached::SharedSteps>>,
 }
 
 /// Stages built so far (shared by stages that run in parallel).
@@ -95,6 +97,7 @@ pub fn build(
             client,
             blob_store,
             cache: Mutex::new(cache),
+            shared_steps: services.shared_steps,
         },
         states: Mutex::new(HashMap::new()),
         images: Mutex::new(HashMap::new()),
@@ -446,7 +449,14 @@ impl<'a> Engine<'a> {
     ) -> Result<Arc<StageState>, BuildError> {
         // One fetch at a time: a second stage naming the image waits for it.
         let mut images = lock(&self.images);
-        if let Some(s) = images.get(reference) {
+        // By reference for the target platform (what `COPY --from` and
+        // mounts look up); another platform's (`FROM --platform=...`) is
+        // an image of its own.
+        let key = match *platform == self.build.plan.options.target_platform {
+            true => reference.to_string(),
+            false => format!("{reference} ({platform})"),
+        };
+        if let Some(s) = images.get(&key) {
             return Ok(s.clone());
         }
         let source = ImageSource {
@@ -468,7 +478,7 @@ impl<'a> Engine<'a> {
             seconds: started.elapsed().as_secs_f64(),
         });
         let state = Arc::new(state);
-        images.insert(reference.to_string(), state.clone());
+        images.insert(key, state.clone());
         Ok(state)
     }
 }

@@ -80,6 +80,15 @@ pub enum BuildError {
     Image(#[from] kiln_image::ImageError),
     #[error(transparent)]
     Export(#[from] crate::export::ExportError),
+    /// One platform's build of several failed.
+    #[error("building for {platform}")]
+    Platform {
+        platform: String,
+        #[source]
+        source: Box<BuildError>,
+    },
+    #[error("a build thread panicked")]
+    Panicked,
 }
 
 impl BuildError {

@@ -95,7 +95,8 @@ pub fn report_json(records: &[StepRecord]) -> serde_json::Value {
             "steps": records.len(),
             "hits": count(|c| *c == CacheOutcome::Hit),
             "misses": count(|c| matches!(c, CacheOutcome::Miss(_))),
-            "runs_executed": records.iter().filter(|r| r.is_run && r.cache != CacheOutcome::Hit).count(),
+            "shared": count(|c| *c == CacheOutcome::Shared),
+            "runs_executed": records.iter().filter(|r| r.is_run && !matches!(r.cache, CacheOutcome::Hit | CacheOutcome::Shared)).count(),
             "seconds": records.iter().map(|r| r.seconds).sum::<f64>(),
         }
     })

@@ -63,20 +63,49 @@ pub enum ExportError {
     },
     #[error("fetching a base layer the outputs need")]
     Fetch(#[source] kiln_registry::RegistryError),
+    #[error("a docker archive holds one platform's image: build one --platform for --tar-path, or use --oci-layout-path")]
+    ArchiveOfIndex,
 }
 
-/// Write `image` to every output, then the digest files.
-fn fetch_layers(image: &BuiltImage, registry: &RegistryOptions) -> Result<(), ExportError> {
+/// What was built: one image, or one per platform under an index.
+#[derive(Debug, Clone)]
+pub enum Built {
+    Image(Box<BuiltImage>),
+    Index {
+        images: Vec<BuiltImage>,
+        index: kiln_image::ImageIndex,
+    },
+}
+
+impl Built {
+    fn images(&self) -> &[BuiltImage] {
+        match self {
+            Built::Image(i) => std::slice::from_ref(i.as_ref()),
+            Built::Index { images, .. } => images,
+        }
+    }
+
+    /// The digest that names the result: the manifest's, or the index's.
+    pub fn digest(&self) -> &str {
+        match self {
+            Built::Image(i) => &i.manifest_digest,
+            Built::Index { index, .. } => &index.digest,
+        }
+    }
+}
+
+fn fetch_layers(images: &[BuiltImage], registry: &RegistryOptions) -> Result<(), ExportError> {
     let client = kiln_registry::Client::new(registry.clone());
-    for l in &image.layers {
+    for l in images.iter().flat_map(|i| &i.layers) {
         kiln_registry::pull::ensure_blob(&client, &l.path, l.source.as_deref(), &l.digest, l.size)
             .map_err(ExportError::Fetch)?;
     }
     Ok(())
 }
 
+/// Write what was built to every output, then the digest files.
 pub fn export(
-    image: &BuiltImage,
+    built: &Built,
     outputs: &[Output],
     registry: &RegistryOptions,
     files: &DigestFiles,
@@ -85,30 +114,36 @@ pub fn export(
     // Files need every layer's bytes: base layers no step read were never
     // downloaded. A registry output fetches only what the registry lacks.
     if outputs.iter().any(|o| !matches!(o, Output::Registry(_))) {
-        fetch_layers(image, registry)?;
+        fetch_layers(built.images(), registry)?;
     }
     for output in outputs {
         match output {
             Output::OciLayout { dir, ref_name } => {
-                kiln_image::layout::write_oci_layout(dir, image, ref_name).map_err(|source| {
-                    ExportError::Layout {
-                        dir: dir.clone(),
-                        source,
-                    }
+                let layout = kiln_image::OciLayout::new(dir);
+                match built {
+                    Built::Image(image) => layout.write_image(image, ref_name),
+                    Built::Index { images, index } => layout.write_index(images, index, ref_name),
+                }
+                .map_err(|source| ExportError::Layout {
+                    dir: dir.clone(),
+                    source,
                 })?;
                 tracing::info!("wrote OCI layout {} (ref {ref_name})", dir.display());
             }
             Output::DockerArchive { path, tags } => {
+                let Built::Image(image) = built else {
+                    return Err(ExportError::ArchiveOfIndex);
+                };
                 write_archive(image, path, tags)?;
                 tracing::info!("wrote docker archive {}", path.display());
             }
             Output::Registry(destinations) => {
-                push_all(image, destinations, registry)?;
+                push_all(built, destinations, registry)?;
                 pushed.extend(destinations);
             }
         }
     }
-    let digest = &image.manifest_digest;
+    let digest = built.digest();
     if !pushed.is_empty() {
         let lines = |f: &dyn Fn(&Reference) -> String| -> String {
             pushed.iter().map(|d| f(d) + "\n").collect()
@@ -129,19 +164,31 @@ pub fn export(
     if let Some(path) = &files.digest {
         write(path, digest)?;
     }
+    // docker's image ID is the config's digest; an index has none, and
+    // buildx names it by its own digest.
+    let (iid, media_type, size) = match built {
+        Built::Image(i) => (
+            &i.config_digest,
+            kiln_image::manifest::MEDIA_TYPE_MANIFEST,
+            i.manifest_bytes.len(),
+        ),
+        Built::Index { index, .. } => (&index.digest, index.media_type.as_str(), index.bytes.len()),
+    };
     if let Some(path) = &files.iid {
-        write(path, &image.config_digest)?;
+        write(path, iid)?;
     }
     if let Some(path) = &files.metadata {
         let mut meta = serde_json::json!({
             "containerimage.digest": digest,
-            "containerimage.config.digest": image.config_digest,
             "containerimage.descriptor": {
-                "mediaType": kiln_image::manifest::MEDIA_TYPE_MANIFEST,
+                "mediaType": media_type,
                 "digest": digest,
-                "size": image.manifest_bytes.len(),
+                "size": size,
             },
         });
+        if let Built::Image(i) = built {
+            meta["containerimage.config.digest"] = i.config_digest.clone().into();
+        }
         if !files.names.is_empty() {
             meta["image.name"] = files.names.join(",").into();
         }
@@ -163,25 +210,53 @@ fn write_archive(image: &BuiltImage, path: &Path, tags: &[String]) -> Result<(),
     )
 }
 
+/// Each destination gets the image, or each platform's image by digest
+/// and then the index under the destination's tag.
 fn push_all(
-    image: &BuiltImage,
+    built: &Built,
     destinations: &[Reference],
     registry: &RegistryOptions,
 ) -> Result<(), ExportError> {
     let client = Client::new(registry.clone());
     for dest in destinations {
-        let report =
-            kiln_registry::push(&client, dest, image).map_err(|source| ExportError::Push {
-                destination: dest.to_string(),
-                source,
-            })?;
-        tracing::info!(
-            "pushed {dest}@{} ({} blobs uploaded, {} mounted, {} already there)",
-            image.manifest_digest,
-            report.uploaded,
-            report.mounted,
-            report.existing
-        );
+        let failed = |source| ExportError::Push {
+            destination: dest.to_string(),
+            source,
+        };
+        let by_digest = Reference {
+            tag: None,
+            digest: None,
+            ..dest.clone()
+        };
+        let (images, target) = match built {
+            Built::Image(image) => (std::slice::from_ref(image.as_ref()), dest),
+            Built::Index { images, .. } => (images.as_slice(), &by_digest),
+        };
+        for image in images {
+            let report = kiln_registry::push(&client, target, image).map_err(failed)?;
+            tracing::info!(
+                "pushed {target}@{} ({} blobs uploaded, {} mounted, {} already there)",
+                image.manifest_digest,
+                report.uploaded,
+                report.mounted,
+                report.existing
+            );
+        }
+        if let Built::Index { index, .. } = built {
+            kiln_registry::push::push_manifest(
+                &client,
+                dest,
+                &index.bytes,
+                &index.media_type,
+                &index.digest,
+            )
+            .map_err(failed)?;
+            tracing::info!(
+                "pushed {dest}@{} (an index of {} images)",
+                index.digest,
+                images.len()
+            );
+        }
     }
     Ok(())
 }

@@ -28,10 +28,11 @@ mod step;
 pub mod users;
 mod warm;
 
+pub use cached::SharedSteps;
 pub use engine::{build, load_ignore, Services};
 pub use error::{BuildError, StepError, StepFailure};
 pub use events::{report_json, Event, StepRecord};
-pub use export::{export, DigestFiles, ExportError, Output};
+pub use export::{export, Built, DigestFiles, ExportError, Output};
 pub use kiln_cache::CacheOutcome;
 pub use kiln_sandbox::{enter_for_build, entrypoint, IsolationMode};
 pub use options::{BuildOptions, CacheLocation, CacheSettings, SecretSource};

@@ -93,6 +93,16 @@ impl StageState {
         }
     }
 
+    /// The platform the stage's programs are for (its image's, which a
+    /// stage built on another stage inherits).
+    pub fn platform(&self) -> Platform {
+        Platform {
+            os: self.config.os.clone(),
+            arch: self.config.architecture.clone(),
+            variant: self.config.variant.clone(),
+        }
+    }
+
     /// A variable as a step sees it: ENV wins over ARG.
     pub fn lookup(&self, key: &str) -> Option<String> {
         self.config

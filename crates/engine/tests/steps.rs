@@ -129,6 +129,7 @@ fn services(executor: &Arc<FakeExecutor>, cache: Option<&Arc<MemoryCache>>) -> S
     Services {
         executor: Some(Box::new(executor.clone())),
         cache: cache.map(|c| Box::new(c.clone()) as Box<dyn LayerCache>),
+        shared_steps: None,
     }
 }
 

@@ -5,7 +5,7 @@
 //! never sees a reference to a missing blob. A manifest tagged with a ref
 //! name already in the index replaces it; others are kept.
 
-use crate::manifest::{BuiltImage, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
+use crate::manifest::{BuiltImage, MEDIA_TYPE_INDEX};
 use crate::ImageError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -159,6 +159,35 @@ impl OciLayout {
 
     /// Write a built image's blobs, then tag its manifest `ref_name`.
     pub fn write_image(&self, image: &BuiltImage, ref_name: &str) -> Result<(), ImageError> {
+        self.write_blobs(image)?;
+        self.tag(crate::index::descriptor_of(image), ref_name)
+    }
+
+    /// Write the images' blobs, then their index, tagged `ref_name`.
+    pub fn write_index(
+        &self,
+        images: &[BuiltImage],
+        index: &crate::ImageIndex,
+        ref_name: &str,
+    ) -> Result<(), ImageError> {
+        for image in images {
+            self.write_blobs(image)?;
+        }
+        self.put_blob(&index.digest, &index.bytes)?;
+        self.tag(
+            Descriptor {
+                media_type: index.media_type.clone(),
+                digest: index.digest.clone(),
+                size: index.bytes.len() as u64,
+                annotations: BTreeMap::new(),
+                platform: None,
+            },
+            ref_name,
+        )
+    }
+
+    /// A built image's layers, config and manifest (no tag).
+    fn write_blobs(&self, image: &BuiltImage) -> Result<(), ImageError> {
         self.init()?;
         for layer in &image.layers {
             let dst = self.blob_path(&layer.digest);
@@ -176,21 +205,7 @@ impl OciLayout {
             }
         }
         self.put_blob(&image.config_digest, &image.config_bytes)?;
-        self.put_blob(&image.manifest_digest, &image.manifest_bytes)?;
-        self.tag(
-            Descriptor {
-                media_type: MEDIA_TYPE_MANIFEST.into(),
-                digest: image.manifest_digest.clone(),
-                size: image.manifest_bytes.len() as u64,
-                annotations: BTreeMap::new(),
-                platform: Some(DescriptorPlatform {
-                    architecture: image.config.architecture.clone(),
-                    os: image.config.os.clone(),
-                    variant: image.config.variant.clone(),
-                }),
-            },
-            ref_name,
-        )
+        self.put_blob(&image.manifest_digest, &image.manifest_bytes)
     }
 
     /// Builds (and parallel stages) change index.json at the same time:

@@ -4,11 +4,13 @@
 pub mod config;
 pub mod digest;
 pub mod docker_archive;
+pub mod index;
 pub mod layout;
 pub mod manifest;
 
 pub use config::{ContainerConfig, Healthcheck, History, ImageConfig, RootFs};
 pub use digest::{sha256_digest, sha256_hex};
+pub use index::ImageIndex;
 pub use layout::OciLayout;
 pub use manifest::{BuiltImage, LayerBlob};
 

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod index;
 pub mod local;
 pub mod pull;
 pub mod push;

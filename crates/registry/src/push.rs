@@ -99,12 +99,43 @@ pub fn push(
         None,
         &counters,
     )?;
-    put_manifest(client, dest, &image.manifest_bytes, &image.manifest_digest)?;
+    push_manifest(
+        client,
+        dest,
+        &image.manifest_bytes,
+        MEDIA_TYPE_MANIFEST,
+        &image.manifest_digest,
+    )?;
     Ok(PushReport {
         uploaded: counters.uploaded.into_inner(),
         mounted: counters.mounted.into_inner(),
         existing: counters.existing.into_inner(),
     })
+}
+
+/// Puts blob `digest` of repository `source` (`registry/repository`)
+/// into `dest`'s repository: nothing when it is there, mounted when both
+/// are on one registry, else fetched into `path` (a blob store's file)
+/// and uploaded.
+pub fn copy_blob(
+    client: &Client,
+    dest: &Reference,
+    digest: &str,
+    size: u64,
+    path: &Path,
+    source: &str,
+) -> Result<(), RegistryError> {
+    let counters = Counters {
+        uploaded: AtomicUsize::new(0),
+        mounted: AtomicUsize::new(0),
+        existing: AtomicUsize::new(0),
+    };
+    let from = Reference::parse(source).ok();
+    let data = BlobData::Layer {
+        path,
+        source: Some(source),
+    };
+    push_blob(client, dest, digest, size, data, from.as_ref(), &counters)
 }
 
 fn call<'a>(dest: &'a Reference, from: Option<&Reference>, what: String) -> Call<'a> {
@@ -210,10 +241,14 @@ fn upload_url(
     )
 }
 
-fn put_manifest(
+/// PUT a manifest or index at `dest`'s tag, or by digest when it has
+/// none (an index's images go by digest, then the index by tag). The
+/// caller has pushed everything it names.
+pub fn push_manifest(
     client: &Client,
     dest: &Reference,
     bytes: &[u8],
+    media_type: &str,
     digest: &str,
 ) -> Result<(), RegistryError> {
     let what = format!("manifest {dest}");
@@ -225,7 +260,7 @@ fn put_manifest(
     );
     let resp = client.send(&c, &|h, base| {
         h.put(format!("{base}{path}"))
-            .header(CONTENT_TYPE, MEDIA_TYPE_MANIFEST)
+            .header(CONTENT_TYPE, media_type)
             .body(bytes.to_vec())
     })?;
     if resp.status() != StatusCode::CREATED {

@@ -18,6 +18,7 @@ mod sys;
 
 mod detect;
 mod directory;
+pub mod emulation;
 mod entrypoint;
 mod executor;
 pub mod fake;

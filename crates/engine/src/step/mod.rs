@@ -55,6 +55,8 @@ pub(crate) struct BuildCx<'a> {
     pub blob_store: kiln_registry::BlobStore,
     /// The layer cache, until it fails.
     pub cache: std::sync::Mutex<Option<std::sync::Arc<dyn kiln_cache::LayerCache>>>,
+    /// Steps shared with the other builds of this process (platforms).
+    pub shared_steps: Option<std::sync::Arc<crate::cached::SharedSteps>>,
 }
 
 impl BuildCx<'_> {

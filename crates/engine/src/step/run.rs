@@ -19,6 +19,11 @@ pub fn run(cx: &StepCx, state: &mut StageState, r: &RunArgs) -> Result<(), Build
     if r.security == Security::Insecure {
         return Err(cx.error("RUN --security=insecure is not supported"));
     }
+    // Another architecture's programs run only through an emulator the
+    // kernel knows (binfmt_misc); without one, say so before running.
+    let platform = state.platform();
+    kiln_sandbox::emulation::check(&platform.arch, platform.variant.as_deref())
+        .map_err(|e| cx.error(e))?;
     let executor = executor(cx)?;
     let argv = run_argv(&state.config.config, r);
     let mut process = process(cx, state, argv.clone(), r.network)?;

@@ -1,0 +1,124 @@
+//! Joining images built separately (one runner per platform) into one
+//! image index: each image's platform comes from its config; an image in
+//! another repository is copied in first (its blobs mounted when on the
+//! same registry, else fetched and uploaded), since a registry accepts an
+//! index only when the images it names are in the index's repository.
+
+use crate::client::Client;
+use crate::pull::{fetch_blob, fetch_manifest};
+use crate::push::push_manifest;
+use crate::reference::Reference;
+use crate::store::BlobStore;
+use crate::RegistryError;
+use kiln_image::index::{ImageIndex, MEDIA_TYPE_DOCKER_MANIFEST};
+use kiln_image::layout::{Descriptor, DescriptorPlatform, Manifest};
+use kiln_image::manifest::MEDIA_TYPE_MANIFEST;
+
+/// Pushes to `target` (a tag) the index of `images` (each one platform's
+/// image manifest, in a registry); blobs fetched for copying go to
+/// `store`. Returns the index.
+pub fn push_index(
+    client: &Client,
+    store: &BlobStore,
+    target: &Reference,
+    images: &[Reference],
+) -> Result<ImageIndex, RegistryError> {
+    let mut manifests = Vec::new();
+    for image in images {
+        manifests.push(in_target(client, store, target, image)?);
+    }
+    let index = ImageIndex::new(manifests).map_err(|e| RegistryError::Unsupported {
+        what: format!("the index for {target}"),
+        message: e.to_string(),
+    })?;
+    push_manifest(
+        client,
+        target,
+        &index.bytes,
+        &index.media_type,
+        &index.digest,
+    )?;
+    Ok(index)
+}
+
+/// `image`'s manifest as the index names it (with its platform), present
+/// in `target`'s repository.
+fn in_target(
+    client: &Client,
+    store: &BlobStore,
+    target: &Reference,
+    image: &Reference,
+) -> Result<Descriptor, RegistryError> {
+    let (bytes, media_type, digest) = fetch_manifest(client, image, image.manifest_ref())?;
+    let unsupported = |message: String| RegistryError::Unsupported {
+        what: image.to_string(),
+        message,
+    };
+    if media_type != MEDIA_TYPE_MANIFEST && media_type != MEDIA_TYPE_DOCKER_MANIFEST {
+        return Err(unsupported(format!(
+            "is {media_type}, not one platform's image manifest: name each platform's image"
+        )));
+    }
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| unsupported(format!("unreadable manifest: {e}")))?;
+    let config_path = fetch_blob(
+        client,
+        store,
+        image,
+        &manifest.config.digest,
+        Some(manifest.config.size),
+    )?;
+    let config: serde_json::Value = std::fs::read(&config_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| unsupported("unreadable config".into()))?;
+    let field = |k: &str| config.get(k).and_then(|v| v.as_str()).map(String::from);
+    let (Some(os), Some(architecture)) = (field("os"), field("architecture")) else {
+        return Err(unsupported(
+            "its config names no os and architecture".into(),
+        ));
+    };
+    let platform = DescriptorPlatform {
+        architecture,
+        os,
+        variant: field("variant").filter(|v| !v.is_empty()),
+    };
+    if image.registry != target.registry || image.repository != target.repository {
+        copy_image(client, store, target, image, &manifest)?;
+        let by_digest = Reference {
+            tag: None,
+            digest: None,
+            ..target.clone()
+        };
+        push_manifest(client, &by_digest, &bytes, &media_type, &digest)?;
+    }
+    Ok(Descriptor {
+        media_type,
+        digest,
+        size: bytes.len() as u64,
+        annotations: Default::default(),
+        platform: Some(platform),
+    })
+}
+
+/// Puts `manifest`'s config and layers into `target`'s repository.
+fn copy_image(
+    client: &Client,
+    store: &BlobStore,
+    target: &Reference,
+    image: &Reference,
+    manifest: &Manifest,
+) -> Result<(), RegistryError> {
+    let source = image.name();
+    for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+        crate::push::copy_blob(
+            client,
+            target,
+            &blob.digest,
+            blob.size,
+            &store.path(&blob.digest),
+            &source,
+        )?;
+    }
+    Ok(())
+}
