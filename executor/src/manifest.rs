@@ -27,16 +27,10 @@ fn push(args: ManifestPushArgs) -> Result<(), Error> {
     let scratch = tempfile::tempdir()?;
     let store = BlobStore::new(scratch.path());
     let index = kiln_registry::index::push_index(&client, &store, &target, &images)?;
-    let platforms: Vec<String> = index
-        .manifests
-        .iter()
-        .filter_map(|m| m.platform.as_ref())
-        .map(kiln_image::index::platform_text)
-        .collect();
     tracing::info!(
         "pushed {target}@{} (an index of {})",
         index.digest,
-        platforms.join(", ")
+        index.platforms().join(", ")
     );
     if let Some(path) = &args.digest_file {
         std::fs::write(path, &index.digest)

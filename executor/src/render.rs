@@ -204,13 +204,7 @@ pub fn summary(built: &kiln_engine::Built, names: &[String], records: &[StepReco
             )
         }
         kiln_engine::Built::Index { index, .. } => {
-            let platforms: Vec<String> = index
-                .manifests
-                .iter()
-                .filter_map(|m| m.platform.as_ref())
-                .map(kiln_image::index::platform_text)
-                .collect();
-            format!("an index of {}", platforms.join(", "))
+            format!("an index of {}", index.platforms().join(", "))
         }
     };
     tracing::info!(

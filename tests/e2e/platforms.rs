@@ -106,6 +106,26 @@ fn push_two_platform_base(reg: &TestRegistry) -> String {
     base
 }
 
+/// A registry with the two-platform base, and a context whose Dockerfile
+/// is `dockerfile` with `{base}` in it replaced; `None` (said loudly)
+/// unless root, as in CI.
+fn registry_base_and_context(
+    dockerfile: &str,
+) -> Option<(TestRegistry, String, tempfile::TempDir)> {
+    if !is_root() {
+        eprintln!("!!!!!!!! SKIPPED: builds as root (and as uid 65534), as in CI !!!!!!!!");
+        return None;
+    }
+    let reg = TestRegistry::start(Options::default());
+    let base = push_two_platform_base(&reg);
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        &ctx.path().join("Dockerfile"),
+        &dockerfile.replace("{base}", &base),
+    );
+    Some((reg, base, ctx))
+}
+
 /// The media type and the architectures of the index `reference` names.
 fn index_of(reference: &str) -> (String, Vec<String>) {
     let raw = json(&run_ok(tool("skopeo").args([
@@ -167,12 +187,9 @@ fn docker_cli_reading_oci() -> Option<std::process::Command> {
 
 #[test]
 fn two_platforms_in_one_build_make_an_index() {
-    if !is_root() {
-        eprintln!("!!!!!!!! SKIPPED: builds as root and as uid 65534, as in CI !!!!!!!!");
+    let Some((reg, base, _)) = registry_base_and_context("") else {
         return;
-    }
-    let reg = TestRegistry::start(Options::default());
-    let base = push_two_platform_base(&reg);
+    };
     assert_eq!(
         index_of(&base),
         (
@@ -219,21 +236,13 @@ fn two_platforms_in_one_build_make_an_index() {
 /// once, natively, and each platform's final stage copies its result.
 #[test]
 fn a_build_platform_stage_runs_once_and_natively() {
-    if !is_root() {
-        eprintln!("!!!!!!!! SKIPPED: pushes its base as root, as in CI !!!!!!!!");
+    let Some((reg, _, ctx)) = registry_base_and_context(
+        "FROM --platform=$BUILDPLATFORM {base} AS build\n\
+         RUN echo \"$(uname -m) $(cat /proc/sys/kernel/random/uuid)\" > /built\n\
+         FROM {base}\nARG TARGETARCH\nCOPY --from=build /built /built-for-$TARGETARCH\n",
+    ) else {
         return;
-    }
-    let reg = TestRegistry::start(Options::default());
-    let base = push_two_platform_base(&reg);
-    let ctx = tempfile::tempdir().unwrap();
-    write(
-        &ctx.path().join("Dockerfile"),
-        &format!(
-            "FROM --platform=$BUILDPLATFORM {base} AS build\n\
-             RUN echo \"$(uname -m) $(cat /proc/sys/kernel/random/uuid)\" > /built\n\
-             FROM {base}\nARG TARGETARCH\nCOPY --from=build /built /built-for-$TARGETARCH\n"
-        ),
-    );
+    };
     let dest = format!("{}/app/cross:1", reg.addr);
     let report = ctx.path().join("report.json");
     kiln_build(ctx.path())
@@ -269,17 +278,10 @@ fn a_build_platform_stage_runs_once_and_natively() {
 
 #[test]
 fn without_an_emulator_the_build_fails_and_pushes_nothing() {
-    if !is_root() {
-        eprintln!("!!!!!!!! SKIPPED: hides the emulators in a mount namespace, as root !!!!!!!!");
+    // The emulators are hidden in a mount namespace: as root.
+    let Some((reg, _, ctx)) = registry_base_and_context("FROM {base}\nRUN echo hi > /x\n") else {
         return;
-    }
-    let reg = TestRegistry::start(Options::default());
-    let base = push_two_platform_base(&reg);
-    let ctx = tempfile::tempdir().unwrap();
-    write(
-        &ctx.path().join("Dockerfile"),
-        &format!("FROM {base}\nRUN echo hi > /x\n"),
-    );
+    };
     let (code, log) = kiln_build_without_emulators(ctx.path())
         .args(["-d", &format!("{}/app/noemu:1", reg.addr)])
         .args(["--platform", "linux/amd64,linux/arm64"])
@@ -297,17 +299,11 @@ fn without_an_emulator_the_build_fails_and_pushes_nothing() {
 
 #[test]
 fn manifest_push_joins_images_built_apart() {
-    if !is_root() {
-        eprintln!("!!!!!!!! SKIPPED: pushes its base as root, as in CI !!!!!!!!");
+    let Some((reg, _, ctx)) = registry_base_and_context(
+        "FROM {base}\nARG TARGETARCH\nCOPY app.txt /app-$TARGETARCH.txt\n",
+    ) else {
         return;
-    }
-    let reg = TestRegistry::start(Options::default());
-    let base = push_two_platform_base(&reg);
-    let ctx = tempfile::tempdir().unwrap();
-    write(
-        &ctx.path().join("Dockerfile"),
-        &format!("FROM {base}\nARG TARGETARCH\nCOPY app.txt /app-$TARGETARCH.txt\n"),
-    );
+    };
     write(&ctx.path().join("app.txt"), "app\n");
     let build = |dest: &str, platforms: &str| {
         kiln_build(ctx.path())

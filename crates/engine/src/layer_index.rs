@@ -124,15 +124,7 @@ impl Indexes<'_> {
         std::fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
         let info = kiln_layer::write_layer(vec![entry], work, &LayerOptions::default())
             .map_err(|e| e.to_string())?;
-        let layer = LayerBlob {
-            digest: format!("sha256:{}", info.digest),
-            diff_id: format!("sha256:{}", info.diff_id),
-            size: info.size,
-            uncompressed_size: info.uncompressed_size,
-            media_type: info.compression.media_type().into(),
-            path: info.path,
-            source: None,
-        };
+        let layer = crate::step::blob_of(info);
         let parts = parts(&blob.diff_id);
         self.cache
             .store(&NewEntry {

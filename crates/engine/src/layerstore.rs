@@ -119,6 +119,47 @@ fn write_index(
     out.flush().map_err(io(context()))
 }
 
+/// Reads a layer with `read` (extraction, or a description), writing the
+/// records it hands its sink to `index` as they come (opaque directories,
+/// which the index lists first, are few and kept aside); checks the
+/// layer's diff_id.
+fn record_index(
+    index: &Path,
+    diff_id: &str,
+    what: &str,
+    read: impl FnOnce(
+        &mut dyn FnMut(AppliedEntry) -> std::io::Result<()>,
+    ) -> Result<kiln_layer::apply::Extracted, kiln_layer::LayerError>,
+) -> Result<kiln_layer::apply::Extracted, LayerStoreError> {
+    let part = index.with_extension("part");
+    let context = || format!("writing {}", part.display());
+    let mut lines = std::io::BufWriter::with_capacity(
+        1 << 16,
+        std::fs::File::create(&part).map_err(io(context()))?,
+    );
+    let mut opaque = Vec::new();
+    let read = read(&mut |e| match e.kind {
+        kiln_layer::apply::AppliedKind::Opaque => {
+            opaque.push(e);
+            Ok(())
+        }
+        _ => json_line(&mut lines, &e),
+    })?;
+    std::io::Write::flush(&mut lines).map_err(io(context()))?;
+    drop(lines);
+    let hex = diff_id.strip_prefix("sha256:").unwrap_or(diff_id);
+    if read.diff_id != hex {
+        return Err(LayerStoreError::DiffIdMismatch {
+            what: what.into(),
+            expected: diff_id.into(),
+            actual: read.diff_id,
+        });
+    }
+    write_index(index, &read, &opaque, &part)?;
+    std::fs::remove_file(&part).map_err(io(context()))?;
+    Ok(read)
+}
+
 /// One JSON value and a newline.
 fn json_line(out: &mut impl std::io::Write, value: &impl serde::Serialize) -> std::io::Result<()> {
     serde_json::to_writer(&mut *out, value).map_err(std::io::Error::other)?;
@@ -192,41 +233,17 @@ impl LayerStore {
             std::fs::create_dir_all(&root).map_err(io(format!("creating {}", root.display())))?;
             let file = std::fs::File::open(blob)
                 .map_err(io(format!("{what}: opening {}", blob.display())))?;
-            // Entries go to disk as they are extracted (opaque directories,
-            // which the index lists first, are few and kept aside).
-            let part = tmp.join("entries.part");
-            let context = || format!("writing {}", part.display());
-            let mut lines = std::io::BufWriter::with_capacity(
-                1 << 16,
-                std::fs::File::create(&part).map_err(io(context()))?,
-            );
-            let mut opaque = Vec::new();
-            let extracted = extract_layer_to(
-                std::io::BufReader::with_capacity(1 << 20, file),
-                &root,
-                what,
-                &ExtractOptions {
-                    overlay_markers: true,
-                },
-                &mut |e| match e.kind {
-                    kiln_layer::apply::AppliedKind::Opaque => {
-                        opaque.push(e);
-                        Ok(())
-                    }
-                    _ => json_line(&mut lines, &e),
-                },
-            )?;
-            std::io::Write::flush(&mut lines).map_err(io(context()))?;
-            drop(lines);
-            if extracted.diff_id != hex {
-                return Err(LayerStoreError::DiffIdMismatch {
-                    what: what.into(),
-                    expected: diff_id.into(),
-                    actual: extracted.diff_id,
-                });
-            }
-            write_index(&tmp.join(INDEX), &extracted, &opaque, &part)?;
-            std::fs::remove_file(&part).map_err(io(context()))?;
+            let extracted = record_index(&tmp.join(INDEX), diff_id, what, |sink| {
+                extract_layer_to(
+                    std::io::BufReader::with_capacity(1 << 20, file),
+                    &root,
+                    what,
+                    &ExtractOptions {
+                        overlay_markers: true,
+                    },
+                    sink,
+                )
+            })?;
             // What the entry takes on disk, for --kiln-dir-max-size.
             std::fs::write(tmp.join("size"), extracted.uncompressed_size.to_string())
                 .map_err(io("writing the layer size".into()))?;
@@ -256,41 +273,18 @@ impl LayerStore {
         index: PathBuf,
         what: &str,
     ) -> Result<StoredLayer, LayerStoreError> {
-        let hex = diff_id.strip_prefix("sha256:").unwrap_or(diff_id);
-        let part = index.with_extension("part");
-        let context = || format!("writing {}", part.display());
         if let Some(dir) = index.parent() {
             std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
         }
         let file =
             std::fs::File::open(blob).map_err(io(format!("{what}: opening {}", blob.display())))?;
-        let mut lines = std::io::BufWriter::with_capacity(
-            1 << 16,
-            std::fs::File::create(&part).map_err(io(context()))?,
-        );
-        let mut opaque = Vec::new();
-        let described = kiln_layer::apply::describe_layer_to(
-            std::io::BufReader::with_capacity(1 << 20, file),
-            what,
-            &mut |e| match e.kind {
-                kiln_layer::apply::AppliedKind::Opaque => {
-                    opaque.push(e);
-                    Ok(())
-                }
-                _ => json_line(&mut lines, &e),
-            },
-        )?;
-        std::io::Write::flush(&mut lines).map_err(io(context()))?;
-        drop(lines);
-        if described.diff_id != hex {
-            return Err(LayerStoreError::DiffIdMismatch {
-                what: what.into(),
-                expected: diff_id.into(),
-                actual: described.diff_id,
-            });
-        }
-        write_index(&index, &described, &opaque, &part)?;
-        let _ = std::fs::remove_file(&part);
+        record_index(&index, diff_id, what, |sink| {
+            kiln_layer::apply::describe_layer_to(
+                std::io::BufReader::with_capacity(1 << 20, file),
+                what,
+                sink,
+            )
+        })?;
         self.described(diff_id, index)
     }
 

@@ -70,6 +70,15 @@ impl ImageIndex {
         })
     }
 
+    /// The platforms it names (`os/arch[/variant]`), in order.
+    pub fn platforms(&self) -> Vec<String> {
+        self.manifests
+            .iter()
+            .filter_map(|m| m.platform.as_ref())
+            .map(platform_text)
+            .collect()
+    }
+
     /// The index of images kiln built, in the order given.
     pub fn of_built(images: &[BuiltImage]) -> Result<ImageIndex, ImageError> {
         ImageIndex::new(images.iter().map(descriptor_of).collect())
