@@ -377,6 +377,32 @@ fn manifest_push_joins_images_built_apart() {
             "{listed}"
         );
     }
+    // Images in Docker's schema 2 (as `docker build` pushes them) join
+    // into a Docker manifest list.
+    for arch in ["amd64", "arm64"] {
+        run_ok(tool("skopeo").args([
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--format",
+            "v2s2",
+            &format!("docker://{}/app/joined:{arch}", reg.addr),
+            &format!("docker://{}/app/joined:{arch}-v2s2", reg.addr),
+        ]));
+    }
+    let out = manifest_push(
+        "app/joined:v2s2",
+        &["app/joined:amd64-v2s2", "app/joined:arm64-v2s2"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        index_of(&format!("{}/app/joined:v2s2", reg.addr)).0,
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
     // Refused: two images of one platform, an image the registry lacks.
     let out = manifest_push("app/joined:2", &["app/joined:amd64", "app/joined:amd64"]);
     let err = String::from_utf8_lossy(&out.stderr);

@@ -53,15 +53,16 @@ impl KilnBuild {
     }
 
     /// `BIN build -c CONTEXT` in a mount namespace where
-    /// /proc/sys/fs/binfmt_misc is an empty folder: as on a machine with
-    /// no emulator registered (the kernel's own handlers stay, unseen).
+    /// /proc/sys/fs/binfmt_misc lists no handler (a tmpfs with binfmt_misc's
+    /// `status` file alone): as on a machine with no emulator registered
+    /// (the kernel's own handlers stay, unseen).
     pub fn without_emulators(bin: impl AsRef<OsStr>, context: &Path) -> KilnBuild {
         let mut cmd = Command::new("unshare");
         cmd.args([
             "-m",
             "sh",
             "-c",
-            "mount -t tmpfs none /proc/sys/fs/binfmt_misc && exec \"$0\" \"$@\"",
+            "mount -t tmpfs none /proc/sys/fs/binfmt_misc && echo enabled > /proc/sys/fs/binfmt_misc/status && exec \"$0\" \"$@\"",
         ])
         .arg(bin)
         .arg("build")

@@ -30,7 +30,18 @@ pub fn check(arch: &str, variant: Option<&str>) -> Result<(), String> {
             "{platform}: kiln does not know which programs run on this architecture, so it cannot look for an emulator"
         ));
     };
-    if handler_registered(Path::new(BINFMT), machine, class) {
+    let dir = Path::new(BINFMT);
+    if !dir.join("status").exists() {
+        // binfmt_misc is not mounted here (a container often has the
+        // host's handlers without the file system that lists them): the
+        // kernel may still run the step.
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            tracing::warn!("{platform}: {BINFMT} is not mounted, so kiln cannot see whether an emulator is registered; running the step anyway (an \"exec format error\" means there is none: install qemu-user-static on the host)");
+        });
+        return Ok(());
+    }
+    if handler_registered(dir, machine, class) {
         return Ok(());
     }
     Err(format!(
