@@ -94,6 +94,13 @@ pub struct RegistryAccessArgs {
     /// Trust this CA certificate (PEM) for a registry: REGISTRY=PATH.
     #[arg(long = "registry-certificate", value_name = "REGISTRY=PATH")]
     pub registry_certificates: Vec<String>,
+    /// How long a registry may leave kiln waiting for an answer.
+    #[arg(
+        long = "registry-timeout",
+        value_name = "DURATION",
+        default_value = "60s"
+    )]
+    pub registry_timeout: String,
 }
 
 #[derive(Debug, Args)]
@@ -296,6 +303,14 @@ pub struct BuildArgs {
     /// Extra attempts for a failing push request.
     #[arg(long = "push-retry", default_value_t = 3)]
     pub push_retry: u32,
+    /// How long a registry may leave kiln waiting for an answer, or for
+    /// the next bytes of one, before the request fails (and is retried).
+    #[arg(
+        long = "registry-timeout",
+        value_name = "DURATION",
+        default_value = "60s"
+    )]
+    pub registry_timeout: String,
     /// Write `registry/repo@digest` of each pushed destination to this file.
     #[arg(long = "image-name-with-digest-file", value_name = "FILE")]
     pub image_name_with_digest_file: Option<PathBuf>,

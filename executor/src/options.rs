@@ -413,7 +413,18 @@ fn registry_options(args: &BuildArgs) -> Result<RegistryOptions, Error> {
         pull_retries: args.image_download_retry,
         push_retries: args.push_retry,
         credentials: Vec::new(),
+        timeout: Some(registry_timeout(&args.registry_timeout)?),
     })
+}
+
+/// `--registry-timeout`: a duration (`30s`, `2m`), more than zero.
+fn registry_timeout(text: &str) -> Result<std::time::Duration, Error> {
+    let ns = kiln_dockerfile::instructions::parse_duration(text)
+        .map_err(|e| format!("--registry-timeout {text}: {e}"))?;
+    if ns <= 0 {
+        return Err(format!("--registry-timeout {text}: must be more than zero").into());
+    }
+    Ok(std::time::Duration::from_nanos(ns as u64))
 }
 
 /// Kaniko and docker flags that change nothing here, each with why.
@@ -494,6 +505,7 @@ pub fn registry_access(args: &crate::cli::RegistryAccessArgs) -> Result<Registry
         certificates: certificates(&args.registry_certificates)?,
         pull_retries: 3,
         push_retries: 3,
+        timeout: Some(registry_timeout(&args.registry_timeout)?),
         ..Default::default()
     })
 }

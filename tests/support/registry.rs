@@ -212,9 +212,9 @@ impl Drop for TestRegistry {
     }
 }
 
-/// A fault-injecting proxy in front of a registry: the first requests whose
-/// request line contains `needle` get `fault` (a 503, a 429 with
-/// Retry-After, or a dropped connection); everything else is forwarded.
+/// A fault-injecting proxy in front of a registry: the first `count`
+/// requests whose request line contains `needle` get `fault`; everything
+/// else is forwarded, one request per connection.
 pub struct FaultProxy {
     pub addr: String,
     pub faults_served: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -222,14 +222,29 @@ pub struct FaultProxy {
 
 #[derive(Clone, Copy, Debug)]
 pub enum Fault {
+    /// Answered `503 Service Unavailable`.
     Status503,
+    /// Answered `500 Internal Server Error`.
+    Status500,
+    /// Answered `429 Too Many Requests` with `Retry-After: 1`.
     TooManyRequests,
+    /// The connection closed before any answer.
     DropConnection,
+    /// The request is read and never answered (the connection stays open).
+    Stall,
+    /// The answer's head and half its body, then the connection reset.
+    ResetMidBody,
+    /// The answer's head and half its body, then the connection closed.
+    TruncatedBody,
+    /// The whole answer with one byte of its body changed.
+    CorruptedBody,
+    /// Half the request's body read, then the connection reset (an
+    /// upload cut off).
+    ResetMidUpload,
 }
 
 impl FaultProxy {
     pub fn start(upstream: &str, needle: &str, fault: Fault, count: usize) -> FaultProxy {
-        use std::io::{Read, Write};
         use std::sync::atomic::{AtomicUsize, Ordering};
         use std::sync::Arc;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -240,54 +255,19 @@ impl FaultProxy {
         let needle = needle.to_string();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
-                let Ok(mut client) = conn else { continue };
+                let Ok(client) = conn else { continue };
                 let upstream = upstream.clone();
                 let needle = needle.clone();
                 let served = served2.clone();
                 std::thread::spawn(move || {
-                    // Read the request head.
-                    let mut head = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") {
-                        match client.read(&mut byte) {
-                            Ok(1) => head.push(byte[0]),
-                            _ => return,
-                        }
-                    }
-                    let line = String::from_utf8_lossy(&head)
-                        .lines()
-                        .next()
-                        .unwrap_or("")
-                        .to_string();
-                    if line.contains(&needle) && served.load(Ordering::SeqCst) < count {
-                        served.fetch_add(1, Ordering::SeqCst);
-                        let reply: &[u8] = match fault {
-                            Fault::Status503 => b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                            Fault::TooManyRequests => b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                            Fault::DropConnection => b"",
-                        };
-                        let _ = client.write_all(reply);
-                        let _ = client.shutdown(std::net::Shutdown::Both);
-                        return;
-                    }
-                    let Ok(mut server) = std::net::TcpStream::connect(&upstream) else {
-                        return;
-                    };
-                    // One request per connection, so every request passes the check.
-                    head.truncate(head.len() - 2);
-                    head.extend_from_slice(b"Connection: close\r\n\r\n");
-                    if server.write_all(&head).is_err() {
-                        return;
-                    }
-                    let mut c2 = client.try_clone().unwrap();
-                    let mut s2 = server.try_clone().unwrap();
-                    let t = std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut c2, &mut s2);
-                        let _ = s2.shutdown(std::net::Shutdown::Write);
-                    });
-                    let _ = std::io::copy(&mut server, &mut client);
-                    let _ = client.shutdown(std::net::Shutdown::Both);
-                    let _ = t.join();
+                    proxy_one(client, &upstream, &|line: &str| {
+                        let take = |n: usize| (n < count).then_some(n + 1);
+                        (line.contains(&needle)
+                            && served
+                                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, take)
+                                .is_ok())
+                        .then_some(fault)
+                    })
                 });
             }
         });
@@ -296,4 +276,113 @@ impl FaultProxy {
             faults_served: served,
         }
     }
+}
+
+/// One request on `client`: read its head, decide the fault, forward.
+fn proxy_one(
+    mut client: std::net::TcpStream,
+    upstream: &str,
+    fault_for: &dyn Fn(&str) -> Option<Fault>,
+) {
+    use std::io::{Read, Write};
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match client.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let line = text.lines().next().unwrap_or("").to_string();
+    let fault = fault_for(&line);
+    let reply: Option<&[u8]> = match fault {
+        Some(Fault::Status503) => Some(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+        Some(Fault::Status500) => Some(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+        Some(Fault::TooManyRequests) => Some(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+        Some(Fault::DropConnection) => Some(b""),
+        _ => None,
+    };
+    if let Some(reply) = reply {
+        let _ = client.write_all(reply);
+        let _ = client.shutdown(std::net::Shutdown::Both);
+        return;
+    }
+    if let Some(Fault::Stall) = fault {
+        // Hold the connection, answer nothing.
+        std::thread::sleep(Duration::from_secs(300));
+        return;
+    }
+    let body_len: usize = text
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    if let Some(Fault::ResetMidUpload) = fault {
+        let mut half = vec![0u8; body_len / 2];
+        let _ = client.read_exact(&mut half);
+        reset(&client);
+        return;
+    }
+    let Ok(mut server) = std::net::TcpStream::connect(upstream) else {
+        return;
+    };
+    // One request per connection, so every request passes the check.
+    head.truncate(head.len() - 2);
+    head.extend_from_slice(b"Connection: close\r\n\r\n");
+    if server.write_all(&head).is_err() {
+        return;
+    }
+    let mut body = vec![0u8; body_len];
+    if client.read_exact(&mut body).is_err() || server.write_all(&body).is_err() {
+        return;
+    }
+    let mut answer = Vec::new();
+    let _ = server.read_to_end(&mut answer);
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(answer.len(), |p| p + 4);
+    let body_len = answer.len() - split;
+    match fault {
+        Some(Fault::ResetMidBody) | Some(Fault::TruncatedBody) => {
+            let _ = client.write_all(&answer[..split + body_len / 2]);
+            let _ = client.flush();
+            if let Some(Fault::ResetMidBody) = fault {
+                reset(&client);
+                return;
+            }
+        }
+        Some(Fault::CorruptedBody) if body_len > 0 => {
+            answer[split + body_len / 2] ^= 0xff;
+            let _ = client.write_all(&answer);
+        }
+        _ => {
+            let _ = client.write_all(&answer);
+        }
+    }
+    let _ = client.shutdown(std::net::Shutdown::Both);
+}
+
+/// Closes `stream` with a reset (SO_LINGER 0), not an orderly close.
+fn reset(stream: &std::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket and a linger struct of the size given.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Read);
 }

@@ -42,7 +42,18 @@ pub struct RegistryOptions {
     pub push_retries: u32,
     /// Credentials by registry, used before docker's config (tests, CLI).
     pub credentials: Vec<(String, Credential)>,
+    /// `--registry-timeout`: how long a registry may leave kiln waiting
+    /// for an answer, or for the next bytes of one (default 60 s); an
+    /// upload may take longer while its bytes keep being acknowledged.
+    pub timeout: Option<Duration>,
 }
+
+/// How long a registry may stay silent by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A request timeout for uploads, which take as long as their bytes take:
+/// a stalled connection is caught by TCP_USER_TIMEOUT instead.
+pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 impl RegistryOptions {
     pub fn is_insecure(&self, registry: &str) -> bool {
@@ -97,7 +108,8 @@ impl Client {
         static POOLS: std::sync::OnceLock<Mutex<HashMap<String, Http>>> =
             std::sync::OnceLock::new();
         let settings = format!(
-            "{registry}\0{}\0{:?}\0{:?}",
+            "{registry}\0{:?}\0{}\0{:?}\0{:?}",
+            self.options.timeout,
             self.options.skip_tls(registry),
             self.options
                 .certificates
@@ -117,9 +129,13 @@ impl Client {
         if let Some(h) = pool.get(&settings) {
             return Ok(h.clone());
         }
+        let idle = self.options.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        // The timeout bounds the wait for an answer and each read of its
+        // body: a registry that stops answering is an error, not a hang.
         let mut b = Http::builder()
-            .connect_timeout(Duration::from_secs(30))
-            .timeout(None)
+            .connect_timeout(idle.min(Duration::from_secs(30)))
+            .timeout(idle)
+            .tcp_user_timeout(idle)
             .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
             .danger_accept_invalid_certs(self.options.skip_tls(registry));
         for (r, path) in &self.options.certificates {

@@ -206,6 +206,7 @@ fn push_blob(
             },
         };
         h.put(&put_url)
+            .timeout(crate::client::UPLOAD_TIMEOUT)
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(CONTENT_LENGTH, size.to_string())
             .body(body)
