@@ -570,6 +570,8 @@ fn run_mounts_cache_secret_tmpfs_bind() {
                 ))
                 .arg("--report")
                 .arg(&report)
+                // The log at its most verbose must not hold it either.
+                .args(["-v", "trace"])
                 .ok();
             if isolation == "unprivileged" && round == 0 {
                 assert!(log.contains("isolation: user namespaces"), "{log}");

@@ -173,4 +173,67 @@ mod tests {
         );
         assert!(tag_for(&a.key()).len() <= 128);
     }
+
+    /// Parts are framed (JSON strings, maps of strings): two steps whose
+    /// parts, concatenated naively, read the same get different keys, as
+    /// a Kaniko fork had to fix twice (a build arg `A=1 B` and `A=1`, `B`;
+    /// an instruction that ends where an env entry begins; a file named
+    /// like a file and its hash).
+    #[test]
+    fn keys_are_framed_so_naive_concatenations_do_not_collide() {
+        let naive = |p: &KeyParts| -> String {
+            let mut s = format!("{}{}", p.parent, p.instruction);
+            for e in &p.env {
+                s.push_str(e);
+            }
+            for (k, v) in &p.args {
+                s.push_str(&format!("{k}={v}"));
+            }
+            for (k, v) in &p.files {
+                s.push_str(&format!("{k}{v}"));
+            }
+            s + &p.platform
+        };
+        let base = || KeyParts {
+            parent: "image:sha256:aaa".into(),
+            platform: "linux/amd64".into(),
+            ..Default::default()
+        };
+        let pairs: Vec<(KeyParts, KeyParts)> = vec![
+            {
+                let mut a = base();
+                a.instruction = "RUN echo a".into();
+                a.env = vec!["B=1".into()];
+                let mut b = base();
+                b.instruction = "RUN echo aB=1".into();
+                (a, b)
+            },
+            {
+                let mut a = base();
+                a.args.insert("A".into(), "1B=2".into());
+                let mut b = base();
+                b.args.insert("A".into(), "1".into());
+                b.args.insert("B".into(), "2".into());
+                (a, b)
+            },
+            {
+                let mut a = base();
+                a.files.insert("ab".into(), "c".into());
+                let mut b = base();
+                b.files.insert("a".into(), "bc".into());
+                (a, b)
+            },
+            {
+                let mut a = base();
+                a.parent = "image:sha256:aaaRUN x".into();
+                let mut b = base();
+                b.instruction = "RUN x".into();
+                (a, b)
+            },
+        ];
+        for (a, b) in pairs {
+            assert_eq!(naive(&a), naive(&b), "the pair collides when concatenated");
+            assert_ne!(a.key(), b.key(), "{a:?} and {b:?} share a key");
+        }
+    }
 }

@@ -187,7 +187,9 @@ pub fn extract_layer_to(
             remove_existing(&dest)
                 .map_err(|e| LayerError::io(format!("{what}: replacing {rel}"), e))?;
         }
-        let io = |e: std::io::Error| LayerError::io(format!("{what}: writing {rel}"), e);
+        // The full path: a full disk or a read-only one is named.
+        let io =
+            |e: std::io::Error| LayerError::io(format!("{what}: writing {}", dest.display()), e);
         let kind = match et {
             tar::EntryType::Directory => {
                 match fs::symlink_metadata(&dest) {
