@@ -57,6 +57,25 @@ pub enum Command {
     /// Image indexes: join images built on several runners.
     #[command(subcommand)]
     Manifest(ManifestCommand),
+    /// kiln's directory: check it.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Check the blobs, extracted layers and local step cache in kiln's
+    /// directory; remove what is broken or left by builds that did not
+    /// finish (the next build fetches or rebuilds it).
+    Verify(CacheVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CacheVerifyArgs {
+    /// kiln's directory (default: $KILN_DIR, else
+    /// ${XDG_CACHE_HOME:-$HOME/.cache}/kiln).
+    #[arg(long = "kiln-dir", value_name = "DIR")]
+    pub kiln_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

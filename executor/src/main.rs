@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         Command::Parse(args) => parse(args),
         Command::Warm(args) => build::warm(args),
         Command::Manifest(command) => manifest::run(command),
+        Command::Cache(cli::CacheCommand::Verify(args)) => verify(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -43,6 +44,26 @@ fn main() -> ExitCode {
             ExitCode::from(exit::code(e.as_ref()))
         }
     }
+}
+
+/// `kiln cache verify`.
+fn verify(args: cli::CacheVerifyArgs) -> Result<(), Error> {
+    let dir = options::kiln_dir(args.kiln_dir).map_err(exit::usage)?;
+    let checked = kiln_engine::verify::verify(&dir)
+        .map_err(|e| format!("checking {}: {e}", dir.display()))?
+        .ok_or_else(|| {
+            format!(
+                "{}: a build is using it; try again when it is done",
+                dir.display()
+            )
+        })?;
+    tracing::info!(
+        "{}: {} items whole, {} removed",
+        dir.display(),
+        checked.good,
+        checked.removed.len()
+    );
+    Ok(())
 }
 
 fn exit(code: i32) -> ExitCode {

@@ -162,4 +162,63 @@ fn a_build_killed_at_any_moment_leaves_the_kiln_dir_usable() {
         clean,
         "after the kills, the same image"
     );
+
+    // `kiln cache verify` finds what is broken and removes it: a pulled
+    // blob, a cached layer blob and an extracted layer's index damaged,
+    // and what a killed build left behind.
+    let first_file = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.is_file())
+            .unwrap()
+    };
+    let pulled = first_file(&kiln_dir.join("blobs/sha256"));
+    let cached = first_file(&kiln_dir.join("cache/blobs/sha256"));
+    let layer = std::fs::read_dir(kiln_dir.join("layers/v3"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir() && !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .unwrap();
+    let leftover = kiln_dir.join("tmp/build-left");
+    std::fs::create_dir_all(&leftover).unwrap();
+    for blob in [&pulled, &cached] {
+        let mut bytes = std::fs::read(blob).unwrap();
+        bytes[0] ^= 0xff;
+        std::fs::write(blob, bytes).unwrap();
+    }
+    std::fs::write(
+        layer.join("index.jsonl"),
+        "{\"uncompressed_size\": 1, \"overlay_ready\": true}\n{bad",
+    )
+    .unwrap();
+    let out = kiln()
+        .args(["cache", "verify", "--kiln-dir"])
+        .arg(&kiln_dir)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    for gone in [&pulled, &cached, &layer, &leftover] {
+        assert!(!gone.exists(), "{} was not removed:\n{log}", gone.display());
+    }
+    // The killed builds' own work directories went too.
+    let left: Vec<_> = std::fs::read_dir(kiln_dir.join("tmp"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("build-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(
+        build_digest(
+            ctx.path(),
+            &reg,
+            &kiln_dir,
+            &work.path().join("out-verified")
+        ),
+        clean,
+        "after verify, the same image"
+    );
 }

@@ -48,6 +48,17 @@ pub fn evict(kiln_dir: &Path, max: u64, held: Hold) -> std::io::Result<Option<Ev
     if lock.try_lock().is_err() {
         return Ok(None);
     }
+    // No build runs now: work directories left are those of builds that
+    // were killed.
+    for e in std::fs::read_dir(kiln_dir.join("tmp"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if e.file_name().to_string_lossy().starts_with("build-") {
+            crate::layerstore::remove_tree(&e.path());
+        }
+    }
     let mut units = Vec::new();
     files(&kiln_dir.join("blobs/sha256"), &mut units);
     files(&kiln_dir.join("cache/blobs/sha256"), &mut units);
@@ -150,7 +161,7 @@ fn tree_size(dir: &Path) -> u64 {
 }
 
 /// Drops the local cache's entries whose blobs were removed.
-fn prune_cache_index(dir: &Path) {
+pub(crate) fn prune_cache_index(dir: &Path) {
     if !dir.join("index.json").is_file() {
         return;
     }

@@ -307,6 +307,22 @@ impl LayerStore {
         })
     }
 
+    /// Whether stored layer `hex` reads whole: its index to the end, its
+    /// files' directory there. `Err` says what is wrong.
+    pub fn check(&self, hex: &str) -> Result<(), String> {
+        let dir = self.dir.join(hex);
+        let layer = self
+            .load(&dir)
+            .ok_or_else(|| format!("{} has no readable header", INDEX))?;
+        if !layer.root.is_dir() {
+            return Err("its files' directory is missing".into());
+        }
+        for entry in layer.entries().map_err(|e| e.to_string())? {
+            entry.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
     /// A stored layer: its header line only (entries are read later).
     fn load(&self, dir: &Path) -> Option<StoredLayer> {
         read_header(dir.join("root"), dir.join(INDEX))

@@ -26,6 +26,7 @@ pub mod source;
 mod stage;
 mod step;
 pub mod users;
+pub mod verify;
 mod warm;
 
 pub use cached::SharedSteps;
