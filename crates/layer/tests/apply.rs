@@ -337,3 +337,18 @@ fn describing_matches_extracting() {
     let hostile = tar_of(&[E::File("../escape", b"x")]);
     assert!(describe_layer_to(&hostile[..], "layer", &mut |_| Ok(())).is_err());
 }
+
+/// A whiteout naming `..` (at the top or below) and an opaque marker on
+/// the root itself change nothing outside the root; the first is refused.
+#[test]
+fn whiteouts_of_dot_dot_and_an_opaque_root_stay_inside() {
+    for entries in [
+        vec![E::File(".wh...", b"")],
+        vec![E::Dir("a/"), E::File("a/.wh...", b"")],
+        vec![E::File(".wh..wh..opq", b""), E::File("x", b"y")],
+    ] {
+        let s = Sandbox::new();
+        let _ = extract_layer(&tar_of(&entries)[..], &s.root(), "layer");
+        s.assert_outside_untouched();
+    }
+}
