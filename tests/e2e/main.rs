@@ -11,6 +11,7 @@ use kiln_test_support as support;
 mod docker;
 mod dropin;
 mod errors;
+mod escapes;
 mod faults;
 mod features;
 mod lazy;

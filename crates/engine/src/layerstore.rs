@@ -349,7 +349,11 @@ fn read_header(root: PathBuf, index: PathBuf) -> Option<StoredLayer> {
 /// hold read-only directories).
 pub(crate) fn remove_tree(dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    for e in walkdir::WalkDir::new(dir).into_iter().flatten() {
+    for e in walkdir::WalkDir::new(dir)
+        .follow_root_links(false)
+        .into_iter()
+        .flatten()
+    {
         if e.file_type().is_dir() {
             let _ = std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o755));
         }

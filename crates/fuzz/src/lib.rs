@@ -48,7 +48,9 @@ pub fn word_expansion(data: &[u8]) {
 /// A `.dockerignore`, then paths tried against it.
 pub fn dockerignore(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let (patterns, paths) = text.split_once("\n---\n").unwrap_or((&text, "a/b/c\n.git\nx.txt"));
+    let (patterns, paths) = text
+        .split_once("\n---\n")
+        .unwrap_or((&text, "a/b/c\n.git\nx.txt"));
     let Ok(m) = kiln_engine::ignore::IgnoreMatcher::parse(patterns) else {
         return;
     };

@@ -540,6 +540,14 @@ pub fn clean_entry_path(raw: &str) -> Result<Option<String>, String> {
 /// The real path of directory `rel` inside `root`, symlinks resolved as if
 /// `root` were `/` (so they cannot lead out).
 fn resolve_inside(root: &Path, rel: &str) -> Result<PathBuf, String> {
+    path_in_root(root, rel, true)
+}
+
+/// The host path of `path` (absolute in the image, or relative) inside
+/// `root`, symlinks on the way resolved as if `root` were `/` (absolute
+/// targets start from it, `..` stops at it): what a process chrooted into
+/// `root` would reach. With `follow_last` false a final symlink is kept.
+pub fn path_in_root(root: &Path, path: &str, follow_last: bool) -> Result<PathBuf, String> {
     let readlink = |p: &str| {
         let path = root.join(p);
         let md = fs::symlink_metadata(&path).ok()?;
@@ -551,7 +559,7 @@ fn resolve_inside(root: &Path, rel: &str) -> Result<PathBuf, String> {
             .map(|t| t.to_string_lossy().into_owned())
     };
     let resolved =
-        resolve_in_root(rel, true, readlink).ok_or("too many levels of symbolic links")?;
+        resolve_in_root(path, follow_last, readlink).ok_or("too many levels of symbolic links")?;
     Ok(if resolved.is_empty() {
         root.to_path_buf()
     } else {

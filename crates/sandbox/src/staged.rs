@@ -9,10 +9,23 @@ use crate::SandboxError;
 use std::path::{Path, PathBuf};
 
 /// What staging made: the topmost path created for each mount, and the
-/// writable sources to copy back.
+/// writable sources to copy back (image paths: the step may have changed
+/// what they resolve to, so they are resolved again at the end).
 pub(crate) struct Staged {
-    created: Vec<PathBuf>,
-    write_back: Vec<(PathBuf, PathBuf)>,
+    root: PathBuf,
+    created: Vec<String>,
+    write_back: Vec<(String, PathBuf)>,
+}
+
+/// Image path `path` inside `root`, a final symlink kept.
+fn in_root(root: &Path, path: &str) -> Result<PathBuf, SandboxError> {
+    kiln_layer::apply::path_in_root(root, path, false)
+        .map_err(|e| SandboxError::Unavailable(format!("mount target {path}: {e}")))
+}
+
+/// `path` of the host as an image path under `root` (for what staging made).
+fn image_path(root: &Path, path: &Path) -> String {
+    format!("/{}", path.strip_prefix(root).unwrap_or(path).display())
 }
 
 fn io(what: String) -> impl FnOnce(std::io::Error) -> SandboxError {
@@ -48,11 +61,14 @@ fn remove(path: &Path) -> std::io::Result<()> {
 
 pub(crate) fn stage(root: &Path, mounts: &[StepMount]) -> Result<Staged, SandboxError> {
     let mut staged = Staged {
+        root: root.to_path_buf(),
         created: Vec::new(),
         write_back: Vec::new(),
     };
     for m in mounts {
-        let target = root.join(m.target.trim_start_matches('/'));
+        // As the step will see it: symlinks on the way (the image's, or an
+        // earlier step's) resolve inside the root, never to the host.
+        let target = in_root(root, &m.target)?;
         // The topmost missing ancestor is what to remove afterwards.
         let mut top = target.clone();
         while let Some(parent) = top.parent() {
@@ -79,14 +95,18 @@ pub(crate) fn stage(root: &Path, mounts: &[StepMount]) -> Result<Staged, Sandbox
                 }
                 copy_tree(path, &target).map_err(io(format!("staging {}", m.target)))?;
                 if *writable {
-                    staged.write_back.push((target.clone(), path.clone()));
+                    staged
+                        .write_back
+                        .push((image_path(root, &target), path.clone()));
                 }
             }
             MountSource::Tmpfs { .. } => {
                 std::fs::create_dir(&target).map_err(io(format!("mount target {}", m.target)))?;
             }
         }
-        staged.created.push(if existed { target } else { top });
+        staged
+            .created
+            .push(image_path(root, if existed { &target } else { &top }));
     }
     Ok(staged)
 }
@@ -95,11 +115,13 @@ impl Staged {
     /// Copy writable mounts back to their sources; remove what staging made.
     pub fn finish(self) -> Result<(), SandboxError> {
         for (target, source) in &self.write_back {
+            let target = in_root(&self.root, target)?;
             remove(source).map_err(io(format!("updating {}", source.display())))?;
-            copy_tree(target, source).map_err(io(format!("updating {}", source.display())))?;
+            copy_tree(&target, source).map_err(io(format!("updating {}", source.display())))?;
         }
         for path in self.created.iter().rev() {
-            remove(path).map_err(io(format!("removing {}", path.display())))?;
+            let path = in_root(&self.root, path)?;
+            remove(&path).map_err(io(format!("removing {}", path.display())))?;
         }
         Ok(())
     }

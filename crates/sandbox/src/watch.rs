@@ -68,7 +68,10 @@ impl Watcher {
 
     /// Watch `dir` and every directory below it; false at the watch limit.
     fn watch_tree(&mut self, dir: &Path) -> bool {
-        let mut it = walkdir::WalkDir::new(dir).follow_links(false).into_iter();
+        let mut it = walkdir::WalkDir::new(dir)
+            .follow_links(false)
+            .follow_root_links(false)
+            .into_iter();
         while let Some(entry) = it.next() {
             let Ok(e) = entry else { continue };
             if !e.file_type().is_dir() {
@@ -210,7 +213,10 @@ impl Watcher {
                 if !self.watch_tree(path) {
                     return None;
                 }
-                let mut it = walkdir::WalkDir::new(path).follow_links(false).into_iter();
+                let mut it = walkdir::WalkDir::new(path)
+                    .follow_links(false)
+                    .follow_root_links(false)
+                    .into_iter();
                 while let Some(entry) = it.next() {
                     let Ok(e) = entry else { continue };
                     if self.skipped(e.path()) {

@@ -194,7 +194,12 @@ fn parallel_walk<T: Send>(
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let Some(top) = tops.get(i) else { break };
                 let mut local = Vec::new();
-                let mut it = walkdir::WalkDir::new(top).follow_links(false).into_iter();
+                // A top-level symlink is an entry, not a way out: walkdir follows a
+                // root that is a link unless told not to.
+                let mut it = walkdir::WalkDir::new(top)
+                    .follow_links(false)
+                    .follow_root_links(false)
+                    .into_iter();
                 while let Some(e) = it.next() {
                     let e = match e {
                         Ok(e) => e,

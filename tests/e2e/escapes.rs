@@ -1,0 +1,154 @@
+//! Escape attempts: a build may change nothing outside its own
+//! directories, whatever its Dockerfile and base image do. Each test
+//! keeps a sentinel outside and checks it (content and listing) after.
+
+use crate::common::*;
+use crate::registry::reg_args;
+use crate::run::chroot_registry_and_base;
+use std::path::Path;
+
+/// A host folder with a file, and a check that both are as they were.
+struct Sentinel {
+    dir: tempfile::TempDir,
+}
+
+impl Sentinel {
+    fn new() -> Sentinel {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["cache", "bind", "tmp"] {
+            std::fs::create_dir(dir.path().join(sub)).unwrap();
+            write(&dir.path().join(sub).join("precious"), "host data\n");
+        }
+        Sentinel { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn assert_untouched(&self, what: &str) {
+        let mut listing: Vec<String> = walk(self.path());
+        listing.sort();
+        assert_eq!(
+            listing,
+            [
+                "bind",
+                "bind/precious",
+                "cache",
+                "cache/precious",
+                "tmp",
+                "tmp/precious"
+            ],
+            "{what}: the host folder changed"
+        );
+        for sub in ["cache", "bind", "tmp"] {
+            assert_eq!(
+                std::fs::read_to_string(self.path().join(sub).join("precious")).unwrap(),
+                "host data\n",
+                "{what}"
+            );
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&e.path()).into_iter().map(|n| format!("{name}/{n}")));
+        }
+        out.push(name);
+    }
+    out
+}
+
+/// In chroot mode, mounts are copied into the stage's folder. A symlink in
+/// the image (made by the base or an earlier RUN, absolute or through
+/// `..`) on the way to a mount's target must resolve inside the root, as
+/// it would in the chroot: never to the host's folder of the same name,
+/// when staging or when cleaning up.
+#[test]
+fn mount_targets_behind_symlinks_stay_in_the_root() {
+    let Some((reg, base)) = chroot_registry_and_base() else {
+        return;
+    };
+    let host = Sentinel::new();
+    let h = host.path().display().to_string();
+    for link in [h.clone(), format!("../../../../../../..{h}")] {
+        let ctx = tempfile::tempdir().unwrap();
+        write(&ctx.path().join("data"), "from the context\n");
+        write(
+            &ctx.path().join("Dockerfile"),
+            &format!(
+                "FROM {base}\nRUN ln -s {link} /a\n\
+                 RUN --mount=type=cache,target=/a/cache --mount=type=bind,source=data,target=/a/bind/precious \
+                 --mount=type=tmpfs,target=/a/tmp echo in > /a/cache/new && cat /a/bind/precious > /seen\n"
+            ),
+        );
+        let out = tempfile::tempdir().unwrap();
+        let log = kiln_build(ctx.path())
+            .oci_layout(&out.path().join("l"))
+            .args(reg_args(&reg))
+            .args(["--isolation", "chroot"])
+            .ok();
+        host.assert_untouched(&format!("link {link}:\n{log}"));
+        let bundle = umoci_unpack(&out.path().join("l"), "latest");
+        let root = bundle.path().join("b/rootfs");
+        assert_eq!(
+            std::fs::read_to_string(root.join("seen")).unwrap(),
+            "from the context\n",
+            "the bind showed the context's file"
+        );
+    }
+}
+
+/// In chroot mode a step's changes come from a walk of the stage's folder:
+/// a symlink the step made to a host folder is a symlink in the layer,
+/// never the host folder's files.
+#[test]
+fn a_symlink_to_a_host_folder_is_not_followed_by_the_snapshot() {
+    let Some((reg, base)) = chroot_registry_and_base() else {
+        return;
+    };
+    let host = Sentinel::new();
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        &ctx.path().join("Dockerfile"),
+        &format!("FROM {base}\nRUN ln -s {} /leak\n", host.path().display()),
+    );
+    let out = tempfile::tempdir().unwrap();
+    kiln_build(ctx.path())
+        .oci_layout(&out.path().join("l"))
+        .args(reg_args(&reg))
+        .args(["--isolation", "chroot"])
+        .ok();
+    host.assert_untouched("snapshot");
+    let bundle = umoci_unpack(&out.path().join("l"), "latest");
+    let leak = bundle.path().join("b/rootfs/leak");
+    assert!(
+        std::fs::symlink_metadata(&leak)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "/leak is a symlink in the image"
+    );
+    // The step's layer: the link alone, nothing under it.
+    let layout = out.path().join("l");
+    let index = json(&std::fs::read_to_string(layout.join("index.json")).unwrap());
+    let blob = |digest: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let manifest = json(
+        &std::fs::read_to_string(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
+    );
+    let layers = manifest["layers"].as_array().unwrap();
+    let top = blob(layers.last().unwrap()["digest"].as_str().unwrap());
+    let listing = run_ok(tool("tar").arg("-tzf").arg(&top));
+    assert!(
+        listing.lines().any(|l| l == "leak") && !listing.contains("leak/"),
+        "{listing}"
+    );
+}
