@@ -5,8 +5,11 @@
 
 use std::path::Path;
 
+/// A target: it takes any bytes and must only return.
+pub type Target = fn(&[u8]);
+
 /// The targets, by the name of their corpus folder.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("dockerfile", dockerfile),
     ("word_expansion", word_expansion),
     ("dockerignore", dockerignore),
