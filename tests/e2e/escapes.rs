@@ -152,3 +152,84 @@ fn a_symlink_to_a_host_folder_is_not_followed_by_the_snapshot() {
         "{listing}"
     );
 }
+
+/// A step sees no descriptor kiln left open: every one it has is its
+/// stdin (/dev/null), its output pipes, or what it opened itself.
+#[test]
+fn a_step_inherits_no_descriptor_of_kilns() {
+    let Some((reg, base)) = chroot_registry_and_base() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    write(
+        &ctx.join("Dockerfile"),
+        &format!("FROM {base}\nRUN ls -l /proc/self/fd/ > /fds\n"),
+    );
+    open_to_nobody(&[work.path(), &ctx], &[&ctx.join("Dockerfile")]);
+    // chroot mode has no /proc to look in; namespaces (as root and as
+    // uid 65534) do.
+    for isolation in ["auto", "unprivileged"] {
+        let out = open_dir(&work.path().join(format!("out-{isolation}")));
+        kiln_build_isolated(isolation, &ctx, work.path())
+            .oci_layout(&out.join("l"))
+            .args(reg_args(&reg))
+            .ok();
+        let bundle = umoci_unpack(&out.join("l"), "latest");
+        let fds = std::fs::read_to_string(bundle.path().join("b/rootfs/fds")).unwrap();
+        for line in fds.lines().filter(|l| l.contains(" -> ")) {
+            let target = line.rsplit(" -> ").next().unwrap();
+            assert!(
+                target == "/dev/null"
+                    || target == "/fds"
+                    || target.starts_with("pipe:")
+                    || (target.starts_with("/proc/") && target.ends_with("/fd")),
+                "{isolation}: a descriptor kiln left open: {line}\n{fds}"
+            );
+        }
+        assert!(fds.contains(" -> /fds"), "{isolation}: {fds}");
+    }
+}
+
+/// Two builds at once share a cache mount a step fills with a link to a
+/// host folder and writes through: kiln stages, copies back and cleans
+/// the mount without ever following it (chroot mode copies; namespaces
+/// bind it, where the link resolves inside the step's root).
+#[test]
+fn racing_cache_mounts_never_reach_the_host() {
+    let Some((reg, base)) = chroot_registry_and_base() else {
+        return;
+    };
+    let host = Sentinel::new();
+    let h = host.path().display();
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        &ctx.path().join("Dockerfile"),
+        &format!(
+            "FROM {base}\nRUN --mount=type=cache,id=race,target=/c,sharing=shared \
+             ln -sfn {h} /c/link; echo pwned > /c/link/cache/precious; \
+             rm -rf /c/link/bind; ln -sfn {h}/tmp /c/tmp; true\n"
+        ),
+    );
+    let state = tempfile::tempdir().unwrap();
+    for isolation in ["chroot", "auto"] {
+        std::thread::scope(|s| {
+            for i in 0..2 {
+                let (ctx, reg, state) = (ctx.path(), &reg, state.path());
+                s.spawn(move || {
+                    let out = tempfile::tempdir().unwrap();
+                    kiln_build(ctx)
+                        .oci_layout(&out.path().join("l"))
+                        .args(reg_args(reg))
+                        .args(["--isolation", isolation])
+                        .arg("--kiln-dir")
+                        .arg(state)
+                        .env("KILN_RACE", i.to_string())
+                        .ok();
+                });
+            }
+        });
+        host.assert_untouched(isolation);
+    }
+}
