@@ -233,3 +233,44 @@ fn racing_cache_mounts_never_reach_the_host() {
         host.assert_untouched(isolation);
     }
 }
+
+/// A bind mount's source that names a host folder (absolute, or through
+/// `..`) is resolved inside the context (or the stage it comes from):
+/// the host folder is never shown to the step (Buildah's CVE-2024-1753).
+#[test]
+fn bind_sources_cannot_leave_their_root() {
+    let Some((reg, base)) = chroot_registry_and_base() else {
+        return;
+    };
+    let host = Sentinel::new();
+    let h = host.path().display().to_string();
+    for source in [h.clone(), format!("../../../../../../..{h}")] {
+        for from in ["", ",from=made"] {
+            let ctx = tempfile::tempdir().unwrap();
+            write(
+                &ctx.path().join("Dockerfile"),
+                &format!(
+                    "FROM {base} AS made\nRUN echo made > /made\n\
+                     FROM {base}\nRUN --mount=type=bind{from},source={source},target=/m \
+                     cat /m/bind/precious > /stolen 2>/dev/null || echo none > /stolen\n"
+                ),
+            );
+            for isolation in ["chroot", "auto"] {
+                let out = tempfile::tempdir().unwrap();
+                let result = kiln_build(ctx.path())
+                    .oci_layout(&out.path().join("l"))
+                    .args(reg_args(&reg))
+                    .args(["--isolation", isolation])
+                    .output();
+                let what = format!("{isolation}, source={source}{from}");
+                host.assert_untouched(&what);
+                if result.status.success() {
+                    let bundle = umoci_unpack(&out.path().join("l"), "latest");
+                    let stolen =
+                        std::fs::read_to_string(bundle.path().join("b/rootfs/stolen")).unwrap();
+                    assert_eq!(stolen, "none\n", "{what}: the host folder was shown");
+                }
+            }
+        }
+    }
+}
