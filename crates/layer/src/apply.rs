@@ -149,7 +149,8 @@ pub fn extract_layer_to(
             sink(record(AppliedKind::Opaque, parent_rel)).map_err(recorded)?;
             continue;
         }
-        if let Some(hidden) = name.strip_prefix(".wh.") {
+        if let Some(hidden) = whiteout_of(&name) {
+            let hidden = hidden.map_err(|m| invalid(&raw, m))?;
             if options.overlay_markers {
                 let dir = ensure_dir_inside(root, &parent_rel).map_err(|m| invalid(&raw, m))?;
                 let target = dir.join(hidden);
@@ -319,6 +320,18 @@ pub fn extract_layer_to(
     })
 }
 
+/// The name a whiteout entry (`.wh.NAME`) hides; `None` for any other
+/// entry. `.`, `..` and an empty name are refused: they would name the
+/// directory itself or its parent (extraction would replace the folder
+/// above the layer's root with the whiteout's device).
+fn whiteout_of(name: &str) -> Option<Result<&str, String>> {
+    let hidden = name.strip_prefix(".wh.")?;
+    Some(match hidden {
+        "" | "." | ".." => Err(format!("a whiteout of {hidden:?}")),
+        h => Ok(h),
+    })
+}
+
 /// What a tar entry says of itself, before anything is written.
 struct EntryMeta {
     raw: String,
@@ -410,7 +423,8 @@ pub fn describe_layer_to(
             sink(record(AppliedKind::Opaque, m.parent_rel.clone())).map_err(recorded)?;
             continue;
         }
-        if let Some(hidden) = m.name.strip_prefix(".wh.") {
+        if let Some(hidden) = whiteout_of(&m.name) {
+            let hidden = hidden.map_err(invalid)?;
             let path = match m.parent_rel.as_str() {
                 "" => hidden.to_string(),
                 p => format!("{p}/{hidden}"),

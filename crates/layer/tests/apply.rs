@@ -338,17 +338,39 @@ fn describing_matches_extracting() {
     assert!(describe_layer_to(&hostile[..], "layer", &mut |_| Ok(())).is_err());
 }
 
-/// A whiteout naming `..` (at the top or below) and an opaque marker on
-/// the root itself change nothing outside the root; the first is refused.
+/// A whiteout naming `..` or `.` (at the top or below) is refused and an
+/// opaque marker on the root itself stays inside, extracted as the layer
+/// store extracts (whiteouts written as overlay devices). The fuzzer found
+/// the first: a top-level `.wh...` replaced the folder above the root.
 #[test]
 fn whiteouts_of_dot_dot_and_an_opaque_root_stay_inside() {
-    for entries in [
+    use kiln_layer::apply::{describe_layer_to, extract_layer_to, ExtractOptions};
+    let refused = [
         vec![E::File(".wh...", b"")],
         vec![E::Dir("a/"), E::File("a/.wh...", b"")],
-        vec![E::File(".wh..wh..opq", b""), E::File("x", b"y")],
-    ] {
+        vec![E::File(".wh..", b"")],
+        vec![E::File(".wh.", b"")],
+    ];
+    for (i, entries) in refused.iter().enumerate() {
         let s = Sandbox::new();
-        let _ = extract_layer(&tar_of(&entries)[..], &s.root(), "layer");
+        let tar = tar_of(entries);
+        let markers = ExtractOptions {
+            overlay_markers: true,
+        };
+        let r = extract_layer_to(&tar[..], &s.root(), "layer", &markers, &mut |_| Ok(()));
+        assert!(r.is_err(), "{i}: extracted");
+        assert!(
+            describe_layer_to(&tar[..], "layer", &mut |_| Ok(())).is_err(),
+            "{i}"
+        );
         s.assert_outside_untouched();
+        assert!(s.root().is_dir(), "{i}: the root is gone");
     }
+    let s = Sandbox::new();
+    let opaque = tar_of(&[E::File(".wh..wh..opq", b""), E::File("x", b"y")]);
+    let markers = ExtractOptions {
+        overlay_markers: true,
+    };
+    extract_layer_to(&opaque[..], &s.root(), "layer", &markers, &mut |_| Ok(())).unwrap();
+    s.assert_outside_untouched();
 }
