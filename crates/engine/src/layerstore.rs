@@ -32,6 +32,23 @@ impl StoredLayer {
         &self.index
     }
 
+    /// Whether `other` lists the same entries (headers aside).
+    pub fn same_entries(&self, other: &StoredLayer) -> Result<bool, LayerStoreError> {
+        let mut a = self.entries()?;
+        let mut b = other.entries()?;
+        loop {
+            match (a.next(), b.next()) {
+                (None, None) => return Ok(true),
+                (Some(x), Some(y)) => {
+                    if x? != y? {
+                        return Ok(false);
+                    }
+                }
+                _ => return Ok(false),
+            }
+        }
+    }
+
     /// `root` when it can be an overlay lower layer.
     pub fn overlay_ready_dir(&self) -> Option<PathBuf> {
         self.overlay_ready.then(|| self.root.clone())
@@ -359,4 +376,42 @@ pub(crate) fn remove_tree(dir: &Path) {
         }
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An index as the cache could give it: header, then entry lines.
+    fn index(dir: &Path, name: &str, header: &str, lines: &[&str]) -> StoredLayer {
+        let path = dir.join(name);
+        let mut text = format!("{header}\n");
+        for l in lines {
+            text.push_str(l);
+            text.push('\n');
+        }
+        std::fs::write(&path, text).unwrap();
+        let store = LayerStore::new(dir);
+        store
+            .described(&format!("sha256:{}", "a".repeat(64)), path)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_description_matches_only_the_same_entries() {
+        let d = tempfile::tempdir().unwrap();
+        let dir_a = r#"{"path":"a","kind":{"Node":"Dir"},"mode":493,"uid":0,"gid":0,"mtime":0}"#;
+        let link_a = r#"{"path":"a","kind":{"Node":{"Symlink":"/etc"}},"mode":511,"uid":0,"gid":0,"mtime":0}"#;
+        let file = r#"{"path":"a/b","kind":{"Node":{"File":{"size":1}}},"mode":420,"uid":0,"gid":0,"mtime":0}"#;
+        let h1 = r#"{"uncompressed_size":1,"overlay_ready":true}"#;
+        let h2 = r#"{"uncompressed_size":1,"overlay_ready":false}"#;
+        let real = index(d.path(), "real", h1, &[dir_a, file]);
+        let same = index(d.path(), "same", h2, &[dir_a, file]);
+        let lying = index(d.path(), "lying", h1, &[link_a, file]);
+        let short = index(d.path(), "short", h1, &[dir_a]);
+        assert!(real.same_entries(&same).unwrap(), "headers aside");
+        assert!(!real.same_entries(&lying).unwrap());
+        assert!(!real.same_entries(&short).unwrap());
+        assert!(!short.same_entries(&real).unwrap());
+    }
 }

@@ -50,7 +50,7 @@ pub struct StageState {
     /// Layers (places in `layers`) the tree holds as their index in the
     /// cache described them, their files not extracted yet: fetched and
     /// extracted before a step reads files.
-    described: Vec<usize>,
+    described: Vec<(usize, StoredLayer)>,
     /// Declared ARGs with values, visible to this stage's steps.
     pub args: BTreeMap<String, String>,
     pub cmd_set: bool,
@@ -181,7 +181,7 @@ impl StageState {
             let layer = &mut self.layers[first + i];
             let s = match d {
                 Some(d) => {
-                    self.described.push(first + i);
+                    self.described.push((first + i, d.clone()));
                     d
                 }
                 None => {
@@ -206,10 +206,9 @@ impl StageState {
             return Ok(());
         }
         let places = std::mem::take(&mut self.described);
-        let blobs: Vec<&LayerBlob> = places.iter().map(|&i| &self.layers[i].blob).collect();
-        let stored = layers.extract_all(&blobs)?;
-        for (&i, s) in places.iter().zip(stored) {
-            self.layers[i].dir = s.overlay_ready_dir();
+        let stored = extract_and_match(&places, &self.layers, layers)?;
+        for ((i, _), s) in places.iter().zip(stored) {
+            self.layers[*i].dir = s.overlay_ready_dir();
         }
         Ok(())
     }
@@ -220,12 +219,7 @@ impl StageState {
     pub fn files(&self, layers: &LayerAccess) -> Result<&FsTree, StepFailure> {
         if !self.described.is_empty() {
             // The tree names files these layers hold: extract them.
-            let blobs: Vec<&LayerBlob> = self
-                .described
-                .iter()
-                .map(|&i| &self.layers[i].blob)
-                .collect();
-            layers.extract_all(&blobs)?;
+            extract_and_match(&self.described, &self.layers, layers)?;
         }
         if self.applied == self.layers.len() {
             return Ok(&self.tree);
@@ -240,6 +234,30 @@ impl StageState {
             .get()
             .ok_or_else(|| StepFailure::from("the stage's files went missing".to_string()))
     }
+}
+
+/// Extracts the described layers, each checked against its description:
+/// the tree was built from the description (an index the cache gave,
+/// which nothing else vouches for), and its files must be what the layer
+/// holds; a symlink where the index said a folder would lead reads of
+/// the tree's files elsewhere.
+fn extract_and_match(
+    described: &[(usize, StoredLayer)],
+    all: &[Layer],
+    layers: &LayerAccess,
+) -> Result<Vec<StoredLayer>, StepFailure> {
+    let blobs: Vec<&LayerBlob> = described.iter().map(|(i, _)| &all[*i].blob).collect();
+    let stored = layers.extract_all(&blobs)?;
+    for ((i, d), s) in described.iter().zip(&stored) {
+        if !d.same_entries(s)? {
+            return Err(format!(
+                "layer {}: its files are not what the cached index described; remove the cache entry (or build with --no-cache)",
+                all[*i].blob.digest
+            )
+            .into());
+        }
+    }
+    Ok(stored)
 }
 
 fn blobs_of(layers: &[Layer]) -> Vec<&LayerBlob> {
