@@ -536,6 +536,17 @@ pub fn open_to_nobody(dirs: &[&Path], files: &[&Path]) {
     }
 }
 
+/// A work folder with a context (`work/ctx`) holding `dockerfile`, both
+/// open to uid 65534.
+pub fn context_open_to_nobody(dockerfile: &str) -> (tempfile::TempDir, PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    write(&ctx.join("Dockerfile"), dockerfile);
+    open_to_nobody(&[work.path(), &ctx], &[&ctx.join("Dockerfile")]);
+    (work, ctx)
+}
+
 /// A new output folder any test user can write.
 pub fn open_dir(path: &Path) -> PathBuf {
     std::fs::create_dir_all(path).unwrap();

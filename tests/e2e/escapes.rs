@@ -160,14 +160,8 @@ fn a_step_inherits_no_descriptor_of_kilns() {
     let Some((reg, base)) = chroot_registry_and_base() else {
         return;
     };
-    let work = tempfile::tempdir().unwrap();
-    let ctx = work.path().join("ctx");
-    std::fs::create_dir(&ctx).unwrap();
-    write(
-        &ctx.join("Dockerfile"),
-        &format!("FROM {base}\nRUN ls -l /proc/self/fd/ > /fds\n"),
-    );
-    open_to_nobody(&[work.path(), &ctx], &[&ctx.join("Dockerfile")]);
+    let (work, ctx) =
+        context_open_to_nobody(&format!("FROM {base}\nRUN ls -l /proc/self/fd/ > /fds\n"));
     // chroot mode has no /proc to look in; namespaces (as root and as
     // uid 65534) do.
     for isolation in ["auto", "unprivileged"] {

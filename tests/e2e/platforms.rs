@@ -200,14 +200,9 @@ fn two_platforms_in_one_build_make_an_index() {
     if !arm64_emulated() {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    let ctx = work.path().join("ctx");
-    std::fs::create_dir(&ctx).unwrap();
-    write(
-        &ctx.join("Dockerfile"),
-        &format!("FROM {base}\nARG TARGETARCH\nRUN echo \"$(uname -m) $TARGETARCH\" > /arch\n"),
-    );
-    open_to_nobody(&[work.path(), &ctx], &[&ctx.join("Dockerfile")]);
+    let (work, ctx) = context_open_to_nobody(&format!(
+        "FROM {base}\nARG TARGETARCH\nRUN echo \"$(uname -m) $TARGETARCH\" > /arch\n"
+    ));
     for isolation in ["unprivileged", "chroot"] {
         let dest = format!("{}/app/arch:{isolation}", reg.addr);
         let log = kiln_build_isolated(isolation, &ctx, work.path())

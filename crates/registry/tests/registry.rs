@@ -300,13 +300,8 @@ fn transient_failures_are_retried_then_reported() {
         );
         // Faults beyond the budget: a clear error, nothing half-stored.
         let proxy = FaultProxy::start(&reg.addr, "/blobs/sha256:", fault, 100);
-        let via = Reference::parse(&format!("{}/flaky/app:v1", proxy.addr)).unwrap();
+        let (client, via) = through(&proxy, "flaky/app:v1");
         let store = BlobStore::new(work.path().join(format!("bad{i}")));
-        let client = Client::new(RegistryOptions {
-            insecure_registries: vec![proxy.addr.clone()],
-            pull_retries: 1,
-            ..Default::default()
-        });
         let err = pull(&client, &store, &via, &platform())
             .unwrap_err()
             .to_string();
@@ -316,6 +311,18 @@ fn transient_failures_are_retried_then_reported() {
         );
         assert!(!store.contains(&img.config_digest));
     }
+}
+
+/// A client of the registry behind `proxy` with one retry, and `image`
+/// there.
+fn through(proxy: &support::FaultProxy, image: &str) -> (Client, Reference) {
+    let client = Client::new(RegistryOptions {
+        insecure_registries: vec![proxy.addr.clone()],
+        pull_retries: 1,
+        ..Default::default()
+    });
+    let via = Reference::parse(&format!("{}/{image}", proxy.addr)).unwrap();
+    (client, via)
 }
 
 /// A blob whose bytes arrive changed is never stored or used.
@@ -332,13 +339,8 @@ fn corrupted_blobs_are_refused_and_never_stored() {
     )
     .unwrap();
     let proxy = FaultProxy::start(&reg.addr, "/blobs/sha256:", Fault::CorruptedBody, 100);
-    let via = Reference::parse(&format!("{}/c/app:v1", proxy.addr)).unwrap();
+    let (client, via) = through(&proxy, "c/app:v1");
     let store = BlobStore::new(work.path().join("s"));
-    let client = Client::new(RegistryOptions {
-        insecure_registries: vec![proxy.addr.clone()],
-        pull_retries: 1,
-        ..Default::default()
-    });
     let err = pull(&client, &store, &via, &platform())
         .unwrap_err()
         .to_string();
