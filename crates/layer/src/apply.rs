@@ -11,12 +11,15 @@ use crate::archive::open_archive;
 use crate::entry::Content;
 use crate::file::FileKind;
 use crate::hashing::HashingReader;
+use crate::records::{entry_meta, link_name, whiteout_of, EntryMeta};
 use crate::LayerError;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+pub use crate::records::describe_layer_to;
 
 /// What one tar entry did to the directory.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -318,167 +321,6 @@ pub fn extract_layer_to(
         uncompressed_size,
         overlay_ready: options.overlay_markers && overlay_ready,
     })
-}
-
-/// The name a whiteout entry (`.wh.NAME`) hides; `None` for any other
-/// entry. `.`, `..` and an empty name are refused: they would name the
-/// directory itself or its parent (extraction would replace the folder
-/// above the layer's root with the whiteout's device).
-fn whiteout_of(name: &str) -> Option<Result<&str, String>> {
-    let hidden = name.strip_prefix(".wh.")?;
-    Some(match hidden {
-        "" | "." | ".." => Err(format!("a whiteout of {hidden:?}")),
-        h => Ok(h),
-    })
-}
-
-/// What a tar entry says of itself, before anything is written.
-struct EntryMeta {
-    raw: String,
-    /// Clean, relative.
-    rel: String,
-    parent_rel: String,
-    name: String,
-    header: tar::Header,
-    /// The entry's record, its kind still to be set.
-    record: AppliedEntry,
-}
-
-/// Reads an entry's path, header and xattrs; `None` for the root itself.
-fn entry_meta<R: Read>(
-    entry: &mut tar::Entry<R>,
-    what: &str,
-) -> Result<Option<EntryMeta>, LayerError> {
-    let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-    let rel = match clean_entry_path(&raw) {
-        Ok(Some(rel)) => rel,
-        Ok(None) => return Ok(None),
-        Err(m) => {
-            return Err(LayerError::InvalidEntry {
-                path: format!("{what}: {raw}"),
-                message: m,
-            })
-        }
-    };
-    let header = entry.header().clone();
-    let mut xattrs = BTreeMap::new();
-    if let Ok(Some(exts)) = entry.pax_extensions() {
-        for ext in exts.flatten() {
-            if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
-                xattrs.insert(name.to_string(), ext.value_bytes().to_vec());
-            }
-        }
-    }
-    let (parent_rel, name) = match rel.rsplit_once('/') {
-        Some((p, n)) => (p.to_string(), n.to_string()),
-        None => (String::new(), rel.clone()),
-    };
-    let record = AppliedEntry {
-        path: rel.clone(),
-        kind: AppliedKind::Opaque,
-        mode: header.mode().unwrap_or(0o644) & 0o7777,
-        uid: header.uid().unwrap_or(0),
-        gid: header.gid().unwrap_or(0),
-        mtime: header.mtime().unwrap_or(0) as i64,
-        xattrs,
-    };
-    Ok(Some(EntryMeta {
-        raw,
-        rel,
-        parent_rel,
-        name,
-        header,
-        record,
-    }))
-}
-
-/// The records [`extract_layer_to`] would hand `sink`, from the tar alone:
-/// nothing is written (each file's content stays where the blob is; its
-/// owner extracts the layer when the bytes are wanted). Checks the same
-/// paths and returns the diff_id and size; `overlay_ready` is false.
-pub fn describe_layer_to(
-    input: impl Read,
-    what: &str,
-    sink: &mut dyn FnMut(AppliedEntry) -> std::io::Result<()>,
-) -> Result<Extracted, LayerError> {
-    let recorded = |e: std::io::Error| LayerError::io(format!("recording {what}"), e);
-    let reading = |e: std::io::Error| LayerError::io(format!("reading {what}"), e);
-    let (_, reader) = open_archive(input).map_err(reading)?;
-    let mut archive = tar::Archive::new(HashingReader::new(reader));
-    for entry in archive.entries().map_err(reading)? {
-        let mut entry = entry.map_err(reading)?;
-        let Some(m) = entry_meta(&mut entry, what)? else {
-            continue;
-        };
-        let invalid = |message: String| LayerError::InvalidEntry {
-            path: format!("{what}: {}", m.raw),
-            message,
-        };
-        let record = |kind: AppliedKind, path: String| AppliedEntry {
-            path,
-            kind,
-            ..m.record.clone()
-        };
-        if m.name == ".wh..wh..opq" {
-            sink(record(AppliedKind::Opaque, m.parent_rel.clone())).map_err(recorded)?;
-            continue;
-        }
-        if let Some(hidden) = whiteout_of(&m.name) {
-            let hidden = hidden.map_err(invalid)?;
-            let path = match m.parent_rel.as_str() {
-                "" => hidden.to_string(),
-                p => format!("{p}/{hidden}"),
-            };
-            sink(record(AppliedKind::Whiteout, path)).map_err(recorded)?;
-            continue;
-        }
-        let et = m.header.entry_type();
-        let kind = match et {
-            tar::EntryType::Directory => FileKind::Dir,
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                FileKind::File {
-                    content: Content::default(),
-                    size: m.header.size().map_err(reading)?,
-                }
-            }
-            tar::EntryType::Symlink => FileKind::Symlink(link_name(&entry)),
-            tar::EntryType::Link => {
-                let target_raw = link_name(&entry);
-                let target = clean_entry_path(&target_raw)
-                    .map_err(|e| invalid(format!("hard link to {target_raw:?}: {e}")))?
-                    .ok_or_else(|| invalid("hard link to the root".into()))?;
-                FileKind::Hardlink(target)
-            }
-            tar::EntryType::Fifo => FileKind::Fifo,
-            tar::EntryType::Char | tar::EntryType::Block => {
-                let major = m.header.device_major().ok().flatten().unwrap_or(0);
-                let minor = m.header.device_minor().ok().flatten().unwrap_or(0);
-                if et == tar::EntryType::Char {
-                    FileKind::CharDevice { major, minor }
-                } else {
-                    FileKind::BlockDevice { major, minor }
-                }
-            }
-            _ => continue,
-        };
-        sink(record(AppliedKind::Node(kind), m.rel.clone())).map_err(recorded)?;
-    }
-    let mut rest = archive.into_inner();
-    std::io::copy(&mut rest, &mut std::io::sink()).map_err(reading)?;
-    let (diff_id, uncompressed_size) = rest.finish();
-    Ok(Extracted {
-        entries: Vec::new(),
-        diff_id,
-        uncompressed_size,
-        overlay_ready: false,
-    })
-}
-
-fn link_name<R: Read>(entry: &tar::Entry<R>) -> String {
-    entry
-        .link_name_bytes()
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
 }
 
 fn rustix_is_root() -> bool {

@@ -8,6 +8,7 @@ pub mod entry;
 pub mod file;
 pub mod hashing;
 pub mod pgzip;
+mod records;
 pub mod writer;
 
 pub use archive::{detect_compression, open_archive, ArchiveCompression};
