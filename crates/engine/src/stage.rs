@@ -51,6 +51,8 @@ pub struct StageState {
     /// cache described them, their files not extracted yet: fetched and
     /// extracted before a step reads files.
     described: Vec<(usize, StoredLayer)>,
+    /// `described` extracted and checked for readers of the stage.
+    described_on_disk: std::sync::OnceLock<()>,
     /// Declared ARGs with values, visible to this stage's steps.
     pub args: BTreeMap<String, String>,
     pub cmd_set: bool,
@@ -77,6 +79,7 @@ impl StageState {
             applied: 0,
             forced: Default::default(),
             described: Vec::new(),
+            described_on_disk: Default::default(),
             args: BTreeMap::new(),
             cmd_set: false,
             rootfs: None,
@@ -165,6 +168,8 @@ impl StageState {
             return self.force(layers);
         }
         let first = self.applied;
+        // Layers described now are not on disk yet.
+        self.described_on_disk = Default::default();
         let described: Vec<Option<StoredLayer>> = self.layers[first..]
             .iter()
             .map(|l| layers.described(&l.blob))
@@ -217,9 +222,11 @@ impl StageState {
     /// from it): the tree itself, or a copy with the waiting layers
     /// applied, made once.
     pub fn files(&self, layers: &LayerAccess) -> Result<&FsTree, StepFailure> {
-        if !self.described.is_empty() {
-            // The tree names files these layers hold: extract them.
+        if !self.described.is_empty() && self.described_on_disk.get().is_none() {
+            // The tree names files these layers hold: extract them (once:
+            // each check reads both indexes whole).
             extract_and_match(&self.described, &self.layers, layers)?;
+            let _ = self.described_on_disk.set(());
         }
         if self.applied == self.layers.len() {
             return Ok(&self.tree);
@@ -540,6 +547,7 @@ impl ImageSource<'_> {
             applied: 0,
             forced: Default::default(),
             described: Vec::new(),
+            described_on_disk: Default::default(),
             args: BTreeMap::new(),
             cmd_set: false,
             rootfs: None,
