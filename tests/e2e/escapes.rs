@@ -63,11 +63,13 @@ fn walk(dir: &Path) -> Vec<String> {
     out
 }
 
-/// In chroot mode, mounts are copied into the stage's folder. A symlink in
-/// the image (made by the base or an earlier RUN, absolute or through
-/// `..`) on the way to a mount's target must resolve inside the root, as
-/// it would in the chroot: never to the host's folder of the same name,
-/// when staging or when cleaning up.
+/// A symlink in the image (made by the base or an earlier RUN, absolute
+/// or through `..`) on the way to a mount's target resolves inside the
+/// root, as it would for the step: never to the host's folder of that
+/// name, when staging or cleaning up (chroot mode copies mounts in and
+/// out) or when mounting (namespaces mount before entering the root).
+/// The same holds for /etc/resolv.conf and /etc/hosts, which kiln binds
+/// or writes for every step.
 #[test]
 fn mount_targets_behind_symlinks_stay_in_the_root() {
     let Some((reg, base)) = chroot_registry_and_base() else {
@@ -75,15 +77,80 @@ fn mount_targets_behind_symlinks_stay_in_the_root() {
     };
     let host = Sentinel::new();
     let h = host.path().display().to_string();
-    for link in [h.clone(), format!("../../../../../../..{h}")] {
+    for isolation in ["chroot", "auto"] {
+        for link in [h.clone(), format!("../../../../../../..{h}")] {
+            let ctx = tempfile::tempdir().unwrap();
+            write(&ctx.path().join("data"), "from the context\n");
+            // Through COPY: a RUN cannot replace the files kiln binds there.
+            let etc = ctx.path().join("etc");
+            std::fs::create_dir(&etc).unwrap();
+            for name in ["resolv", "hosts"] {
+                let file = if name == "resolv" {
+                    "resolv.conf"
+                } else {
+                    name
+                };
+                std::os::unix::fs::symlink(format!("{link}/tmp/{name}"), etc.join(file)).unwrap();
+            }
+            write(
+                &ctx.path().join("Dockerfile"),
+                &format!(
+                    "FROM {base}\nCOPY etc/ /etc/\nRUN ln -s {link} /a\n\
+                     RUN --mount=type=cache,target=/a/cache --mount=type=bind,source=data,target=/a/bind/precious \
+                     --mount=type=tmpfs,target=/a/tmp --mount=type=cache,target=/a/new/cache \
+                     echo in > /a/cache/new && cat /a/bind/precious > /seen\n"
+                ),
+            );
+            let out = tempfile::tempdir().unwrap();
+            let log = kiln_build(ctx.path())
+                .oci_layout(&out.path().join("l"))
+                .args(reg_args(&reg))
+                .args(["--isolation", isolation])
+                .ok();
+            host.assert_untouched(&format!("{isolation}, link {link}:\n{log}"));
+            let bundle = umoci_unpack(&out.path().join("l"), "latest");
+            let root = bundle.path().join("b/rootfs");
+            assert_eq!(
+                std::fs::read_to_string(root.join("seen")).unwrap(),
+                "from the context\n",
+                "{isolation}: the bind showed the context's file"
+            );
+            // The targets kiln made behind the link are not in the layer.
+            let made = root.join(h.trim_start_matches('/'));
+            assert!(
+                !made.exists(),
+                "{isolation}: {} is in the image: {:?}",
+                made.display(),
+                walk(&root.join("tmp"))
+            );
+        }
+    }
+}
+
+/// In chroot mode kiln writes /etc/resolv.conf and /etc/hosts into the
+/// root for the step and puts the image's back after it. A step that
+/// replaces /etc with a link to a host folder (absolute, or climbing out
+/// with `..` as the host would read it) must not make kiln write or
+/// remove that folder's files.
+#[test]
+fn files_kiln_puts_back_after_a_step_stay_in_the_root() {
+    let Some((reg, base)) = chroot_registry_and_base() else {
+        return;
+    };
+    let host = Sentinel::new();
+    let h = host.path().display().to_string();
+    for link in [format!("{h}/tmp"), format!("../../../../../../..{h}/tmp")] {
         let ctx = tempfile::tempdir().unwrap();
-        write(&ctx.path().join("data"), "from the context\n");
+        write(&ctx.path().join("etc/hosts"), "127.0.0.1 image\n");
+        write(
+            &ctx.path().join("etc/resolv.conf"),
+            "nameserver 192.0.2.1\n",
+        );
         write(
             &ctx.path().join("Dockerfile"),
             &format!(
-                "FROM {base}\nRUN ln -s {link} /a\n\
-                 RUN --mount=type=cache,target=/a/cache --mount=type=bind,source=data,target=/a/bind/precious \
-                 --mount=type=tmpfs,target=/a/tmp echo in > /a/cache/new && cat /a/bind/precious > /seen\n"
+                "FROM {base}\nCOPY etc/ /etc/\nRUN rm -rf /etc && ln -s {link} /etc\n\
+                 RUN mkdir /x && ln -s {link} /dev\n"
             ),
         );
         let out = tempfile::tempdir().unwrap();
@@ -93,13 +160,6 @@ fn mount_targets_behind_symlinks_stay_in_the_root() {
             .args(["--isolation", "chroot"])
             .ok();
         host.assert_untouched(&format!("link {link}:\n{log}"));
-        let bundle = umoci_unpack(&out.path().join("l"), "latest");
-        let root = bundle.path().join("b/rootfs");
-        assert_eq!(
-            std::fs::read_to_string(root.join("seen")).unwrap(),
-            "from the context\n",
-            "the bind showed the context's file"
-        );
     }
 }
 

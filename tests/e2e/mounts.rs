@@ -92,3 +92,39 @@ fn mounts_from_stages_and_images_and_their_inputs_in_the_key() {
         write(&ctx.join("data/file"), "one\n");
     }
 }
+
+/// Directories kiln makes only to hold a mount go again when the step
+/// leaves them empty, and stay when it put files in them, as BuildKit's
+/// mount stubs (`executor/stubs.go`; newer than the reference engine here,
+/// so checked against that rule rather than against docker).
+#[test]
+fn parents_made_for_mounts_stay_only_with_files_in_them() {
+    let Some((reg, base)) = chroot_registry_and_base() else {
+        return;
+    };
+    let (work, ctx) = context_open_to_nobody(&format!(
+        "FROM {base}\n\
+         RUN --mount=type=cache,target=/kept/cache --mount=type=tmpfs,target=/empty/deep/tmp \
+         echo made > /kept/file && ls /empty/deep/tmp\n"
+    ));
+    for isolation in ISOLATIONS {
+        let out = open_dir(&work.path().join(format!("out-{isolation}")));
+        kiln_build_isolated(isolation, &ctx, work.path())
+            .oci_layout(&out.join("l"))
+            .args(reg_args(&reg))
+            .ok();
+        let bundle = umoci_unpack(&out.join("l"), "latest");
+        let root = bundle.path().join("b/rootfs");
+        assert_eq!(
+            std::fs::read_to_string(root.join("kept/file")).unwrap(),
+            "made\n",
+            "{isolation}"
+        );
+        for gone in ["kept/cache", "empty"] {
+            assert!(
+                !root.join(gone).exists(),
+                "{isolation}: /{gone} is in the image"
+            );
+        }
+    }
+}

@@ -7,6 +7,7 @@ pub mod archive;
 pub mod entry;
 pub mod file;
 pub mod hashing;
+pub mod in_root;
 pub mod pgzip;
 mod records;
 pub mod writer;

@@ -7,8 +7,10 @@ use crate::executor::{
     create_dir, host_files, Executor, OutputSink, StageRoot, StepOutcome, StepRequest,
 };
 use crate::spec::{HostFiles, RootSpec, RunSpec};
-use crate::{run_step, sys, SandboxError};
-use std::path::{Path, PathBuf};
+use crate::{run_step, SandboxError};
+use kiln_layer::in_root::{self, NewNode, RootDir};
+use std::os::fd::OwnedFd;
+use std::path::Path;
 
 /// A directory root changed in place: in namespaces (a private copy of
 /// the stage, where overlayfs is unavailable), or with chroot alone.
@@ -96,15 +98,8 @@ fn run_in_directory(
     if let Some(s) = staged {
         s.finish()?;
     }
-    for (path, original) in restore {
-        match original {
-            Some(bytes) => {
-                let _ = std::fs::write(&path, bytes);
-            }
-            None => {
-                let _ = std::fs::remove_file(&path);
-            }
-        }
+    for injected in restore {
+        injected.put_back();
     }
     let out = result?;
     if out.exit_code != 0 {
@@ -147,45 +142,81 @@ fn chroot_hint(root: &Path) -> Option<String> {
     Some(format!("{missing} unavailable in chroot mode (no mounts are permitted here); steps that need them run with --isolation in-place in kiln's image, or with user namespaces"))
 }
 
+/// A file kiln wrote into a chroot's /etc, and what to put back: the
+/// directory is held open, so whatever the step made of /etc (a link to
+/// the host, say), the file put back is the one kiln wrote.
+pub(crate) struct Injected {
+    etc: OwnedFd,
+    name: &'static str,
+    original: Option<Vec<u8>>,
+}
+
+impl Injected {
+    fn put_back(self) {
+        let _ = match self.original {
+            Some(bytes) => write_in(&self.etc, self.name, &bytes),
+            None => in_root::unlink_in(&self.etc, self.name),
+        };
+    }
+}
+
+fn write_in(dir: &OwnedFd, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC;
+    let mut f = std::fs::File::from(RootDir::open_in(dir, name, flags, 0o644)?);
+    std::io::Write::write_all(&mut f, bytes)
+}
+
+fn read_in(dir: &OwnedFd, name: &str) -> Option<Vec<u8>> {
+    let mut f = std::fs::File::from(RootDir::open_in(dir, name, libc::O_RDONLY, 0).ok()?);
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut f, &mut bytes).ok()?;
+    Some(bytes)
+}
+
 /// chroot mode mounts nothing: write resolv.conf, hosts and the basic
-/// /dev nodes into the root; returns what to put back afterwards.
-fn inject_chroot_files(
-    root: &Path,
-    resolv: &Path,
-    hosts: &Path,
-) -> Vec<(PathBuf, Option<Vec<u8>>)> {
+/// /dev nodes into the root (each path resolved inside it, links the
+/// image made included); returns what to put back afterwards.
+fn inject_chroot_files(root: &Path, resolv: &Path, hosts: &Path) -> Vec<Injected> {
     let mut restore = Vec::new();
-    let etc = root.join("etc");
-    if etc.is_dir() {
+    let Ok(in_root) = RootDir::open(root) else {
+        return restore;
+    };
+    if let Ok(etc) = in_root.open_path("/etc", true, libc::O_DIRECTORY) {
         for (src, name) in [(resolv, "resolv.conf"), (hosts, "hosts")] {
-            let target = etc.join(name);
-            if target
-                .symlink_metadata()
-                .map(|m| m.file_type().is_symlink())
-                .unwrap_or(false)
-            {
+            // The image's own link is left as it is.
+            if in_root::file_type_in(&etc, name).is_ok_and(|t| t != libc::S_IFREG) {
                 continue;
             }
-            restore.push((target.clone(), std::fs::read(&target).ok()));
-            let _ = std::fs::copy(src, &target);
+            let Ok(bytes) = std::fs::read(src) else {
+                continue;
+            };
+            let original = read_in(&etc, name);
+            if write_in(&etc, name, &bytes).is_ok() {
+                if let Ok(etc) = etc.try_clone() {
+                    restore.push(Injected {
+                        etc,
+                        name,
+                        original,
+                    });
+                }
+            }
         }
     }
     // The same mount points the namespaced modes have.
-    for d in ["proc", "sys"] {
-        let _ = std::fs::create_dir(root.join(d));
+    for d in ["/proc", "/sys"] {
+        let _ = in_root.make(d, NewNode::Dir);
     }
-    let dev = root.join("dev");
-    let _ = std::fs::create_dir_all(&dev);
-    for (name, minor) in [
-        ("null", 3),
-        ("zero", 5),
-        ("full", 7),
-        ("random", 8),
-        ("urandom", 9),
-    ] {
-        let p = dev.join(name);
-        if p.symlink_metadata().is_err() {
-            let _ = sys::mknod_char(&p, 1, minor, 0o666);
+    if let Ok(dev) = in_root.make_dirs("/dev") {
+        for (name, minor) in [
+            ("null", 3),
+            ("zero", 5),
+            ("full", 7),
+            ("random", 8),
+            ("urandom", 9),
+        ] {
+            if in_root::file_type_in(&dev, name).is_err() {
+                let _ = in_root::mknod_char_in(&dev, name, 1, minor);
+            }
         }
     }
     restore

@@ -4,6 +4,8 @@
 
 use crate::spec::{RootSpec, RunSpec};
 use crate::sys;
+use kiln_layer::in_root::{fd_path, NewNode, RootDir};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 /// Run the step described in the JSON file `spec_path`; returns the exit
@@ -125,77 +127,79 @@ fn setup_namespaced(spec: &RunSpec) -> Result<PathBuf, String> {
         }
     };
     let _ = sys::sethostname(&spec.hostname);
-    let proc_dir = root.join("proc");
-    ensure_dir(&proc_dir)?;
+    // Every mount target is opened inside the root (the image's links
+    // resolve as the step will see them) and mounted on through its
+    // descriptor: nothing the image holds can aim a mount at the host.
+    let in_root = RootDir::open(&root).map_err(|e| err("opening the root", e))?;
+    let proc_dir = target(&in_root, "/proc", NewNode::Dir)?;
     sys::mount(
         "proc",
-        &proc_dir,
+        &fd_path(&proc_dir),
         Some("proc"),
         libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         None,
     )
     .map_err(|e| err("mounting /proc", e))?;
-    let sys_dir = root.join("sys");
-    if ensure_dir(&sys_dir).is_ok() {
+    if let Ok(sys_dir) = target(&in_root, "/sys", NewNode::Dir) {
         let _ = sys::mount(
             "/sys",
-            &sys_dir,
+            &fd_path(&sys_dir),
             None,
             libc::MS_BIND | libc::MS_REC | libc::MS_RDONLY,
             None,
         );
     }
-    setup_dev(&root.join("dev"))?;
+    setup_dev(&in_root)?;
     for m in &spec.mounts {
-        step_mount(&root, m)?;
+        step_mount(&in_root, m)?;
     }
     for (host, name) in [
-        (&host_files.resolv_conf, "resolv.conf"),
-        (&host_files.hosts, "hosts"),
+        (&host_files.resolv_conf, "/etc/resolv.conf"),
+        (&host_files.hosts, "/etc/hosts"),
     ] {
-        if let Some(host) = host {
-            let target = root.join("etc").join(name);
-            if ensure_dir(&root.join("etc")).is_ok()
-                && (target.exists() || std::fs::write(&target, "").is_ok())
-            {
-                let _ = sys::mount(
-                    &host.display().to_string(),
-                    &target,
-                    None,
-                    libc::MS_BIND,
-                    None,
-                );
-            }
+        if let (Some(host), Ok(file)) = (host, target(&in_root, name, NewNode::File)) {
+            let _ = sys::mount(
+                &host.display().to_string(),
+                &fd_path(&file),
+                None,
+                libc::MS_BIND,
+                None,
+            );
         }
     }
     Ok(root)
 }
 
+/// `path` inside the root, made (file or directory) where missing.
+fn target(root: &RootDir, path: &str, node: NewNode) -> Result<OwnedFd, String> {
+    root.make(path, node)
+        .map_err(|e| format!("mount target {path}: {e}"))
+}
+
 /// A `RUN --mount` inside the root: the target made if missing (file or
 /// directory, like its source), then a bind (read-only unless writable)
 /// or a tmpfs mounted over it.
-fn step_mount(root: &Path, m: &crate::spec::StepMount) -> Result<(), String> {
+fn step_mount(root: &RootDir, m: &crate::spec::StepMount) -> Result<(), String> {
     use crate::spec::MountSource;
-    let target = root.join(m.target.trim_start_matches('/'));
     let is_file = matches!(&m.source, MountSource::Host { path, .. } if !path.is_dir());
-    let parent = target.parent().unwrap_or(root);
-    std::fs::create_dir_all(parent).map_err(|e| format!("mount target {}: {e}", m.target))?;
-    if std::fs::symlink_metadata(&target).is_err() {
-        let made = if is_file {
-            std::fs::write(&target, "")
-        } else {
-            std::fs::create_dir(&target)
-        };
-        made.map_err(|e| format!("mount target {}: {e}", m.target))?;
-    }
+    let node = if is_file { NewNode::File } else { NewNode::Dir };
+    let at = target(root, &m.target, node)?;
     match &m.source {
         MountSource::Host { path, writable } => {
             let src = path.display().to_string();
-            sys::mount(&src, &target, None, libc::MS_BIND | libc::MS_REC, None)
-                .map_err(|e| format!("mounting {} at {}: {e}", src, m.target))?;
+            sys::mount(
+                &src,
+                &fd_path(&at),
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            )
+            .map_err(|e| format!("mounting {} at {}: {e}", src, m.target))?;
             if !writable {
+                // The bind itself, reached again through its path.
+                let bound = target(root, &m.target, node)?;
                 let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
-                sys::mount(&src, &target, None, flags, None)
+                sys::mount(&src, &fd_path(&bound), None, flags, None)
                     .map_err(|e| format!("read-only {}: {e}", m.target))?;
             }
         }
@@ -203,7 +207,7 @@ fn step_mount(root: &Path, m: &crate::spec::StepMount) -> Result<(), String> {
             let data = size.map(|s| format!("size={s}"));
             sys::mount(
                 "tmpfs",
-                &target,
+                &fd_path(&at),
                 Some("tmpfs"),
                 libc::MS_NOSUID,
                 data.as_deref(),
@@ -215,17 +219,20 @@ fn step_mount(root: &Path, m: &crate::spec::StepMount) -> Result<(), String> {
 }
 
 /// A minimal /dev: tmpfs with the usual nodes bound from the host, pts,
-/// shm and the standard links.
-fn setup_dev(dev: &Path) -> Result<(), String> {
-    ensure_dir(dev)?;
+/// shm and the standard links. Once the tmpfs is mounted, /dev is ours:
+/// nothing of the image is in it.
+fn setup_dev(root: &RootDir) -> Result<(), String> {
+    let at = target(root, "/dev", NewNode::Dir)?;
     sys::mount(
         "tmpfs",
-        dev,
+        &fd_path(&at),
         Some("tmpfs"),
         libc::MS_NOSUID | libc::MS_STRICTATIME,
         Some("mode=755,size=65536k"),
     )
     .map_err(|e| format!("mounting /dev: {e}"))?;
+    let mounted = target(root, "/dev", NewNode::Dir)?;
+    let dev = fd_path(&mounted);
     for name in ["null", "zero", "full", "random", "urandom", "tty"] {
         let target = dev.join(name);
         std::fs::write(&target, "").map_err(|e| format!("/dev/{name}: {e}"))?;

@@ -8,12 +8,12 @@ use crate::spec::{MountSource, StepMount};
 use crate::SandboxError;
 use std::path::{Path, PathBuf};
 
-/// What staging made: the topmost path created for each mount, and the
-/// writable sources to copy back (image paths: the step may have changed
+/// What staging made: each mount's target with the parents made for it,
+/// and the writable sources to copy back (image paths: the step may have changed
 /// what they resolve to, so they are resolved again at the end).
 pub(crate) struct Staged {
     root: PathBuf,
-    created: Vec<String>,
+    created: Vec<(String, Vec<String>)>,
     write_back: Vec<(String, PathBuf)>,
 }
 
@@ -51,6 +51,66 @@ pub fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Copy a mount's source in; a shared cache another build swaps meanwhile
+/// (see [`replace_with_copy`]) is copied again.
+fn copy_in(src: &Path, dst: &Path) -> std::io::Result<()> {
+    let mut tries = 0;
+    loop {
+        match copy_tree(src, dst) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 3 => {
+                tries += 1;
+                remove(dst)?;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Make `dst` a copy of `src` in one step for anyone reading `dst`: the
+/// copy is made beside it and swapped in (`RENAME_EXCHANGE`), so builds
+/// sharing a cache (`sharing=shared`) never see or make half of one.
+fn replace_with_copy(src: &Path, dst: &Path) -> std::io::Result<()> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut name = dst.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".new-{}-{n}", std::process::id()));
+    let new = dst.with_file_name(name);
+    let _ = remove(&new);
+    copy_tree(src, &new)?;
+    let exchanged = exchange(&new, dst);
+    // After a swap `new` holds the old copy; after a failure, the new one.
+    let result = match exchanged {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => std::fs::rename(&new, dst),
+        r => r,
+    };
+    let _ = remove(&new);
+    result
+}
+
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
+    };
+    let (a, b) = (c(a)?, c(b)?);
+    // SAFETY: both are NUL-terminated paths.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 fn remove(path: &Path) -> std::io::Result<()> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
@@ -69,13 +129,16 @@ pub(crate) fn stage(root: &Path, mounts: &[StepMount]) -> Result<Staged, Sandbox
         // As the step will see it: symlinks on the way (the image's, or an
         // earlier step's) resolve inside the root, never to the host.
         let target = in_root(root, &m.target)?;
-        // The topmost missing ancestor is what to remove afterwards.
-        let mut top = target.clone();
-        while let Some(parent) = top.parent() {
-            if parent.exists() || parent == root {
+        // Parents made only for the mount go again if the step left them
+        // empty (as BuildKit's stubs do), deepest first.
+        let mut parents = Vec::new();
+        let mut cur = target.parent();
+        while let Some(parent) = cur {
+            if parent == root || std::fs::symlink_metadata(parent).is_ok() {
                 break;
             }
-            top = parent.to_path_buf();
+            parents.push(image_path(root, parent));
+            cur = parent.parent();
         }
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(io(format!("mount target {}", m.target)))?;
@@ -93,7 +156,7 @@ pub(crate) fn stage(root: &Path, mounts: &[StepMount]) -> Result<Staged, Sandbox
                         m.target
                     )));
                 }
-                copy_tree(path, &target).map_err(io(format!("staging {}", m.target)))?;
+                copy_in(path, &target).map_err(io(format!("staging {}", m.target)))?;
                 if *writable {
                     staged
                         .write_back
@@ -104,9 +167,7 @@ pub(crate) fn stage(root: &Path, mounts: &[StepMount]) -> Result<Staged, Sandbox
                 std::fs::create_dir(&target).map_err(io(format!("mount target {}", m.target)))?;
             }
         }
-        staged
-            .created
-            .push(image_path(root, if existed { &target } else { &top }));
+        staged.created.push((image_path(root, &target), parents));
     }
     Ok(staged)
 }
@@ -116,12 +177,16 @@ impl Staged {
     pub fn finish(self) -> Result<(), SandboxError> {
         for (target, source) in &self.write_back {
             let target = in_root(&self.root, target)?;
-            remove(source).map_err(io(format!("updating {}", source.display())))?;
-            copy_tree(&target, source).map_err(io(format!("updating {}", source.display())))?;
+            replace_with_copy(&target, source)
+                .map_err(io(format!("updating {}", source.display())))?;
         }
-        for path in self.created.iter().rev() {
-            let path = in_root(&self.root, path)?;
+        for (target, parents) in self.created.iter().rev() {
+            let path = in_root(&self.root, target)?;
             remove(&path).map_err(io(format!("removing {}", path.display())))?;
+            for parent in parents {
+                // Fails, as it should, where the step put something.
+                let _ = std::fs::remove_dir(in_root(&self.root, parent)?);
+            }
         }
         Ok(())
     }

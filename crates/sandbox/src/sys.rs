@@ -147,16 +147,3 @@ pub fn die_with_parent() {
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
 }
-
-/// mknod a character device.
-pub fn mknod_char(path: &Path, major: u32, minor: u32, mode: u32) -> io::Result<()> {
-    let c = cpath(path)?;
-    // SAFETY: `c` is a valid NUL-terminated path; mknod has no other inputs.
-    check(unsafe {
-        libc::mknod(
-            c.as_ptr(),
-            libc::S_IFCHR | (mode & 0o7777),
-            libc::makedev(major, minor),
-        )
-    })
-}

@@ -9,7 +9,9 @@ use crate::ignore::clean;
 use crate::options::SecretSource;
 use crate::stage::StageState;
 use kiln_dockerfile::instructions::{Mount, MountKind};
+use kiln_layer::FileKind;
 use kiln_sandbox::{MountSource, StepMount};
+use kiln_snapshot::Change;
 use sha2::{Digest as _, Sha256};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -19,9 +21,11 @@ pub(crate) struct Mounts {
     pub mounts: Vec<StepMount>,
     /// Variables secrets with `env=` add to the step.
     pub env: Vec<String>,
-    /// Paths the snapshot leaves out: each target, or the topmost of its
-    /// parents the tree lacks (made only to hold the mount).
+    /// Paths the snapshot leaves out: each target, where the step's root
+    /// has it (behind the image's links).
     pub ignore: Vec<String>,
+    /// The targets' parents the tree lacks, made only to hold a mount.
+    pub stubs: Vec<String>,
     /// `sharing=locked` caches: their locks, held until the step ends.
     _locks: Vec<File>,
 }
@@ -46,6 +50,7 @@ pub(crate) fn prepare(
         mounts: Vec::new(),
         env: Vec::new(),
         ignore: Vec::new(),
+        stubs: Vec::new(),
         _locks: Vec::new(),
     };
     let workdir = super::workdir::working_dir(state);
@@ -117,7 +122,9 @@ pub(crate) fn prepare(
         if target == "/" {
             return Err(cx.error("RUN --mount cannot target /"));
         }
-        out.ignore.push(topmost_missing(state, &target));
+        let (made_at, stubs) = stub_paths(state, &target);
+        out.ignore.push(made_at);
+        out.stubs.extend(stubs);
         out.mounts.push(StepMount { target, source });
     }
     Ok(out)
@@ -133,15 +140,39 @@ fn default_target(cx: &StepCx, state: &StageState, m: &Mount) -> Option<String> 
     Some(format!("/run/secrets/{id}"))
 }
 
-/// The target, or the topmost of its parents that the tree lacks.
-fn topmost_missing(state: &StageState, target: &str) -> String {
-    let mut top = target.to_string();
-    let mut cur = crate::fstree::parent_of(target).to_string();
+/// Where the sandbox makes `path` for a step (behind the image's links,
+/// resolved inside the root), and the parents it makes for it: those the
+/// tree lacks.
+pub(crate) fn stub_paths(state: &StageState, path: &str) -> (String, Vec<String>) {
+    let at = state.tree.resolve(path, true).unwrap_or(path.to_string());
+    let mut stubs = Vec::new();
+    let mut cur = crate::fstree::parent_of(&at).to_string();
     while cur != "/" && state.tree.get(&cur).is_none() {
-        top = cur.clone();
+        stubs.push(cur.clone());
         cur = crate::fstree::parent_of(&cur).to_string();
     }
-    top
+    (at, stubs)
+}
+
+/// The step's changes without the stubs it left empty: directories made
+/// only to hold a mount or /etc/resolv.conf are not part of the layer, as
+/// BuildKit removes them after the step (`executor/stubs.go`); a stub the
+/// step put files in stays.
+pub(crate) fn without_empty_stubs(mut changes: Vec<Change>, stubs: &[String]) -> Vec<Change> {
+    let mut stubs = stubs.to_vec();
+    // Deepest first: a stub holding only an empty stub is empty too.
+    stubs.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    stubs.dedup();
+    for stub in stubs {
+        let below = format!("{stub}/");
+        if changes.iter().any(|c| c.path().starts_with(&below)) {
+            continue;
+        }
+        changes.retain(
+            |c| !matches!(c, Change::Upsert(p, meta) if *p == stub && meta.kind == FileKind::Dir),
+        );
+    }
+    changes
 }
 
 /// A cache's directory under kiln's directory, made the first time with

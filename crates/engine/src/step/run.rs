@@ -32,8 +32,9 @@ pub fn run(cx: &StepCx, state: &mut StageState, r: &RunArgs) -> Result<(), Build
     let step_dir = work_dir.join(format!("step-{n}"));
     let mounts = super::mounts::prepare(cx, state, &r.mounts, &step_dir)?;
     process.env.extend(mounts.env.iter().cloned());
-    let mut ignore = ignored_paths(cx, state);
+    let (mut ignore, mut stubs) = ignored_paths(cx, state);
     ignore.extend(mounts.ignore.iter().cloned());
+    stubs.extend(mounts.stubs.iter().cloned());
     let step = StepRequest {
         process,
         mounts: mounts.mounts.clone(),
@@ -69,7 +70,8 @@ pub fn run(cx: &StepCx, state: &mut StageState, r: &RunArgs) -> Result<(), Build
             outcome.exit_code
         )));
     }
-    apply_changes(&mut state.tree, outcome.changes).map_err(|e| cx.error(e))?;
+    let changes = super::mounts::without_empty_stubs(outcome.changes, &stubs);
+    apply_changes(&mut state.tree, changes).map_err(|e| cx.error(e))?;
     if let (Some(upper), Some(fs)) = (&outcome.upper, state.rootfs.as_mut()) {
         fs.uppers.push(upper.clone());
     }
@@ -151,15 +153,19 @@ fn process(
     })
 }
 
-/// `--ignore-path`, and what the sandbox adds to a root that lacks it.
-fn ignored_paths(cx: &StepCx, state: &StageState) -> Vec<String> {
+/// `--ignore-path`, and what the sandbox adds to a root that lacks it
+/// (/etc/resolv.conf and /etc/hosts, and the parents made for them).
+fn ignored_paths(cx: &StepCx, state: &StageState) -> (Vec<String>, Vec<String>) {
     let mut ignore = cx.build.opts.ignore_paths.clone();
+    let mut stubs = Vec::new();
     for p in ["/etc/resolv.conf", "/etc/hosts"] {
-        if state.tree.get(p).is_none() {
-            ignore.push(p.to_string());
+        let (at, parents) = super::mounts::stub_paths(state, p);
+        if state.tree.get(&at).is_none() {
+            ignore.push(at);
+            stubs.extend(parents);
         }
     }
-    ignore
+    (ignore, stubs)
 }
 
 /// The command a RUN executes: exec form as is; shell form through SHELL,
