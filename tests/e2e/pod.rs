@@ -200,34 +200,7 @@ fn kilns_image_builds_in_place_in_a_default_container() {
         "made-in-first\nsecond\n"
     );
 
-    // A step that replaces kiln's own binary stops the build.
-    let hostile = work.path().join("hostile");
-    std::fs::create_dir_all(&hostile).unwrap();
-    write(
-        &hostile.join("Dockerfile"),
-        &format!("FROM {base}\nRUN cp /bin/true /tmp/k && mv /tmp/k /kiln/bin/kiln\n"),
-    );
-    let o = docker()
-        .unwrap()
-        .args(["run", "--rm", "--network", "host"])
-        .arg("-v")
-        .arg(format!("{}:/workspace", hostile.display()))
-        .args([
-            tag,
-            "--context",
-            "/workspace",
-            "--no-push",
-            "--tar-path",
-            "/tmp/x.tar",
-        ])
-        .args(["--insecure-registry", &reg.addr])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && err.contains("changed kiln's own file /kiln/bin/kiln"),
-        "{err}"
-    );
+    hostile_steps_leave_kiln_whole(&reg, &base, tag, work.path());
     let _ = docker().unwrap().args(["rmi", "-f", tag]).output();
 
     let docker_tar = work.path().join("docker.tar");
@@ -265,4 +238,85 @@ fn kilns_image_builds_in_place_in_a_default_container() {
         "file systems differ:\n{}",
         diffs.join("\n")
     );
+}
+
+/// In kiln's image, a `COPY --from` of an image carrying its own
+/// /kiln/bin/kiln and a RUN that replaces or overwrites kiln's files
+/// (osscontainertools/kaniko #586, #587) change nothing of kiln: the
+/// COPY's files go into the image only, the RUN's changes are put back
+/// with a warning, and the next RUN is run by the real kiln.
+fn hostile_steps_leave_kiln_whole(reg: &TestRegistry, base: &str, tag: &str, work: &Path) {
+    let fake = "#!/bin/sh\necho fake > /fake-kiln-ran\n";
+    let hostile_ctx = work.join("hostile-image");
+    write(&hostile_ctx.join("kiln/bin/kiln"), fake);
+    write(&hostile_ctx.join("kiln/bin/busybox"), fake);
+    write(
+        &hostile_ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY kiln/ /kiln/\n",
+    );
+    let hostile_image = format!("{}/pod/hostile:1", reg.addr);
+    build(&hostile_ctx, &hostile_image, &reg_args(reg));
+
+    let ctx = work.join("hostile");
+    write(
+        &ctx.join("Dockerfile"),
+        &format!(
+            "FROM {base}\nCOPY --from={hostile_image} /kiln /kiln\n\
+             RUN printf '#!/bin/sh\\necho fake > /fake-kiln-ran\\n' > /tmp/k && chmod +x /tmp/k \
+             && mv /tmp/k /kiln/bin/kiln && echo overwritten > /kiln/bin/busybox\n\
+             RUN test ! -e /fake-kiln-ran && echo real > /after\n"
+        ),
+    );
+    let name = format!("kiln-e2e-hostile-{}", std::process::id());
+    let o = docker()
+        .unwrap()
+        .args(["run", "--name", &name, "--network", "host"])
+        .arg("-v")
+        .arg(format!("{}:/workspace", ctx.display()))
+        .args([tag, "--context", "/workspace", "--no-push"])
+        .args([
+            "--tar-path",
+            "/tmp/hostile.tar",
+            "--insecure-registry",
+            &reg.addr,
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let copied = |from: &str, to: &Path| {
+        run_ok(
+            docker()
+                .unwrap()
+                .arg("cp")
+                .arg(format!("{name}:{from}"))
+                .arg(to),
+        );
+    };
+    let after = work.join("after");
+    std::fs::create_dir_all(&after).unwrap();
+    if o.status.success() {
+        copied("/tmp/hostile.tar", &after.join("hostile.tar"));
+    }
+    copied("/kiln/bin/kiln", &after.join("kiln"));
+    copied("/kiln/bin/busybox", &after.join("busybox"));
+    let _ = docker().unwrap().args(["rm", "-f", &name]).output();
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("changed kiln's own file(s) /kiln/bin/kiln, /kiln/bin/busybox")
+            || err.contains("changed kiln's own file(s) /kiln/bin/busybox, /kiln/bin/kiln"),
+        "{err}"
+    );
+    // kiln's files in the container are the image's own.
+    let built = repo_root().join("target/static/x86_64-unknown-linux-gnu/release/kiln");
+    assert!(std::fs::read(after.join("kiln")).unwrap() == std::fs::read(built).unwrap());
+    assert!(
+        std::fs::read(after.join("busybox")).unwrap() == std::fs::read("/bin/busybox").unwrap()
+    );
+    // The image has what the COPY brought, and what the real kiln ran.
+    let (fs, _) = docker_archive_fs(&after.join("hostile.tar"));
+    assert_eq!(fs.get("after").map(|i| i.kind), Some('f'));
+    assert!(!fs.contains_key("fake-kiln-ran"));
+    for p in ["kiln/bin/kiln", "kiln/bin/busybox"] {
+        assert_eq!(fs.get(p).map(|i| i.kind), Some('f'), "{p}");
+    }
 }

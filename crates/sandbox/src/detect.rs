@@ -29,7 +29,7 @@ pub struct InPlaceOptions {
     pub keep: Vec<String>,
 }
 
-fn in_place(options: &InPlaceOptions) -> Box<dyn Executor> {
+fn in_place(options: &InPlaceOptions) -> Result<Box<dyn Executor>, SandboxError> {
     let mut keep = options.keep.clone();
     match kiln_image_home() {
         Some(home) => keep.push(home.to_string_lossy().into_owned()),
@@ -39,12 +39,12 @@ fn in_place(options: &InPlaceOptions) -> Box<dyn Executor> {
             }
         }
     }
-    let executor = InPlaceExecutor::new(keep);
+    let executor = InPlaceExecutor::new(keep)?;
     tracing::info!(
         "isolation: in-place: this container's own / is the build root (kept: {})",
         executor.fixed.keep.join(", ")
     );
-    Box::new(executor)
+    Ok(Box::new(executor))
 }
 
 /// The executor for `mode` here; `work` is a scratch directory for the
@@ -69,7 +69,7 @@ pub fn detect(
                 "--isolation in-place replaces this container's own file system with the image being built; it is meant for kiln's image (see docs/usage.md): pass --force to use it here anyway".into(),
             ));
         }
-        return Ok(in_place(options));
+        return in_place(options);
     }
     if mode == IsolationMode::Chroot {
         if !root || in_userns {
@@ -95,7 +95,7 @@ pub fn detect(
                 tracing::info!(
                     "namespaces or mounts are not permitted here ({why}); in kiln's image"
                 );
-                return Ok(in_place(options));
+                return in_place(options);
             }
             tracing::info!(
                 "isolation: chroot (namespaces or mounts are not permitted here: {why})"

@@ -7,6 +7,7 @@
 //! a metadata walk of the whole root (no overlay upper to read here).
 
 use crate::executor::{create_dir, Executor, OutputSink, StageRoot, StepOutcome, StepRequest};
+use crate::guard::Guarded;
 use crate::spec::{RootSpec, RunSpec};
 use crate::{run_step, SandboxError};
 use std::path::{Path, PathBuf};
@@ -32,27 +33,9 @@ pub struct InPlaceExecutor {
     pub fixed: FixedRoot,
     /// inotify watches on the root, kept from step to step.
     watcher: std::sync::Mutex<Option<crate::watch::Watcher>>,
-    /// kiln's own programs as they were before any step: a step that
-    /// removes or replaces one stops the build.
-    guarded: Vec<(PathBuf, Option<FileStamp>)>,
-}
-
-/// What changes when a file is replaced, moved or written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct FileStamp {
-    ino: u64,
-    size: u64,
-    ctime: (i64, i64),
-}
-
-fn stamp(path: &Path) -> Option<FileStamp> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::symlink_metadata(path).ok()?;
-    Some(FileStamp {
-        ino: m.ino(),
-        size: m.size(),
-        ctime: (m.ctime(), m.ctime_nsec()),
-    })
+    /// kiln's own files as they were before any step: put back after a
+    /// step that replaced them.
+    guarded: std::sync::Mutex<Guarded>,
 }
 
 /// kiln's binary and the programs beside it in kiln's image.
@@ -115,36 +98,33 @@ fn unescape(field: &str) -> String {
 
 impl InPlaceExecutor {
     /// The container's `/`, keeping `keep` and every mount point.
-    pub fn new(mut keep: Vec<String>) -> InPlaceExecutor {
+    pub fn new(mut keep: Vec<String>) -> Result<InPlaceExecutor, SandboxError> {
         keep.extend(mount_points());
         keep.sort();
         keep.dedup();
-        InPlaceExecutor {
+        let running = std::env::current_exe().ok();
+        let guarded = Guarded::keep(&guarded_files(), running.as_deref())?;
+        Ok(InPlaceExecutor {
             fixed: FixedRoot {
                 root: PathBuf::from("/"),
                 keep,
             },
             watcher: std::sync::Mutex::new(None),
-            guarded: guarded_files()
-                .into_iter()
-                .map(|p| {
-                    let s = stamp(&p);
-                    (p, s)
-                })
-                .collect(),
-        }
+            guarded: std::sync::Mutex::new(guarded),
+        })
     }
 
-    /// Steps run as root in kiln's own container: one that removed or
-    /// replaced kiln's programs stops the build (they must not be trusted).
-    fn check_guarded(&self) -> Result<(), SandboxError> {
-        for (path, before) in &self.guarded {
-            if stamp(path) != *before {
-                return Err(SandboxError::Setup(format!(
-                    "the step changed kiln's own file {}; kiln cannot trust itself any more and stops",
-                    path.display()
-                )));
-            }
+    /// Steps run as root in kiln's own container: what one did to kiln's
+    /// files is undone (they are kept out of the image all along).
+    fn put_back_guarded(&self) -> Result<(), SandboxError> {
+        let mut guarded = self.guarded.lock().unwrap_or_else(|e| e.into_inner());
+        let put_back = guarded.put_back()?;
+        if !put_back.is_empty() {
+            let names: Vec<String> = put_back.iter().map(|p| p.display().to_string()).collect();
+            tracing::warn!(
+                "the step changed kiln's own file(s) {}: refused and put back (kiln's files are not the image's; later steps run the real kiln)",
+                names.join(", ")
+            );
         }
         Ok(())
     }
@@ -201,7 +181,7 @@ impl Executor for InPlaceExecutor {
         let out = run_step(&spec, &step.step_dir, output);
         staged.finish()?;
         let out = out?;
-        self.check_guarded()?;
+        self.put_back_guarded()?;
         if out.exit_code != 0 {
             return Ok(StepOutcome::failed(out.exit_code, None));
         }

@@ -5,7 +5,7 @@ use crate::spec::{RootSpec, RunSpec};
 use crate::SandboxError;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 pub struct StepOutput {
     pub exit_code: i32,
@@ -23,11 +23,7 @@ pub fn run_step(
         context: format!("writing {}", spec_path.display()),
         source: e,
     })?;
-    let exe = std::env::current_exe().map_err(|e| SandboxError::Io {
-        context: "finding kiln's own binary".into(),
-        source: e,
-    })?;
-    let mut child = Command::new(exe)
+    let mut child = crate::own_binary::command()?
         .arg("__run")
         .arg(&spec_path)
         .stdin(Stdio::null())

@@ -9,6 +9,7 @@ use crate::sys;
 use crate::SandboxError;
 use std::io::Read;
 use std::os::unix::io::{FromRawFd, RawFd};
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 /// Set in the re-executed kiln.
@@ -52,17 +53,13 @@ fn user_name(uid: u32) -> String {
 /// Set for the re-executed kiln: the descriptors of its handshake pipes.
 const HANDSHAKE_ENV: &str = "KILN_USERNS_FDS";
 
-fn pipe(cloexec_read: bool, cloexec_write: bool) -> std::io::Result<(RawFd, RawFd)> {
+/// A pipe, both ends close-on-exec from the start (no window in which a
+/// program started by another thread inherits them).
+fn pipe() -> std::io::Result<(RawFd, RawFd)> {
     let mut fds = [0; 2];
     // SAFETY: fds points to two ints.
-    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return Err(std::io::Error::last_os_error());
-    }
-    for (fd, cloexec) in [(fds[0], cloexec_read), (fds[1], cloexec_write)] {
-        if cloexec {
-            // SAFETY: setting a flag on our own descriptor.
-            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-        }
     }
     Ok((fds[0], fds[1]))
 }
@@ -112,15 +109,26 @@ pub fn enter_user_namespace() -> Result<Option<i32>, SandboxError> {
         .and_then(|t| parse_subid(&t, &name, uid));
     let helpers = which("newuidmap").is_some() && which("newgidmap").is_some();
 
-    // The child's ends stay open across exec; ours do not.
-    let (ready_r, ready_w) = pipe(true, false).map_err(|e| SandboxError::io("pipe", e))?;
-    let (go_r, go_w) = pipe(false, true).map_err(|e| SandboxError::io("pipe", e))?;
-    let exe =
-        std::env::current_exe().map_err(|e| SandboxError::io("finding kiln's own binary", e))?;
-    let spawned = Command::new(exe)
+    let (ready_r, ready_w) = pipe().map_err(|e| SandboxError::io("pipe", e))?;
+    let (go_r, go_w) = pipe().map_err(|e| SandboxError::io("pipe", e))?;
+    let mut command = crate::own_binary::command()?;
+    command
         .args(std::env::args_os().skip(1))
-        .env(HANDSHAKE_ENV, format!("{ready_w},{go_r}"))
-        .spawn();
+        .env(HANDSHAKE_ENV, format!("{ready_w},{go_r}"));
+    // SAFETY: between fork and exec the closure only calls fcntl, which is
+    // async-signal-safe: the child's two ends, and only they, stay open
+    // across its exec.
+    unsafe {
+        command.pre_exec(move || {
+            for fd in [ready_w, go_r] {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let spawned = command.spawn();
     // SAFETY: closing the child's ends, which we own here.
     unsafe {
         libc::close(ready_w);
