@@ -11,11 +11,13 @@ use crate::archive::open_archive;
 use crate::entry::Content;
 use crate::file::FileKind;
 use crate::hashing::HashingReader;
+use crate::in_root::{fd_path, RootDir};
 use crate::records::{entry_meta, link_name, whiteout_of, EntryMeta};
 use crate::LayerError;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -110,6 +112,8 @@ pub fn extract_layer_to(
         open_archive(input).map_err(|e| LayerError::io(format!("reading {what}"), e))?;
     let mut archive = tar::Archive::new(HashingReader::new(reader));
     let is_root = rustix_is_root();
+    let extract_root = ExtractRoot::open(root)
+        .map_err(|e| LayerError::io(format!("opening {}", root.display()), e))?;
     let mut overlay_ready = true;
     let mut dir_times: Vec<(PathBuf, u32, i64)> = Vec::new();
     let mut dirs_seen: std::collections::HashMap<String, PathBuf> =
@@ -144,7 +148,9 @@ pub fn extract_layer_to(
         }
         if name == ".wh..wh..opq" {
             if options.overlay_markers {
-                let dir = ensure_dir_inside(root, &parent_rel).map_err(|m| invalid(&raw, m))?;
+                let dir = extract_root
+                    .make_dir(&parent_rel)
+                    .map_err(|m| invalid(&raw, m))?;
                 let user = xattr::set(&dir, "user.overlay.opaque", b"y").is_ok();
                 let trusted = is_root && xattr::set(&dir, "trusted.overlay.opaque", b"y").is_ok();
                 overlay_ready &= user || trusted;
@@ -155,7 +161,9 @@ pub fn extract_layer_to(
         if let Some(hidden) = whiteout_of(&name) {
             let hidden = hidden.map_err(|m| invalid(&raw, m))?;
             if options.overlay_markers {
-                let dir = ensure_dir_inside(root, &parent_rel).map_err(|m| invalid(&raw, m))?;
+                let dir = extract_root
+                    .make_dir(&parent_rel)
+                    .map_err(|m| invalid(&raw, m))?;
                 let target = dir.join(hidden);
                 let _ = remove_existing(&target);
                 overlay_ready &=
@@ -175,7 +183,9 @@ pub fn extract_layer_to(
         let parent = match dirs_seen.get(&parent_rel) {
             Some(p) => p.clone(),
             None => {
-                let p = ensure_dir_inside(root, &parent_rel).map_err(|m| invalid(&raw, m))?;
+                let p = extract_root
+                    .make_dir(&parent_rel)
+                    .map_err(|m| invalid(&raw, m))?;
                 dirs_seen.insert(parent_rel.clone(), p.clone());
                 p
             }
@@ -245,10 +255,10 @@ pub fn extract_layer_to(
                     Some((p, n)) => (p.to_string(), n.to_string()),
                     None => (String::new(), target.clone()),
                 };
-                let target_parent = resolve_inside(root, &tp).map_err(|m| invalid(&raw, m))?;
-                let source = target_parent.join(&tn);
-                match fs::symlink_metadata(&source) {
-                    Ok(m) if m.is_file() => fs::hard_link(&source, &dest).map_err(io)?,
+                let target_parent = extract_root.dir(&tp).map_err(|m| invalid(&raw, m))?;
+                let source = target_parent.map(|p| p.join(&tn));
+                match source.as_ref().and_then(|s| fs::symlink_metadata(s).ok().map(|m| (s, m))) {
+                    Some((source, m)) if m.is_file() => fs::hard_link(source, &dest).map_err(io)?,
                     _ => return Err(invalid(&raw, format!("hard link to {target_raw:?}, which is not an earlier file of the layer"))),
                 }
                 FileKind::Hardlink(target)
@@ -393,47 +403,60 @@ pub fn clean_entry_path(raw: &str) -> Result<Option<String>, String> {
     Ok((!parts.is_empty()).then(|| parts.join("/")))
 }
 
-/// The real path of directory `rel` inside `root`, symlinks resolved as if
-/// `root` were `/` (so they cannot lead out).
-fn resolve_inside(root: &Path, rel: &str) -> Result<PathBuf, String> {
-    path_in_root(root, rel, true)
+/// The folder a layer is extracted into, held open: its directories are
+/// reached by the kernel's resolution inside it (`openat2` with
+/// `RESOLVE_IN_ROOT`, see [`crate::in_root`]), symlinks resolved as if it
+/// were `/` (absolute targets start from it, `..` stops at it), and named
+/// by the host path that reaches them.
+struct ExtractRoot {
+    dir: RootDir,
+    root: PathBuf,
+    /// `root` as the kernel names it (links in its own path resolved).
+    real_root: PathBuf,
 }
 
-/// The host path of `path` (absolute in the image, or relative) inside
-/// `root`, symlinks on the way resolved as if `root` were `/` (absolute
-/// targets start from it, `..` stops at it): what a process chrooted into
-/// `root` would reach. With `follow_last` false a final symlink is kept.
-pub fn path_in_root(root: &Path, path: &str, follow_last: bool) -> Result<PathBuf, String> {
-    let readlink = |p: &str| {
-        let path = root.join(p);
-        let md = fs::symlink_metadata(&path).ok()?;
-        if !md.file_type().is_symlink() {
-            return None;
+impl ExtractRoot {
+    fn open(root: &Path) -> std::io::Result<ExtractRoot> {
+        fs::create_dir_all(root)?;
+        Ok(ExtractRoot {
+            dir: RootDir::open(root)?,
+            root: root.to_path_buf(),
+            real_root: fs::canonicalize(root)?,
+        })
+    }
+
+    /// The host path of what `fd` holds, under `root` as the caller named it.
+    fn name(&self, fd: &OwnedFd) -> Result<PathBuf, String> {
+        let real = fs::read_link(fd_path(fd)).map_err(|e| format!("naming a directory: {e}"))?;
+        let rel = real
+            .strip_prefix(&self.real_root)
+            .map_err(|_| format!("{} is outside the root", real.display()))?;
+        Ok(if rel.as_os_str().is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(rel)
+        })
+    }
+
+    /// Directory `rel`, made (0755) where missing.
+    fn make_dir(&self, rel: &str) -> Result<PathBuf, String> {
+        match self.dir.make_dirs(rel) {
+            Ok(fd) => self.name(&fd),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+                Err(format!("parent {rel:?} is not a directory"))
+            }
+            Err(e) => Err(format!("creating {rel:?}: {e}")),
         }
-        fs::read_link(&path)
-            .ok()
-            .map(|t| t.to_string_lossy().into_owned())
-    };
-    let resolved =
-        resolve_in_root(path, follow_last, readlink).ok_or("too many levels of symbolic links")?;
-    Ok(if resolved.is_empty() {
-        root.to_path_buf()
-    } else {
-        root.join(resolved)
-    })
-}
+    }
 
-/// Resolve `rel` inside `root` and create missing directories (0755).
-fn ensure_dir_inside(root: &Path, rel: &str) -> Result<PathBuf, String> {
-    let dir = resolve_inside(root, rel)?;
-    match fs::symlink_metadata(&dir) {
-        Ok(m) if m.is_dir() => Ok(dir),
-        Ok(_) => Err(format!("parent {rel:?} is not a directory")),
-        Err(_) => {
-            // Create each missing component (none can be a symlink: they
-            // were all resolved).
-            fs::create_dir_all(&dir).map_err(|e| format!("creating {rel:?}: {e}"))?;
-            Ok(dir)
+    /// Directory `rel` as it is (`None` where missing).
+    fn dir(&self, rel: &str) -> Result<Option<PathBuf>, String> {
+        match self.dir.open_path(rel, true, libc::O_DIRECTORY) {
+            Ok(fd) => self.name(&fd).map(Some),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
+                Ok(None)
+            }
+            Err(e) => Err(format!("{rel:?}: {e}")),
         }
     }
 }

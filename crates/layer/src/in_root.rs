@@ -175,7 +175,13 @@ impl RootDir {
         (n >= 0).then(|| String::from_utf8_lossy(&buf[..n as usize]).into_owned())
     }
 
-    /// `rel` with every symlink on the way resolved inside the root.
+    /// `path` with every symlink on the way resolved inside the root (by
+    /// kiln's resolver: for naming what a step will reach, and for paths
+    /// not made yet); root-relative, "" for the root itself.
+    pub fn resolve_path(&self, path: &str, follow_last: bool) -> io::Result<String> {
+        self.resolve(relative(path), follow_last)
+    }
+
     fn resolve(&self, path: &str, follow_last: bool) -> io::Result<String> {
         crate::apply::resolve_in_root(path, follow_last, |p| self.readlink(p))
             .ok_or_else(|| io::Error::from_raw_os_error(libc::ELOOP))

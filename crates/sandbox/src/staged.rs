@@ -6,26 +6,62 @@
 
 use crate::spec::{MountSource, StepMount};
 use crate::SandboxError;
+use kiln_layer::in_root::{fd_path, RootDir};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 /// What staging made: each mount's target with the parents made for it,
-/// and the writable sources to copy back (image paths: the step may have changed
-/// what they resolve to, so they are resolved again at the end).
+/// and the writable sources to copy back (image paths: the step may have
+/// changed what they resolve to, so they are resolved again at the end).
 pub(crate) struct Staged {
     root: PathBuf,
     created: Vec<(String, Vec<String>)>,
     write_back: Vec<(String, PathBuf)>,
 }
 
-/// Image path `path` inside `root`, a final symlink kept.
-fn in_root(root: &Path, path: &str) -> Result<PathBuf, SandboxError> {
-    kiln_layer::apply::path_in_root(root, path, false)
-        .map_err(|e| SandboxError::Unavailable(format!("mount target {path}: {e}")))
+/// An image path inside the root, to change: its parent directory held
+/// open (reached inside the root, links resolved as the step sees them)
+/// and a path through that descriptor, so that whatever a process the
+/// step left behind does to the folders above, the path stays there.
+struct Held {
+    _parent: OwnedFd,
+    /// `/proc/self/fd/N/name`.
+    path: PathBuf,
+    /// Where it is in the image, links resolved: `/a/b/name`.
+    image_path: String,
 }
 
-/// `path` of the host as an image path under `root` (for what staging made).
-fn image_path(root: &Path, path: &Path) -> String {
-    format!("/{}", path.strip_prefix(root).unwrap_or(path).display())
+fn held(root: &RootDir, path: &str, make_parents: bool) -> std::io::Result<Held> {
+    let resolved = root.resolve_path(path, false)?;
+    let (parent, name) = resolved.rsplit_once('/').unwrap_or(("", &resolved));
+    if name.is_empty() {
+        return Err(std::io::Error::from_raw_os_error(libc::EISDIR));
+    }
+    let parent_fd = if make_parents {
+        root.make_dirs(parent)?
+    } else {
+        root.open_path(parent, true, libc::O_DIRECTORY)?
+    };
+    Ok(Held {
+        path: fd_path(&parent_fd).join(name),
+        _parent: parent_fd,
+        image_path: format!("/{resolved}"),
+    })
+}
+
+/// The parents of `resolved` (root-relative, links resolved) the root
+/// lacks, as image paths, deepest first.
+fn missing_parents(root: &RootDir, resolved: &str) -> Vec<String> {
+    let mut parents = Vec::new();
+    let mut cur = resolved;
+    while let Some((parent, _)) = cur.rsplit_once('/') {
+        match root.open_path(parent, false, 0) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => parents.push(format!("/{parent}")),
+            _ => break,
+        }
+        cur = parent;
+    }
+    parents
 }
 
 fn io(what: String) -> impl FnOnce(std::io::Error) -> SandboxError {
@@ -125,27 +161,21 @@ pub(crate) fn stage(root: &Path, mounts: &[StepMount]) -> Result<Staged, Sandbox
         created: Vec::new(),
         write_back: Vec::new(),
     };
+    let root_dir = RootDir::open(root).map_err(io(format!("opening {}", root.display())))?;
     for m in mounts {
+        let what = || format!("mount target {}", m.target);
         // As the step will see it: symlinks on the way (the image's, or an
         // earlier step's) resolve inside the root, never to the host.
-        let target = in_root(root, &m.target)?;
+        let resolved = root_dir
+            .resolve_path(&m.target, false)
+            .map_err(io(what()))?;
         // Parents made only for the mount go again if the step left them
         // empty (as BuildKit's stubs do), deepest first.
-        let mut parents = Vec::new();
-        let mut cur = target.parent();
-        while let Some(parent) = cur {
-            if parent == root || std::fs::symlink_metadata(parent).is_ok() {
-                break;
-            }
-            parents.push(image_path(root, parent));
-            cur = parent.parent();
-        }
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(io(format!("mount target {}", m.target)))?;
-        }
-        let existed = std::fs::symlink_metadata(&target).is_ok();
+        let parents = missing_parents(&root_dir, &resolved);
+        let target = held(&root_dir, &m.target, true).map_err(io(what()))?;
+        let existed = std::fs::symlink_metadata(&target.path).is_ok();
         if existed {
-            remove(&target).map_err(io(format!("mount target {}", m.target)))?;
+            remove(&target.path).map_err(io(what()))?;
         }
         match &m.source {
             MountSource::Host { path, writable } => {
@@ -156,36 +186,49 @@ pub(crate) fn stage(root: &Path, mounts: &[StepMount]) -> Result<Staged, Sandbox
                         m.target
                     )));
                 }
-                copy_in(path, &target).map_err(io(format!("staging {}", m.target)))?;
+                copy_in(path, &target.path).map_err(io(format!("staging {}", m.target)))?;
                 if *writable {
                     staged
                         .write_back
-                        .push((image_path(root, &target), path.clone()));
+                        .push((target.image_path.clone(), path.clone()));
                 }
             }
             MountSource::Tmpfs { .. } => {
-                std::fs::create_dir(&target).map_err(io(format!("mount target {}", m.target)))?;
+                std::fs::create_dir(&target.path).map_err(io(what()))?;
             }
         }
-        staged.created.push((image_path(root, &target), parents));
+        staged.created.push((target.image_path, parents));
     }
     Ok(staged)
+}
+
+/// The step may have removed what staging made, or a folder above it.
+fn gone(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR))
 }
 
 impl Staged {
     /// Copy writable mounts back to their sources; remove what staging made.
     pub fn finish(self) -> Result<(), SandboxError> {
+        let root =
+            RootDir::open(&self.root).map_err(io(format!("opening {}", self.root.display())))?;
         for (target, source) in &self.write_back {
-            let target = in_root(&self.root, target)?;
-            replace_with_copy(&target, source)
+            let target =
+                held(&root, target, false).map_err(io(format!("mount target {target}")))?;
+            replace_with_copy(&target.path, source)
                 .map_err(io(format!("updating {}", source.display())))?;
         }
         for (target, parents) in self.created.iter().rev() {
-            let path = in_root(&self.root, target)?;
-            remove(&path).map_err(io(format!("removing {}", path.display())))?;
+            match held(&root, target, false) {
+                Ok(t) => remove(&t.path).map_err(io(format!("removing {target}")))?,
+                Err(e) if gone(&e) => {}
+                Err(e) => return Err(SandboxError::io(format!("removing {target}"), e)),
+            }
             for parent in parents {
                 // Fails, as it should, where the step put something.
-                let _ = std::fs::remove_dir(in_root(&self.root, parent)?);
+                if let Ok(p) = held(&root, parent, false) {
+                    let _ = std::fs::remove_dir(&p.path);
+                }
             }
         }
         Ok(())
