@@ -524,6 +524,22 @@ pub fn kiln_build_isolated(
     }
 }
 
+/// `ctx` built in `isolation` (with `args`) into an OCI layout under
+/// `work`, unpacked: the image's files are under `b/rootfs`.
+pub fn build_isolated_and_unpack(
+    isolation: &str,
+    ctx: &Path,
+    work: &Path,
+    args: &[String],
+) -> tempfile::TempDir {
+    let out = open_dir(&work.join(format!("out-{isolation}")));
+    kiln_build_isolated(isolation, ctx, work)
+        .oci_layout(&out.join("l"))
+        .args(args)
+        .ok();
+    umoci_unpack(&out.join("l"), "latest")
+}
+
 /// Opens directories (0777) and files (0666) to uid 65534, whose
 /// subordinate IDs it makes sure of.
 pub fn open_to_nobody(dirs: &[&Path], files: &[&Path]) {

@@ -225,12 +225,7 @@ fn a_step_inherits_no_descriptor_of_kilns() {
     // chroot mode has no /proc to look in; namespaces (as root and as
     // uid 65534) do.
     for isolation in ["auto", "unprivileged"] {
-        let out = open_dir(&work.path().join(format!("out-{isolation}")));
-        kiln_build_isolated(isolation, &ctx, work.path())
-            .oci_layout(&out.join("l"))
-            .args(reg_args(&reg))
-            .ok();
-        let bundle = umoci_unpack(&out.join("l"), "latest");
+        let bundle = build_isolated_and_unpack(isolation, &ctx, work.path(), &reg_args(&reg));
         let fds = std::fs::read_to_string(bundle.path().join("b/rootfs/fds")).unwrap();
         for line in fds.lines().filter(|l| l.contains(" -> ")) {
             let target = line.rsplit(" -> ").next().unwrap();

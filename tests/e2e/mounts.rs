@@ -108,12 +108,7 @@ fn parents_made_for_mounts_stay_only_with_files_in_them() {
          echo made > /kept/file && ls /empty/deep/tmp\n"
     ));
     for isolation in ISOLATIONS {
-        let out = open_dir(&work.path().join(format!("out-{isolation}")));
-        kiln_build_isolated(isolation, &ctx, work.path())
-            .oci_layout(&out.join("l"))
-            .args(reg_args(&reg))
-            .ok();
-        let bundle = umoci_unpack(&out.join("l"), "latest");
+        let bundle = build_isolated_and_unpack(isolation, &ctx, work.path(), &reg_args(&reg));
         let root = bundle.path().join("b/rootfs");
         assert_eq!(
             std::fs::read_to_string(root.join("kept/file")).unwrap(),
