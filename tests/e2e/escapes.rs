@@ -127,6 +127,43 @@ fn mount_targets_behind_symlinks_stay_in_the_root() {
     }
 }
 
+/// A link through /proc's magic links (`/proc/1/root` is, inside the
+/// step's namespaces, the helper's own root: the host's `/` while it
+/// mounts) must not carry a mount target out of the root: the kernel
+/// refuses to follow it (`RESOLVE_NO_MAGICLINKS`), and the build fails
+/// naming the target. Without `openat2`, kiln's resolver reads the link
+/// as pointing at `/` inside the root.
+#[test]
+fn mount_targets_through_proc_magic_links_are_refused() {
+    let Some((reg, base)) = chroot_registry_and_base() else {
+        return;
+    };
+    let host = Sentinel::new();
+    let h = host.path().display().to_string();
+    for proc_link in ["/proc/1/root", "/proc/self/root", "/proc/self/cwd"] {
+        let ctx = tempfile::tempdir().unwrap();
+        write(
+            &ctx.path().join("Dockerfile"),
+            &format!(
+                "FROM {base}\nRUN ln -s {proc_link}{h} /a\n\
+                 RUN --mount=type=tmpfs,target=/a/cache --mount=type=cache,target=/a/new/cache true\n"
+            ),
+        );
+        let out = tempfile::tempdir().unwrap();
+        let (_, log) = kiln_build(ctx.path())
+            .oci_layout(&out.path().join("l"))
+            .args(reg_args(&reg))
+            .args(["--isolation", "auto"])
+            .fails();
+        host.assert_untouched(&format!("{proc_link}:\n{log}"));
+        assert!(
+            log.contains("mount target /a/cache")
+                && log.contains("Too many levels of symbolic links"),
+            "{proc_link}: {log}"
+        );
+    }
+}
+
 /// In chroot mode kiln writes /etc/resolv.conf and /etc/hosts into the
 /// root for the step and puts the image's back after it. A step that
 /// replaces /etc with a link to a host folder (absolute, or climbing out
