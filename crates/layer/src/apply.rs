@@ -255,11 +255,13 @@ pub fn extract_layer_to(
                     Some((p, n)) => (p.to_string(), n.to_string()),
                     None => (String::new(), target.clone()),
                 };
-                let target_parent = extract_root.dir(&tp).map_err(|m| invalid(&raw, m))?;
-                let source = target_parent.map(|p| p.join(&tn));
-                match source.as_ref().and_then(|s| fs::symlink_metadata(s).ok().map(|m| (s, m))) {
-                    Some((source, m)) if m.is_file() => fs::hard_link(source, &dest).map_err(io)?,
-                    _ => return Err(invalid(&raw, format!("hard link to {target_raw:?}, which is not an earlier file of the layer"))),
+                let source = extract_root.dir(&tp).map_err(|m| invalid(&raw, m))?;
+                let earlier_file = source
+                    .map(|p| p.join(&tn))
+                    .filter(|s| fs::symlink_metadata(s).is_ok_and(|m| m.is_file()));
+                match earlier_file {
+                    Some(source) => fs::hard_link(&source, &dest).map_err(io)?,
+                    None => return Err(invalid(&raw, format!("hard link to {target_raw:?}, which is not an earlier file of the layer"))),
                 }
                 FileKind::Hardlink(target)
             }

@@ -116,7 +116,8 @@ fn openat2_in_root(dir: RawFd, rel: &str, flags: libc::c_int) -> Option<io::Resu
 }
 
 /// Whether this kernel resolves with `openat2` (known after the first use).
-pub fn uses_openat2() -> bool {
+#[cfg(test)]
+fn uses_openat2() -> bool {
     OPENAT2.load(Ordering::Relaxed) == HAS_OPENAT2
 }
 
@@ -293,17 +294,17 @@ impl RootDir {
         }
         openat(dir.as_raw_fd(), name, libc::O_PATH | libc::O_NOFOLLOW, 0)
     }
+}
 
-    /// Open `name` in directory `dir` (from this root) with `flags`, never
-    /// through a link: for writing files kiln puts into a step's root.
-    pub fn open_in(
-        dir: &OwnedFd,
-        name: &str,
-        flags: libc::c_int,
-        mode: libc::mode_t,
-    ) -> io::Result<OwnedFd> {
-        openat(dir.as_raw_fd(), name, flags | libc::O_NOFOLLOW, mode)
-    }
+/// Open `name` in directory `dir` (reached through a [`RootDir`]) with
+/// `flags`, never through a link: for files kiln puts into a step's root.
+pub fn open_in(
+    dir: &OwnedFd,
+    name: &str,
+    flags: libc::c_int,
+    mode: libc::mode_t,
+) -> io::Result<OwnedFd> {
+    openat(dir.as_raw_fd(), name, flags | libc::O_NOFOLLOW, mode)
 }
 
 /// The type bits (`S_IFMT`) of `name` in `dir`, a final link not followed.

@@ -145,7 +145,7 @@ fn chroot_hint(root: &Path) -> Option<String> {
 /// A file kiln wrote into a chroot's /etc, and what to put back: the
 /// directory is held open, so whatever the step made of /etc (a link to
 /// the host, say), the file put back is the one kiln wrote.
-pub(crate) struct Injected {
+struct Injected {
     etc: OwnedFd,
     name: &'static str,
     original: Option<Vec<u8>>,
@@ -162,12 +162,12 @@ impl Injected {
 
 fn write_in(dir: &OwnedFd, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC;
-    let mut f = std::fs::File::from(RootDir::open_in(dir, name, flags, 0o644)?);
+    let mut f = std::fs::File::from(in_root::open_in(dir, name, flags, 0o644)?);
     std::io::Write::write_all(&mut f, bytes)
 }
 
 fn read_in(dir: &OwnedFd, name: &str) -> Option<Vec<u8>> {
-    let mut f = std::fs::File::from(RootDir::open_in(dir, name, libc::O_RDONLY, 0).ok()?);
+    let mut f = std::fs::File::from(in_root::open_in(dir, name, libc::O_RDONLY, 0).ok()?);
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut f, &mut bytes).ok()?;
     Some(bytes)

@@ -32,7 +32,11 @@ struct Held {
 }
 
 fn held(root: &RootDir, path: &str, make_parents: bool) -> std::io::Result<Held> {
-    let resolved = root.resolve_path(path, false)?;
+    held_at(root, root.resolve_path(path, false)?, make_parents)
+}
+
+/// [`held`] of a path already resolved (root-relative).
+fn held_at(root: &RootDir, resolved: String, make_parents: bool) -> std::io::Result<Held> {
     let (parent, name) = resolved.rsplit_once('/').unwrap_or(("", &resolved));
     if name.is_empty() {
         return Err(std::io::Error::from_raw_os_error(libc::EISDIR));
@@ -172,7 +176,7 @@ pub(crate) fn stage(root: &Path, mounts: &[StepMount]) -> Result<Staged, Sandbox
         // Parents made only for the mount go again if the step left them
         // empty (as BuildKit's stubs do), deepest first.
         let parents = missing_parents(&root_dir, &resolved);
-        let target = held(&root_dir, &m.target, true).map_err(io(what()))?;
+        let target = held_at(&root_dir, resolved, true).map_err(io(what()))?;
         let existed = std::fs::symlink_metadata(&target.path).is_ok();
         if existed {
             remove(&target.path).map_err(io(what()))?;
