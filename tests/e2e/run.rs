@@ -752,3 +752,75 @@ fn independent_stages_run_in_parallel() {
         "--jobs 2 overlaps, --jobs 1 does not"
     );
 }
+
+/// An image holding one layer twice (two COPYs making identical layers, a
+/// base image with a repeated layer) is a RUN's root in every isolation:
+/// overlayfs refuses a lower directory given twice (ELOOP), so kiln gives
+/// each once, where it is highest. The image keeps both layers in order.
+#[test]
+fn a_repeated_layer_is_a_runs_root_in_every_isolation() {
+    let Some((reg, base)) = chroot_registry_and_base() else {
+        return;
+    };
+    // A base image whose two top layers are the same layer.
+    let repeated = tempfile::tempdir().unwrap();
+    write(&repeated.path().join("foo"), "foo\n");
+    write(
+        &repeated.path().join("Dockerfile"),
+        &format!("FROM {base}\nCOPY foo /foo\nCOPY foo /foo\n"),
+    );
+    let repeated_base = format!("{}/base/repeated:1", reg.addr);
+    build(repeated.path(), &repeated_base, &reg_args(&reg));
+    let config = json(&run_ok(tool("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        "--config",
+        "--raw",
+        &format!("docker://{repeated_base}"),
+    ])));
+    let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap().clone();
+    let n = diff_ids.len();
+    assert!(n >= 3 && diff_ids[n - 1] == diff_ids[n - 2], "{diff_ids:?}");
+
+    let (work, ctx) = context_open_to_nobody(&format!(
+        "FROM {repeated_base}\n\
+         RUN cat /foo > /from-base\n\
+         COPY foo /bar\n\
+         RUN echo hi > /file\n\
+         COPY foo /bar\n\
+         RUN echo \"$HOME\" > /home-seen && cat /foo /bar /file > /all\n"
+    ));
+    write(&ctx.join("foo"), "foo\n");
+    chmod(&ctx.join("foo"), 0o644);
+    for isolation in ISOLATIONS {
+        let out = open_dir(&work.path().join(format!("out-{isolation}")));
+        kiln_build_isolated(isolation, &ctx, work.path())
+            .oci_layout(&out.join("l"))
+            .args(reg_args(&reg))
+            .ok();
+        let bundle = umoci_unpack(&out.join("l"), "latest");
+        let read = |p: &str| {
+            std::fs::read_to_string(bundle.path().join("b/rootfs").join(p))
+                .unwrap_or_else(|e| panic!("{isolation} {p}: {e}"))
+        };
+        assert_eq!(read("from-base"), "foo\n", "{isolation}");
+        assert_eq!(read("home-seen"), "/root\n", "{isolation}");
+        assert_eq!(read("all"), "foo\nfoo\nhi\n", "{isolation}");
+        // Both COPY layers stay, in order (a diff_id may repeat).
+        let config = skopeo_inspect(&format!("oci:{}:latest", out.join("l").display()), true);
+        let ids: Vec<String> = config["rootfs"]["diff_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_str().unwrap().to_string())
+            .collect();
+        let m = ids.len();
+        assert_eq!(m, n + 5, "{isolation}: {ids:?}");
+        assert_eq!(
+            ids[n - 1],
+            ids[n - 2],
+            "{isolation}: the base's repeated layer"
+        );
+        assert_eq!(ids[n + 1], ids[n + 3], "{isolation}: the two COPY layers");
+    }
+}

@@ -7,6 +7,7 @@ use crate::executor::{
 };
 use crate::spec::{HostFiles, RootSpec, RunSpec};
 use crate::{run_step, SandboxError};
+use std::path::PathBuf;
 
 pub struct OverlayExecutor {
     /// Mount with `userxattr` (inside a user namespace).
@@ -34,7 +35,7 @@ impl Executor for OverlayExecutor {
     ) -> Result<StepOutcome, SandboxError> {
         let dir = &step.step_dir;
         create_dir(dir)?;
-        let lowers = root.lowers()?;
+        let lowers = distinct_lowers(root.lowers()?);
         let [upper, work, merged] = ["upper", "work", "merged"].map(|d| dir.join(d));
         for d in [&upper, &work, &merged] {
             create_dir(d)?;
@@ -68,5 +69,35 @@ impl Executor for OverlayExecutor {
             "the upper directory",
             started,
         ))
+    }
+}
+
+/// The lower directories with each one kept only where it is highest.
+/// overlayfs refuses a directory given twice (ELOOP: overlapping layers),
+/// and an image may hold one layer twice (two identical COPY layers, a
+/// base image's repeated layer). Dropping the lower copy changes nothing
+/// seen: every entry, whiteout and opaque marker it holds is also in the
+/// copy above it, which shadows it.
+fn distinct_lowers(top_first: Vec<PathBuf>) -> Vec<PathBuf> {
+    let mut seen = std::collections::HashSet::new();
+    top_first
+        .into_iter()
+        .filter(|d| seen.insert(d.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::distinct_lowers;
+    use std::path::PathBuf;
+
+    #[test]
+    fn a_repeated_lower_is_kept_where_it_is_highest() {
+        let p = |s: &str| PathBuf::from(s);
+        let top_first = vec![p("/l/c"), p("/l/a"), p("/l/b"), p("/l/a"), p("/l/base")];
+        assert_eq!(
+            distinct_lowers(top_first),
+            [p("/l/c"), p("/l/a"), p("/l/b"), p("/l/base")]
+        );
     }
 }
