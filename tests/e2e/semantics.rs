@@ -297,3 +297,85 @@ fn copy_link_layers_do_not_depend_on_the_base() {
         "the layer's directory lies over the base's"
     );
 }
+
+/// A bare `ARG NAME` in a stage built on another keeps the value NAME has
+/// there (Kaniko #1911); a build arg given on the command line still
+/// wins. BuildKit 0.32 and docker 20.10 write "custom:: base-dev".
+#[test]
+fn a_bare_arg_keeps_the_base_stages_value() {
+    let reg = TestRegistry::start(Options::default());
+    let base_ctx = tempfile::tempdir().unwrap();
+    busybox_context(base_ctx.path(), "");
+    let base = format!("{}/base/busybox-args:1", reg.addr);
+    build(base_ctx.path(), &base, &reg_args(&reg));
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        &ctx.path().join("Dockerfile"),
+        &format!(
+            "FROM {base} AS base\n\
+             ARG NAME=\"base\"\n\
+             FROM base AS dev\n\
+             ARG NAME=\"$NAME-dev\"\n\
+             FROM dev AS custom\n\
+             ARG NAME\n\
+             RUN echo \"custom:: $NAME\" > /C.txt\n\
+             ARG NAME\n\
+             RUN echo \"again:: $NAME\" >> /C.txt\n"
+        ),
+    );
+    for (args, expected) in [
+        (vec![], "custom:: base-dev\nagain:: base-dev\n"),
+        (
+            vec!["--build-arg", "NAME=cli"],
+            "custom:: cli\nagain:: cli\n",
+        ),
+    ] {
+        let out = tempfile::tempdir().unwrap();
+        let layout = out.path().join("l");
+        kiln_build(ctx.path())
+            .oci_layout(&layout)
+            .args(reg_args(&reg))
+            .args(&args)
+            .ok();
+        let bundle = umoci_unpack(&layout, "latest");
+        let got = std::fs::read_to_string(bundle.path().join("b/rootfs/C.txt")).unwrap();
+        assert_eq!(got, expected, "{args:?}");
+    }
+}
+
+/// An image from scratch has `WorkingDir: "/"` in its config, as
+/// BuildKit's emptyImage (dockerfile2llb/image.go) and docker 20.10 write
+/// it, also through a stage built on it; one based on an image keeps that
+/// image's value.
+#[test]
+fn scratch_images_work_in_root() {
+    let reg = TestRegistry::start(Options::default());
+    let ctx = tempfile::tempdir().unwrap();
+    write(&ctx.path().join("f"), "f\n");
+    write(
+        &ctx.path().join("Dockerfile"),
+        "FROM scratch AS first\nCOPY f /f\nFROM first\nCOPY f /g\n",
+    );
+    let config = |ctx: &std::path::Path| {
+        let out = tempfile::tempdir().unwrap();
+        let layout = out.path().join("l");
+        kiln_build(ctx)
+            .oci_layout(&layout)
+            .args(reg_args(&reg))
+            .ok();
+        skopeo_inspect(&format!("oci:{}:latest", layout.display()), true)
+    };
+    assert_eq!(config(ctx.path())["config"]["WorkingDir"], "/");
+    // Pushed with another working directory, then built on.
+    write(
+        &ctx.path().join("Dockerfile"),
+        "FROM scratch\nCOPY f /w/f\nWORKDIR /w\n",
+    );
+    let base = format!("{}/base/workdir:1", reg.addr);
+    build(ctx.path(), &base, &reg_args(&reg));
+    write(
+        &ctx.path().join("Dockerfile"),
+        &format!("FROM {base}\nCOPY f /g\n"),
+    );
+    assert_eq!(config(ctx.path())["config"]["WorkingDir"], "/w");
+}

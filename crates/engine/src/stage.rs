@@ -72,6 +72,8 @@ impl StageState {
             ..Default::default()
         };
         config.config.env = Some(vec![format!("PATH={DEFAULT_PATH}")]);
+        // BuildKit's emptyImage (dockerfile2llb/image.go) sets both.
+        config.config.working_dir = "/".into();
         StageState {
             tree: FsTree::new(now),
             config,

@@ -24,10 +24,12 @@ pub fn arg(cx: &StepCx, state: &mut StageState, decls: &[(String, Option<String>
                 None => plan.meta_args.get(k).cloned(),
             },
         };
-        match value {
-            Some(v) => state.args.insert(k.clone(), v),
-            None => state.args.remove(k),
-        };
+        // A bare `ARG NAME` with no value anywhere keeps the value the stage
+        // has (from its base stage or an earlier ARG), as BuildKit's
+        // dispatchArg (dockerfile2llb/convert.go) adds nothing then.
+        if let Some(v) = value {
+            state.args.insert(k.clone(), v);
+        }
     }
     Ok(())
 }
