@@ -174,3 +174,86 @@ fn build_args_targets_scoping_and_onbuild() {
     );
     assert!(env.contains(&"SEEN_ENV=unset".to_string()), "{env:?}");
 }
+
+/// `COPY --parents` copies the directories leading to each source as the
+/// context has them (mode; the copy's time; root's, or --chown's, owner;
+/// --chmod applied), makes a new destination 0755 (--chmod applied too),
+/// keeps the owner of a directory already there, and takes a `/./` pivot:
+/// what BuildKit 0.32 (dockerfile2llb/convert_copy.go) writes, checked
+/// there by hand (docker 20.10's BuildKit 0.8 has no --parents).
+#[test]
+fn copy_parents_keeps_the_source_directories_modes() {
+    use std::os::unix::fs::MetadataExt;
+    let ctx = tempfile::tempdir().unwrap();
+    let c = ctx.path();
+    write(&c.join("x/a.txt"), "xa");
+    write(&c.join("y/a.txt"), "ya");
+    write(&c.join("deep/er/b.txt"), "b");
+    write(&c.join("pivot/in/c.txt"), "c");
+    for (d, mode) in [
+        ("x", 0o775),
+        ("y", 0o775),
+        ("deep", 0o751),
+        ("deep/er", 0o700),
+    ] {
+        chmod(&c.join(d), mode);
+    }
+    chmod(&c.join("pivot/in"), 0o711);
+    run_ok(tool("touch").args(["-d", "2001-01-01"]).arg(c.join("x")));
+    write(
+        &c.join("Dockerfile"),
+        "FROM scratch\n\
+         COPY --parents ./x/a.txt ./y/a.txt /parents/\n\
+         COPY --parents --chown=1:2 --chmod=640 ./x/a.txt /owned/\n\
+         COPY --parents deep/er/b.txt /deep-copy/\n\
+         COPY --parents pivot/./in/c.txt /pivoted/\n\
+         COPY --chown=5:5 x /kept/x\n\
+         COPY --parents ./x/a.txt /kept/\n",
+    );
+    let (_, root) = build_and_unpack(c, &[], &[]);
+    let md = |p: &str| {
+        std::fs::symlink_metadata(root.path().join("b/rootfs").join(p))
+            .unwrap_or_else(|e| panic!("{p}: {e}"))
+    };
+    let shown = |p: &str| {
+        let m = md(p);
+        (m.mode() & 0o7777, m.uid(), m.gid())
+    };
+    assert_eq!(shown("parents"), (0o755, 0, 0));
+    assert_eq!(shown("parents/x"), (0o775, 0, 0));
+    assert_eq!(shown("parents/y"), (0o775, 0, 0));
+    assert_eq!(read(&root, "parents/y/a.txt"), "ya");
+    assert_eq!(shown("owned"), (0o640, 1, 2));
+    assert_eq!(shown("owned/x"), (0o640, 1, 2));
+    assert_eq!(shown("owned/x/a.txt"), (0o640, 1, 2));
+    assert_eq!(shown("deep-copy/deep"), (0o751, 0, 0));
+    assert_eq!(shown("deep-copy/deep/er"), (0o700, 0, 0));
+    assert_eq!(shown("pivoted/in"), (0o711, 0, 0));
+    assert_eq!(read(&root, "pivoted/in/c.txt"), "c");
+    assert!(!exists(&root, "pivoted/pivot"));
+    // A directory already there keeps its owner and takes the mode.
+    assert_eq!(shown("kept/x"), (0o775, 5, 5));
+    // Parents get the time of the copy, not the context's.
+    let source_time = std::fs::metadata(c.join("x")).unwrap().mtime();
+    assert_eq!(source_time, 978307200);
+    assert!(md("parents/x").mtime() > source_time);
+
+    // The parents' modes are in the step's cache key.
+    let state = tempfile::tempdir().unwrap();
+    let parents_x_with_cache = |mode: u32| {
+        chmod(&c.join("x"), mode);
+        let out = tempfile::tempdir().unwrap();
+        let layout = out.path().join("l");
+        // Not kiln_build(): it turns the local step cache off.
+        kiln_test_support::KilnBuild::new(env!("CARGO_BIN_EXE_kiln"), c)
+            .oci_layout(&layout)
+            .arg("--kiln-dir")
+            .arg(state.path())
+            .ok();
+        let bundle = umoci_unpack(&layout, "latest");
+        let m = std::fs::metadata(bundle.path().join("b/rootfs/parents/x")).unwrap();
+        m.mode() & 0o7777
+    };
+    assert_eq!(parents_x_with_cache(0o775), 0o775);
+    assert_eq!(parents_x_with_cache(0o705), 0o705);
+}

@@ -317,7 +317,12 @@ fn copy_key_files(cx: &StepCx, state: &StageState, c: &CopyArgs, parts: &mut Key
             }
             continue;
         }
-        let Ok(items) = expand_source(sources.fs(), &src) else {
+        let expand = if c.parents {
+            crate::source::expand_with_parents
+        } else {
+            expand_source
+        };
+        let Ok(items) = expand(sources.fs(), &src) else {
             continue;
         };
         insert_entries(parts, "", &items);
@@ -347,6 +352,14 @@ fn insert_entries(parts: &mut KeyParts, prefix: &str, items: &[crate::source::So
                 other => file_part(e.mode, e.uid, e.gid, Some(&format!("{other:?}"))),
             };
             parts.files.insert(format!("{prefix}{path}"), value);
+        }
+        // COPY --parents: the directories leading to the source are copied
+        // with their modes.
+        for d in &item.parents {
+            parts.files.insert(
+                format!("{prefix}{} (parent {})", item.path, d.rel),
+                file_part(d.mode, d.uid, d.gid, None),
+            );
         }
     }
 }

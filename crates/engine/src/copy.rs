@@ -109,6 +109,70 @@ pub fn copy_items(
     Ok(())
 }
 
+/// `COPY --parents`: the destination, when new, is made as a copied
+/// directory would be (0755 and the --chown owner) with --chmod applied
+/// (BuildKit copies the source's root onto it).
+pub fn copy_parents_root(
+    tree: &mut FsTree,
+    dest: &str,
+    opts: &CopyOptions,
+) -> Result<(), CopyError> {
+    let target = tree.resolve(&clean(dest), true)?;
+    if tree.get(&target).is_some() {
+        return Ok(());
+    }
+    tree.mkdir_all(&target, &mut |t| opts.new_dir(t))?;
+    if let Some(chmod) = &opts.chmod {
+        tree.update(&target, |n| n.mode = chmod.apply(n.mode, true));
+    }
+    Ok(())
+}
+
+/// `COPY --parents`: one directory leading to a source, at `target`, with
+/// the source directory's mode (--chmod applied) and the time of the copy.
+/// A new one takes the source's owner (or --chown's); one already there
+/// keeps its owner, as BuildKit 0.32 does.
+pub fn copy_parent_dir(
+    tree: &mut FsTree,
+    target: &str,
+    dir: &SrcEntry,
+    opts: &CopyOptions,
+) -> Result<(), CopyError> {
+    let mode = match &opts.chmod {
+        Some(m) => m.apply(dir.mode, true),
+        None => dir.mode,
+    };
+    let parent = tree.resolve(parent_of(target), true)?;
+    let parent = tree.mkdir_all(&parent, &mut |t| opts.new_dir(t))?;
+    let path = join(&parent, base_name(target));
+    match tree.get(&path) {
+        Some(n) if n.is_dir() => {
+            tree.update(&path, |n| {
+                n.mode = mode;
+                n.mtime = opts.now;
+            });
+            Ok(())
+        }
+        Some(_) => Err(CopyError::DirOntoFile {
+            src: dir.rel.clone(),
+            dest: path,
+        }),
+        None => {
+            let (uid, gid) = opts.owner(dir);
+            let node = Node {
+                kind: FileKind::Dir,
+                mode,
+                uid,
+                gid,
+                mtime: opts.now,
+                xattrs: dir.xattrs.clone().into(),
+                inode: tree.new_inode(),
+            };
+            Ok(tree.insert(&path, node)?)
+        }
+    }
+}
+
 fn make_node(
     tree: &mut FsTree,
     e: &SrcEntry,

@@ -32,6 +32,10 @@ pub struct SourceItem {
     /// Path of the source as the user's source system names it.
     pub path: String,
     pub entries: Vec<SrcEntry>,
+    /// With `COPY --parents`: the directories between the source's root
+    /// (or its `/./` pivot) and the source, outermost first, each `rel`
+    /// its path below that root; empty otherwise.
+    pub parents: Vec<SrcEntry>,
 }
 
 impl SourceItem {
@@ -66,6 +70,8 @@ pub trait SourceFs {
     fn exists(&self, rel: &str) -> bool;
     /// Entries of the (resolved) path `rel`.
     fn collect(&self, rel: &str) -> Result<Vec<SrcEntry>, SourceError>;
+    /// The (resolved) path `rel` alone, without what a directory holds.
+    fn entry(&self, rel: &str) -> Result<SrcEntry, SourceError>;
 }
 
 /// Match `src` (as written, after expansion) against `fs`: a wildcard may
@@ -94,7 +100,39 @@ pub fn expand_source(fs: &dyn SourceFs, src: &str) -> Result<Vec<SourceItem>, So
             name,
             path: p,
             entries: fs.collect(&resolved)?,
+            parents: Vec::new(),
         });
+    }
+    Ok(items)
+}
+
+/// [`expand_source`] for `COPY --parents`: each item also carries the
+/// directories leading to it below the source's root, or below the pivot
+/// `src` names with `/./` (BuildKit's dockerfile2llb/convert_copy.go
+/// copies them with the source's metadata).
+pub fn expand_with_parents(fs: &dyn SourceFs, src: &str) -> Result<Vec<SourceItem>, SourceError> {
+    let pivot = match src.split_once("/./") {
+        Some((p, _)) => clean(&format!("/{p}")).trim_start_matches('/').to_string(),
+        None => String::new(),
+    };
+    let mut items = expand_source(fs, src)?;
+    for item in &mut items {
+        let below = match item.path.strip_prefix(&pivot) {
+            Some(b) => b.trim_start_matches('/'),
+            None => item.path.as_str(),
+        };
+        let comps: Vec<&str> = below.split('/').filter(|c| !c.is_empty()).collect();
+        for depth in 1..comps.len() {
+            let rel = comps[..depth].join("/");
+            let in_source = if pivot.is_empty() {
+                rel.clone()
+            } else {
+                format!("{pivot}/{rel}")
+            };
+            let mut dir = fs.entry(&fs.resolve(&in_source)?)?;
+            dir.rel = rel;
+            item.parents.push(dir);
+        }
     }
     Ok(items)
 }
@@ -147,7 +185,7 @@ impl ContextFs {
         }
     }
 
-    fn entry(&self, rel_in_item: String, path: &Path, md: &std::fs::Metadata) -> SrcEntry {
+    fn describe_entry(&self, rel_in_item: String, path: &Path, md: &std::fs::Metadata) -> SrcEntry {
         let ft = md.file_type();
         // A socket is copied as an (empty) file, as docker does.
         let kind = kind_of(path, md).unwrap_or(FileKind::File {
@@ -229,6 +267,15 @@ impl SourceFs for ContextFs {
             || (md.is_dir() && self.ignore.has_exceptions())
     }
 
+    fn entry(&self, rel: &str) -> Result<SrcEntry, SourceError> {
+        let path = self.abs(rel);
+        let md = std::fs::metadata(&path).map_err(|e| SourceError::Io {
+            path: rel.to_string(),
+            source: e,
+        })?;
+        Ok(self.describe_entry(String::new(), &path, &md))
+    }
+
     fn collect(&self, rel: &str) -> Result<Vec<SrcEntry>, SourceError> {
         let root = self.abs(rel);
         let io = |e: std::io::Error| SourceError::Io {
@@ -240,7 +287,7 @@ impl SourceFs for ContextFs {
             source: e,
         };
         let md = std::fs::metadata(&root).map_err(io)?;
-        let mut entries = vec![self.entry(String::new(), &root, &md)];
+        let mut entries = vec![self.describe_entry(String::new(), &root, &md)];
         if !md.is_dir() {
             return Ok(entries);
         }
@@ -266,7 +313,7 @@ impl SourceFs for ContextFs {
                 format!("{rel}/{below}")
             };
             let md = e.metadata().map_err(|e| io(e.into()))?;
-            let entry = self.entry(below, e.path(), &md);
+            let entry = self.describe_entry(below, e.path(), &md);
             if self.ignore.excluded(&in_ctx) {
                 if md.is_dir() {
                     if walk_exceptions {
@@ -308,6 +355,21 @@ impl TreeFs<'_> {
     fn abs(rel: &str) -> String {
         format!("/{rel}")
     }
+
+    fn node_entry(&self, rel_in_item: String, path: &str) -> Option<SrcEntry> {
+        let n = self.tree.get(path)?;
+        let kind = n.kind.clone();
+        Some(SrcEntry {
+            rel: rel_in_item,
+            link_key: matches!(kind, FileKind::File { .. }).then_some((0, u64::from(n.inode))),
+            kind,
+            mode: n.mode,
+            uid: n.uid,
+            gid: n.gid,
+            mtime: n.mtime,
+            xattrs: n.xattrs.to_map(),
+        })
+    }
 }
 
 impl SourceFs for TreeFs<'_> {
@@ -336,22 +398,14 @@ impl SourceFs for TreeFs<'_> {
         self.tree.get(&clean(&Self::abs(rel))).is_some()
     }
 
+    fn entry(&self, rel: &str) -> Result<SrcEntry, SourceError> {
+        self.node_entry(String::new(), &clean(&Self::abs(rel)))
+            .ok_or_else(|| SourceError::NotFound(rel.to_string(), self.describe()))
+    }
+
     fn collect(&self, rel: &str) -> Result<Vec<SrcEntry>, SourceError> {
         let root = clean(&Self::abs(rel));
-        let convert = |rel_in_item: String, path: &str| -> Option<SrcEntry> {
-            let n = self.tree.get(path)?;
-            let kind = n.kind.clone();
-            Some(SrcEntry {
-                rel: rel_in_item,
-                link_key: matches!(kind, FileKind::File { .. }).then_some((0, u64::from(n.inode))),
-                kind,
-                mode: n.mode,
-                uid: n.uid,
-                gid: n.gid,
-                mtime: n.mtime,
-                xattrs: n.xattrs.to_map(),
-            })
-        };
+        let convert = |rel_in_item: String, path: &str| self.node_entry(rel_in_item, path);
         let mut entries: Vec<SrcEntry> = convert(String::new(), &root).into_iter().collect();
         if entries.is_empty() {
             return Err(SourceError::NotFound(rel.to_string(), self.describe()));

@@ -6,11 +6,15 @@
 use super::workdir::working_dir;
 use super::StepCx;
 use crate::chmod::Chmod;
-use crate::copy::{copy_items, extract_archive, is_archive, CopyOptions};
+use crate::copy::{
+    copy_items, copy_parent_dir, copy_parents_root, extract_archive, is_archive, CopyOptions,
+};
 use crate::error::BuildError;
-use crate::fstree::parent_of;
+use crate::fstree::join;
 use crate::ignore::{clean, IgnoreMatcher};
-use crate::source::{expand_source, ContextFs, SourceFs, SourceItem, SrcEntry, TreeFs};
+use crate::source::{
+    expand_source, expand_with_parents, ContextFs, SourceFs, SourceItem, SrcEntry, TreeFs,
+};
 use crate::stage::StageState;
 use crate::users::resolve_chown;
 use kiln_dockerfile::instructions::CopyArgs;
@@ -100,7 +104,12 @@ pub fn copy(
             items.extend(git_items(cx, state, c, &src, g)?);
             continue;
         }
-        for mut item in expand_source(sources.fs(), &src).map_err(|e| cx.error(e))? {
+        let expand = if c.parents {
+            expand_with_parents
+        } else {
+            expand_source
+        };
+        for mut item in expand(sources.fs(), &src).map_err(|e| cx.error(e))? {
             if let Some(ex) = &excludes {
                 item.entries
                     .retain(|e| e.rel.is_empty() || !ex.excluded(&e.rel));
@@ -206,6 +215,7 @@ fn heredoc_item(cx: &StepCx, state: &StageState, h: &Heredoc) -> Result<SourceIt
     Ok(SourceItem {
         name: h.name.clone(),
         path: h.name.clone(),
+        parents: Vec::new(),
         entries: vec![SrcEntry {
             rel: String::new(),
             kind: FileKind::File {
@@ -240,8 +250,14 @@ impl Placement<'_> {
     ) -> Result<(), crate::copy::CopyError> {
         let dest = self.dest;
         if self.parents {
+            // The source's root is copied onto the destination: a new one
+            // takes --chmod too, as in BuildKit.
+            copy_parents_root(tree, dest, self.opts)?;
             for item in self.items {
-                let dir = parent_of(&format!("/{}", item.path)).to_string();
+                for dir in &item.parents {
+                    copy_parent_dir(tree, &join(dest, &dir.rel), dir, self.opts)?;
+                }
+                let dir = item.parents.last().map_or("", |d| d.rel.as_str());
                 let item_dest = format!("{}/", clean(&format!("{dest}/{dir}")));
                 copy_items(tree, std::slice::from_ref(item), &item_dest, self.opts)?;
             }
@@ -278,6 +294,7 @@ fn url_item(
     Ok(SourceItem {
         name: f.name.clone(),
         path: f.name,
+        parents: Vec::new(),
         entries: vec![SrcEntry {
             rel: String::new(),
             kind: FileKind::File {
