@@ -123,3 +123,34 @@ fn parents_made_for_mounts_stay_only_with_files_in_them() {
         }
     }
 }
+
+/// A cache seeded from a directory deep in another stage, and a bind of
+/// one (`source=/subdir/subdir2,from=builder`): the directories leading
+/// to the source are written with it (BuildKit seeds the cache from it
+/// the first time the id is used), in every isolation.
+#[test]
+fn mounts_from_a_stage_directory_below_the_root() {
+    let Some((reg, base)) = chroot_registry_and_base() else {
+        return;
+    };
+    for isolation in ISOLATIONS {
+        let (work, ctx) = context_open_to_nobody(&format!(
+            "FROM {base} AS builder\n\
+             RUN mkdir -p /subdir/subdir2 && echo hello2 > /subdir/subdir2/hello2\n\
+             FROM {base}\n\
+             RUN --mount=type=cache,id=nested-{isolation}-{pid},source=/subdir/subdir2,from=builder,target=/test \
+             cat /test/hello2 > /seen-cache\n\
+             RUN --mount=type=bind,source=/subdir/subdir2,from=builder,target=/b cat /b/hello2 > /seen-bind\n",
+            pid = std::process::id()
+        ));
+        let bundle = build_isolated_and_unpack(isolation, &ctx, work.path(), &reg_args(&reg));
+        let root = bundle.path().join("b/rootfs");
+        for f in ["seen-cache", "seen-bind"] {
+            assert_eq!(
+                std::fs::read_to_string(root.join(f)).unwrap(),
+                "hello2\n",
+                "{isolation}: {f}"
+            );
+        }
+    }
+}

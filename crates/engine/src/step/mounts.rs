@@ -268,14 +268,15 @@ pub(crate) fn from_state<'c>(
 }
 
 /// Writes `rel` (a directory or a file) of `from`'s tree under `dir`, at
-/// the same relative path.
+/// the same relative path, with the directories leading to it.
 fn write_subtree(cx: &StepCx, from: &StageState, rel: &str, dir: &Path) -> Result<(), BuildError> {
     let under = format!("{}/", rel.trim_end_matches('/'));
+    let leads_to_rel = |p: &str| rel.starts_with(&format!("{}/", p.trim_end_matches('/')));
     let tree = from.files(&cx.build.layers()).map_err(|e| cx.error(e))?;
     let paths: Vec<&str> = tree
         .iter()
         .map(|(p, _)| p.as_str())
-        .filter(|p| *p == "/" || *p == rel || p.starts_with(&under) || rel == "/")
+        .filter(|p| *p == rel || p.starts_with(&under) || leads_to_rel(p) || rel == "/")
         .collect();
     crate::materialize::write_paths(tree, dir, &paths, &|_| false).map_err(|e| cx.error(e))
 }
