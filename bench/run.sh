@@ -12,7 +12,7 @@
 #                                 (empty cache) against a rerun after a
 #                                 context edit (the cache kept), interleaved
 # Starts a registry on 127.0.0.1:5000, builds the bases the workloads in
-# ../shared/bench/workloads expect (debian:bookworm from debootstrap, bigbase),
+# bench/workloads expect (debian:bookworm from debootstrap, bigbase),
 # then times cold builds+pushes of W1 and W2: kiln as uid 65534 (user
 # namespaces) and, when installed, buildah (--isolation chroot --layers).
 # It also measures the snapshot of a one-file RUN on a 10k-file and a
@@ -20,7 +20,7 @@
 set -eu
 RUNS=${1:-5}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-WORKLOADS=${KILN_WORKLOADS:-$HERE/../shared/bench/workloads}
+WORKLOADS=${KILN_WORKLOADS:-$HERE/bench/workloads}
 STATE=${KILN_BENCH_DIR:-/tmp/kiln-bench}
 REG=127.0.0.1:5000
 mkdir -p "$STATE"

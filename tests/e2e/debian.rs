@@ -202,28 +202,21 @@ fn debian_base_unprivileged_and_chroot_give_the_same_image() {
         keep.push((out, bundle));
     }
     // The benchmark's W1 workload builds and pushes as uid 65534 too.
-    let w1 = repo_root().join("../shared/bench/workloads/W1-small");
-    if w1.is_dir() {
-        let copy = work.path().join("w1");
-        std::fs::create_dir(&copy).unwrap();
-        for f in ["Dockerfile", "hello.txt"] {
-            std::fs::copy(w1.join(f), copy.join(f)).unwrap();
-            chmod(&copy.join(f), 0o644);
-        }
-        chmod(&copy, 0o755);
-        kiln_build_as_nobody(&copy, work.path())
-            .arg("--build-arg")
-            .arg(format!("REGISTRY={}", reg.addr))
-            .arg("-d")
-            .arg(format!("{}/bench/w1-small:kiln", reg.addr))
-            .args(reg_args(&reg))
-            .ok();
-    } else {
-        eprintln!(
-            "!!!!!!!! SKIPPED: {} is missing: W1 not built !!!!!!!!",
-            w1.display()
-        );
+    let w1 = repo_root().join("bench/workloads/W1-small");
+    let copy = work.path().join("w1");
+    std::fs::create_dir(&copy).unwrap();
+    for f in ["Dockerfile", "hello.txt"] {
+        std::fs::copy(w1.join(f), copy.join(f)).unwrap();
+        chmod(&copy.join(f), 0o644);
     }
+    chmod(&copy, 0o755);
+    kiln_build_as_nobody(&copy, work.path())
+        .arg("--build-arg")
+        .arg(format!("REGISTRY={}", reg.addr))
+        .arg("-d")
+        .arg(format!("{}/bench/w1-small:kiln", reg.addr))
+        .args(reg_args(&reg))
+        .ok();
     let (a, b) = (&trees[0], &trees[1]);
     let diffs = differences(a, b, ("userns", "chroot"));
     assert!(
@@ -241,14 +234,7 @@ fn bench_workloads_rebuild_from_the_registry_cache() {
         eprintln!("!!!!!!!! SKIPPED: debootstrap needs root !!!!!!!!");
         return;
     }
-    let workloads = repo_root().join("../shared/bench/workloads");
-    if !workloads.is_dir() {
-        eprintln!(
-            "!!!!!!!! SKIPPED: {} is missing !!!!!!!!",
-            workloads.display()
-        );
-        return;
-    }
+    let workloads = repo_root().join("bench/workloads");
     let reg = TestRegistry::start(Options::default());
     let base_ctx = debian_base_context(
         "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 fn testfiles() -> Vec<PathBuf> {
     let dir = std::env::var_os("KILN_CONFORMANCE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("../shared/conformance"));
+        .unwrap_or_else(|| repo_root().join("tests/conformance"));
     let files = dir.join("buildkit/parser/testfiles");
     assert!(
         files.is_dir(),

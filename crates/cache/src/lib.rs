@@ -1,4 +1,4 @@
-//! Cache keys (see ../shared/BRIEF.md, "Cache keys"). A step's key is the
+//! Cache keys (docs/architecture.md). A step's key is the
 //! hash of everything its result depends on and nothing else:
 //!
 //! - the previous step's key (the first step: the base image's digest, or

@@ -1,6 +1,7 @@
-//! BuildKit's own parser and shell vectors (see ../shared/conformance/README.md).
-//! They are read from `$KILN_CONFORMANCE_DIR` or `<repo>/../shared/conformance`;
-//! when neither exists the test fails loudly rather than pass on nothing.
+//! BuildKit's own parser and shell vectors (see tests/conformance/README.md).
+//! They are read from `$KILN_CONFORMANCE_DIR` or the repository's
+//! `tests/conformance`; when neither holds them the test fails loudly
+//! rather than pass on nothing.
 
 use kiln_dockerfile::shell::Lex;
 use kiln_dockerfile::{dump, parse};
@@ -12,12 +13,12 @@ fn conformance_dir() -> PathBuf {
     let dir = std::env::var_os("KILN_CONFORMANCE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance")
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/conformance")
         });
     assert!(
         dir.join("buildkit").is_dir(),
         "\n\n*** CONFORMANCE VECTORS ABSENT: {} has no buildkit/ folder. Set KILN_CONFORMANCE_DIR \
-         to the shared/conformance folder. ***\n",
+         to a folder holding buildkit/ (the repository has it in tests/conformance). ***\n",
         dir.display()
     );
     dir.join("buildkit")
