@@ -269,27 +269,64 @@ fn a_symlink_to_a_host_folder_is_not_followed_by_the_snapshot() {
     );
 }
 
-/// A step sees no descriptor kiln left open: every one it has is its
-/// stdin (/dev/null), its output pipes, or what it opened itself.
+/// A step sees no descriptor kiln left open, nor one kiln's own parent
+/// left open to a host file (a CI runner's, a shell's `exec 7>file`: the
+/// runc CVE-2024-21626 class): it has its standard input (/dev/null),
+/// output and error, and what it opened itself. Namespaces as root and as
+/// uid 65534 list them; chroot mode (no /proc) shows it by the write that
+/// fails. In-place mode: `pod::inherited_descriptors_stay_out_in_place`.
 #[test]
-fn a_step_inherits_no_descriptor_of_kilns() {
+fn a_step_inherits_no_descriptor_of_kilns_or_its_parents() {
     let Some((reg, base)) = chroot_registry_and_base() else {
         return;
     };
-    let (work, ctx) =
-        context_open_to_nobody(&format!("FROM {base}\nRUN ls -l /proc/self/fd/ > /fds\n"));
-    // chroot mode has no /proc to look in; namespaces (as root and as
-    // uid 65534) do.
-    for isolation in ["auto", "unprivileged"] {
-        let bundle = build_isolated_and_unpack(isolation, &ctx, work.path(), &reg_args(&reg));
-        let fds = std::fs::read_to_string(bundle.path().join("b/rootfs/fds")).unwrap();
+    let (work, ctx) = context_open_to_nobody(&format!(
+        "FROM {base}\n\
+         RUN ls -l /proc/self/fd/ > /fds || true; \
+         if (echo written-by-a-step >&7) 2>/dev/null; then echo open > /fd7; else echo closed > /fd7; fi\n"
+    ));
+    let host = tempfile::NamedTempFile::new().unwrap();
+    write(host.path(), "host data\n");
+    for isolation in ISOLATIONS {
+        let parents_fd = std::fs::OpenOptions::new()
+            .append(true)
+            .open(host.path())
+            .unwrap();
+        let out = open_dir(&work.path().join(format!("out-{isolation}")));
+        kiln_build_isolated(isolation, &ctx, work.path())
+            .inherit_fd(7, &parents_fd)
+            .oci_layout(&out.join("l"))
+            .args(reg_args(&reg))
+            .ok();
+        let bundle = umoci_unpack(&out.join("l"), "latest");
+        let root = bundle.path().join("b/rootfs");
+        let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+        assert_eq!(
+            read("fd7"),
+            "closed\n",
+            "{isolation}: descriptor 7 reached the step"
+        );
+        assert_eq!(
+            std::fs::read_to_string(host.path()).unwrap(),
+            "host data\n",
+            "{isolation}: the step wrote to the host file"
+        );
+        if isolation == "chroot" {
+            continue;
+        }
+        let fds = read("fds");
         for line in fds.lines().filter(|l| l.contains(" -> ")) {
-            let target = line.rsplit(" -> ").next().unwrap();
+            let (name, target) = line.rsplit_once(" -> ").unwrap();
+            let fd: u32 = name.rsplit(' ').next().unwrap().parse().unwrap();
+            let expected = match fd {
+                0 => target == "/dev/null",
+                1 => target == "/fds",
+                2 => target.starts_with("pipe:"),
+                // ls's own: the directory it lists.
+                _ => target.starts_with("/proc/") && target.ends_with("/fd"),
+            };
             assert!(
-                target == "/dev/null"
-                    || target == "/fds"
-                    || target.starts_with("pipe:")
-                    || (target.starts_with("/proc/") && target.ends_with("/fd")),
+                expected,
                 "{isolation}: a descriptor kiln left open: {line}\n{fds}"
             );
         }

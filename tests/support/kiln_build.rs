@@ -117,6 +117,25 @@ impl KilnBuild {
         self
     }
 
+    /// Leaves `file` open in kiln as descriptor `fd` (not close-on-exec),
+    /// as a CI runner or a shell's `exec 7>file` leaves one.
+    pub fn inherit_fd(mut self, fd: i32, file: &std::fs::File) -> Self {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let from = file.as_raw_fd();
+        // SAFETY: dup2 is async-signal-safe; both descriptors are valid
+        // (`file` outlives the spawn: the caller holds it).
+        unsafe {
+            self.cmd.pre_exec(move || {
+                if libc::dup2(from, fd) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        self
+    }
+
     /// `--oci-layout-path DIR`.
     pub fn oci_layout(self, dir: &Path) -> Self {
         self.arg("--oci-layout-path").arg(dir)

@@ -8,6 +8,8 @@ use crate::detect::IsolationMode;
 /// this process was the step helper, or entering the namespace failed;
 /// exit with `code`. `None`: carry on as the CLI.
 pub fn entrypoint() -> Option<i32> {
+    // Nothing kiln's parent left open may reach a helper or a step.
+    crate::descriptors::close_inherited_on_exec();
     if let Err(e) = crate::finish_entering() {
         eprintln!("error: {e}");
         return Some(1);

@@ -326,6 +326,8 @@ fn enter_and_exec(spec: &RunSpec, root: &Path) -> String {
             None => return format!("{first}: executable file not found in $PATH"),
         }
     };
+    // Standard input, output and error only (runc closes the rest too).
+    crate::descriptors::close_all_but_stdio();
     let e = sys::exec(&path, &spec.process.argv, &spec.process.env);
     format!("exec {path}: {e}")
 }

@@ -16,6 +16,7 @@
 
 mod sys;
 
+mod descriptors;
 mod detect;
 mod directory;
 pub mod emulation;
