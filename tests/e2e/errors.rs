@@ -225,3 +225,35 @@ fn context_symlinks_cannot_leave_the_context() {
         assert!(err.contains("escape/passwd: not found"), "{err}");
     }
 }
+
+/// In chroot mode a failed step is told that /proc or /dev is missing only
+/// when its output names them (and that chroot mode uses no mounts when
+/// it was asked for); an image that is not there is named with its tag.
+#[test]
+fn failed_steps_and_missing_images_are_told_what_they_lack() {
+    let Some((reg, base)) = crate::run::chroot_registry_and_base() else {
+        return;
+    };
+    let args = crate::registry::reg_args(&reg);
+    let mut extra: Vec<&str> = args.iter().map(String::as_str).collect();
+    extra.extend(["--isolation", "chroot"]);
+    let err = build_fails(1, &format!("FROM {base}\nRUN exit 7\n"), &[], &extra);
+    assert!(err.contains("exit code 7"), "{err}");
+    assert!(!err.contains("/proc") && !err.contains("chroot mode"), "{err}");
+    let err = build_fails(
+        1,
+        &format!("FROM {base}\nRUN cat /proc/self/status\n"),
+        &[],
+        &extra,
+    );
+    assert!(
+        err.contains("/proc is unavailable: mounts are not used in chroot mode"),
+        "{err}"
+    );
+    let missing = format!("{}/nope:1", reg.addr);
+    let err = build_fails(4, &format!("FROM {missing}\n"), &[], &extra);
+    assert!(
+        err.contains(&format!("manifest {missing}: not found")),
+        "{err}"
+    );
+}

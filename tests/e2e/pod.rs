@@ -157,7 +157,7 @@ fn kilns_image_builds_in_place_in_a_default_container() {
             .collect::<Vec<_>>();
         assert!(
             last.len() == 1
-                && last[0].contains("unavailable in chroot mode")
+                && last[0].contains("mounts are not used in chroot mode")
                 && last[0].contains("--isolation in-place"),
             "{err}"
         );
@@ -201,6 +201,7 @@ fn kilns_image_builds_in_place_in_a_default_container() {
     );
 
     hostile_steps_leave_kiln_whole(&reg, &base, tag, work.path());
+    inherited_descriptors_stay_out_in_place(&reg, &base, tag, work.path());
     let _ = docker().unwrap().args(["rmi", "-f", tag]).output();
 
     let docker_tar = work.path().join("docker.tar");
@@ -318,5 +319,67 @@ fn hostile_steps_leave_kiln_whole(reg: &TestRegistry, base: &str, tag: &str, wor
     assert!(!fs.contains_key("fake-kiln-ran"));
     for p in ["kiln/bin/kiln", "kiln/bin/busybox"] {
         assert_eq!(fs.get(p).map(|i| i.kind), Some('f'), "{p}");
+    }
+}
+
+/// In place, as in the other isolations (`escapes::a_step_inherits_no_
+/// descriptor_of_kilns_or_its_parents`): a descriptor the job's shell left
+/// open to a file (`exec 7>>...`) never reaches a step, which sees only
+/// its standard input, output and error.
+fn inherited_descriptors_stay_out_in_place(reg: &TestRegistry, base: &str, tag: &str, work: &Path) {
+    let ctx = work.join("descriptors");
+    let data = work.join("descriptors-data");
+    std::fs::create_dir_all(&data).unwrap();
+    write(&data.join("host.txt"), "host data\n");
+    write(
+        &ctx.join("Dockerfile"),
+        &format!(
+            "FROM {base}\n\
+             RUN ls -l /proc/self/fd/ > /fds; \
+             if (echo written-by-a-step >&7) 2>/dev/null; then echo open > /fd7; else echo closed > /fd7; fi\n"
+        ),
+    );
+    let o = docker()
+        .unwrap()
+        .args(["run", "--rm", "--network", "host"])
+        .args(["--entrypoint", "/kiln/bin/busybox"])
+        .arg("-v")
+        .arg(format!("{}:/workspace", ctx.display()))
+        .arg("-v")
+        .arg(format!("{}:/data", data.display()))
+        .args([tag, "sh", "-c"])
+        .arg(format!(
+            "exec 7>>/data/host.txt && exec /kiln/bin/kiln build --context /workspace \
+             --no-push --tar-path /data/built.tar --insecure-registry {}",
+            reg.addr
+        ))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("isolation: in-place"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(data.join("host.txt")).unwrap(),
+        "host data\n",
+        "a step wrote through the job's descriptor"
+    );
+    let unpacked = tempfile::tempdir().unwrap();
+    let layout = unpacked.path().join("l");
+    run_ok(tool("skopeo").args([
+        "copy",
+        &format!("docker-archive:{}", data.join("built.tar").display()),
+        &format!("oci:{}:latest", layout.display()),
+    ]));
+    let bundle = umoci_unpack(&layout, "latest");
+    let read = |p: &str| std::fs::read_to_string(bundle.path().join("b/rootfs").join(p)).unwrap();
+    assert_eq!(read("fd7"), "closed\n", "descriptor 7 reached the step");
+    let fds = read("fds");
+    for line in fds.lines().filter(|l| l.contains(" -> ")) {
+        let (name, target) = line.rsplit_once(" -> ").unwrap();
+        let fd: u32 = name.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(
+            fd <= 2 || (target.starts_with("/proc/") && target.ends_with("/fd")),
+            "in place: a descriptor the step did not open: {line}\n{fds}"
+        );
     }
 }

@@ -121,7 +121,9 @@ pub fn fetch_manifest(
     r: &Reference,
     by: &str,
 ) -> Result<(Vec<u8>, String, String), RegistryError> {
-    let what = format!("manifest {}@{by}", r.name());
+    // A digest is written after `@`, a tag after `:`.
+    let sep = if by.contains(':') { '@' } else { ':' };
+    let what = format!("manifest {}{sep}{by}", r.name());
     let call = Call {
         registry: &r.registry,
         api_host: r.api_host(),

@@ -1,7 +1,7 @@
 //! The auto policy: which executor this machine allows, decided once per
 //! build and logged with the reason.
 
-use crate::directory::DirectoryExecutor;
+use crate::directory::{ChrootBecause, DirectoryExecutor};
 use crate::executor::Executor;
 use crate::in_place::{kiln_image_home, InPlaceExecutor};
 use crate::overlay::OverlayExecutor;
@@ -78,7 +78,7 @@ pub fn detect(
             ));
         }
         tracing::info!("isolation: chroot (asked for)");
-        return Ok(Box::new(DirectoryExecutor::chroot()));
+        return Ok(Box::new(DirectoryExecutor::chroot(ChrootBecause::Asked)));
     }
     match probe_mounts(&work.join("probe"), in_userns) {
         Ok(()) => {
@@ -100,7 +100,9 @@ pub fn detect(
             tracing::info!(
                 "isolation: chroot (namespaces or mounts are not permitted here: {why})"
             );
-            Ok(Box::new(DirectoryExecutor::chroot()))
+            Ok(Box::new(DirectoryExecutor::chroot(
+                ChrootBecause::MountsBlocked,
+            )))
         }
         Err(why) if in_userns => {
             tracing::warn!("isolation: user namespaces without overlayfs ({why}); steps run in a private copy and are diffed");

@@ -16,17 +16,36 @@ use std::path::Path;
 /// the stage, where overlayfs is unavailable), or with chroot alone.
 pub struct DirectoryExecutor {
     namespaces: bool,
+    /// Why chroot mode runs here: what a failed step that needed /proc or
+    /// /dev is told.
+    chroot_because: ChrootBecause,
+}
+
+/// Why steps run in chroot mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChrootBecause {
+    /// `--isolation chroot`: mounts may be permitted, chroot mode uses none.
+    Asked,
+    /// Namespaces or mounts are not permitted here.
+    MountsBlocked,
 }
 
 impl DirectoryExecutor {
     /// Namespaces and a private copy of the stage as the root.
     pub fn private_copy() -> DirectoryExecutor {
-        DirectoryExecutor { namespaces: true }
+        DirectoryExecutor {
+            namespaces: true,
+            chroot_because: ChrootBecause::Asked,
+        }
     }
 
-    /// chroot only (root where namespaces and mounts are blocked).
-    pub fn chroot() -> DirectoryExecutor {
-        DirectoryExecutor { namespaces: false }
+    /// chroot only (as root, by request or where namespaces and mounts
+    /// are blocked).
+    pub fn chroot(because: ChrootBecause) -> DirectoryExecutor {
+        DirectoryExecutor {
+            namespaces: false,
+            chroot_because: because,
+        }
     }
 }
 
@@ -46,7 +65,7 @@ impl Executor for DirectoryExecutor {
         root: &mut dyn StageRoot,
         output: OutputSink<'_>,
     ) -> Result<StepOutcome, SandboxError> {
-        run_in_directory(step, root, output, self.namespaces)
+        run_in_directory(step, root, output, self)
     }
 }
 
@@ -54,8 +73,9 @@ fn run_in_directory(
     step: &StepRequest,
     root: &mut dyn StageRoot,
     output: OutputSink<'_>,
-    namespaces: bool,
+    executor: &DirectoryExecutor,
 ) -> Result<StepOutcome, SandboxError> {
+    let namespaces = executor.namespaces;
     if step.process.no_network && !namespaces {
         return Err(no_network_namespace("chroot mode"));
     }
@@ -94,7 +114,16 @@ fn run_in_directory(
         true => None,
         false => Some(crate::staged::stage(&root_dir, &step.mounts)?),
     };
-    let result = run_step(&spec, dir, output);
+    // Whether the step's output names /proc or /dev: only then can the
+    // chroot's lack of them be why it failed.
+    let named_proc_or_dev = std::sync::atomic::AtomicBool::new(false);
+    let watched = |line: &str| {
+        if line.contains("/proc") || line.contains("/dev") {
+            named_proc_or_dev.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        output(line)
+    };
+    let result = run_step(&spec, dir, &watched);
     if let Some(s) = staged {
         s.finish()?;
     }
@@ -103,7 +132,10 @@ fn run_in_directory(
     }
     let out = result?;
     if out.exit_code != 0 {
-        let hint = (!namespaces).then(|| chroot_hint(&root_dir)).flatten();
+        let suspect = !namespaces && named_proc_or_dev.into_inner();
+        let hint = suspect
+            .then(|| chroot_hint(&root_dir, executor.chroot_because))
+            .flatten();
         return Ok(StepOutcome::failed(out.exit_code, hint));
     }
     let started = std::time::Instant::now();
@@ -127,7 +159,7 @@ pub(crate) fn no_network_namespace(mode: &str) -> SandboxError {
 
 /// What a chroot lacks that a failed step may have needed: /proc (never
 /// mounted here) and /dev nodes (unusable on a nodev file system).
-fn chroot_hint(root: &Path) -> Option<String> {
+fn chroot_hint(root: &Path, because: ChrootBecause) -> Option<String> {
     let no_proc = !root.join("proc/self").exists();
     let no_dev = std::fs::OpenOptions::new()
         .write(true)
@@ -139,7 +171,10 @@ fn chroot_hint(root: &Path) -> Option<String> {
         (false, true) => "/dev is",
         (false, false) => return None,
     };
-    Some(format!("{missing} unavailable in chroot mode (no mounts are permitted here); steps that need them run with --isolation in-place in kiln's image, or with user namespaces"))
+    Some(match because {
+        ChrootBecause::MountsBlocked => format!("{missing} unavailable in chroot mode (no mounts are permitted here); steps that need them run with --isolation in-place in kiln's image, or with user namespaces"),
+        ChrootBecause::Asked => format!("{missing} unavailable: mounts are not used in chroot mode; steps that need them run with --isolation auto (namespaces, where permitted), or --isolation in-place in kiln's image"),
+    })
 }
 
 /// A file kiln wrote into a chroot's /etc, and what to put back: the

@@ -35,7 +35,7 @@ pub mod userns;
 mod watch;
 
 pub use detect::{detect, InPlaceOptions, IsolationMode};
-pub use directory::DirectoryExecutor;
+pub use directory::{ChrootBecause, DirectoryExecutor};
 pub use entrypoint::{enter_for_build, entrypoint};
 pub use executor::{Executor, OutputSink, Process, StageRoot, StepOutcome, StepRequest};
 pub use in_place::{
