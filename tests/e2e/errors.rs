@@ -239,7 +239,10 @@ fn failed_steps_and_missing_images_are_told_what_they_lack() {
     extra.extend(["--isolation", "chroot"]);
     let err = build_fails(1, &format!("FROM {base}\nRUN exit 7\n"), &[], &extra);
     assert!(err.contains("exit code 7"), "{err}");
-    assert!(!err.contains("/proc") && !err.contains("chroot mode"), "{err}");
+    assert!(
+        !err.contains("/proc") && !err.contains("chroot mode"),
+        "{err}"
+    );
     let err = build_fails(
         1,
         &format!("FROM {base}\nRUN cat /proc/self/status\n"),
