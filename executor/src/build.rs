@@ -25,11 +25,15 @@ pub fn build(args: BuildArgs) -> Result<(), Error> {
     let hold = kiln_engine::evict::hold(&kiln_dir)
         .map_err(|e| format!("locking {}: {e}", kiln_dir.display()))?;
     let tmp = kiln_dir.join("tmp");
-    std::fs::create_dir_all(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+    // Builds, and each step's files, land in block groups of their own
+    // (kiln_layer::spread: file creation near recent deletions is slow).
+    kiln_layer::spread::create_spread_dir(&tmp)
+        .map_err(|e| format!("creating {}: {e}", tmp.display()))?;
     let work = tempfile::Builder::new()
         .prefix("build-")
         .tempdir_in(&tmp)
         .map_err(|e| format!("creating a work directory in {}: {e}", tmp.display()))?;
+    kiln_layer::spread::spread_subdirectories(work.path());
     let context = source.prepare(work.path(), &git, args.context_sub_path.as_deref())?;
     let dockerfile = options::dockerfile(&args, &context);
     let src = crate::read_dockerfile(&dockerfile).map_err(usage)?;

@@ -202,7 +202,8 @@ impl LayerStore {
                 diff_id: diff_id.into(),
             });
         }
-        std::fs::create_dir_all(&self.dir)
+        // Each layer's files land in block groups of their own (spread.rs).
+        kiln_layer::spread::create_spread_dir(&self.dir)
             .map_err(io(format!("creating {}", self.dir.display())))?;
         let path = self.dir.join(format!(".{hex}.lock"));
         let f = std::fs::File::create(&path).map_err(io(format!("creating {}", path.display())))?;
@@ -237,7 +238,8 @@ impl LayerStore {
             kiln_registry::store::touch(&final_dir.join(INDEX));
             return Ok(layer);
         }
-        std::fs::create_dir_all(&self.dir)
+        // Each layer's files land in block groups of their own (spread.rs).
+        kiln_layer::spread::create_spread_dir(&self.dir)
             .map_err(io(format!("creating {}", self.dir.display())))?;
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let tmp = self.dir.join(format!(

@@ -10,6 +10,7 @@ pub mod hashing;
 pub mod in_root;
 pub mod pgzip;
 mod records;
+pub mod spread;
 pub mod writer;
 
 pub use archive::{detect_compression, open_archive, ArchiveCompression};
