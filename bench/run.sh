@@ -13,8 +13,11 @@
 #                                 context edit (the cache kept), interleaved
 # Starts a registry on 127.0.0.1:5000, builds the bases the workloads in
 # bench/workloads expect (debian:bookworm from debootstrap, bigbase),
-# then times cold builds+pushes of W1 and W2: kiln as uid 65534 (user
-# namespaces) and, when installed, buildah (--isolation chroot --layers).
+# then times cold builds+pushes of W1 to W4: kiln as root, buildah
+# (--isolation chroot --layers) and, with BUILDKIT_SH naming BuildKit
+# v0.32.2's buildkit.sh, BuildKit as buildctl-daemonless.sh runs it;
+# BENCH_TMPFS=1 puts every tool's state on a tmpfs, BENCH_WORKLOADS
+# chooses workloads, BENCH_ONLY_TABLE=1 stops after the table.
 # It also measures the snapshot of a one-file RUN on a 10k-file and a
 # 200k-file root. Prints a Markdown report.
 set -eu
@@ -258,24 +261,90 @@ if [ "${ONLY:-}" = W5 ]; then
     exit 0
 fi
 
-echo "| workload | kiln (uid 65534) | buildah | kiln/buildah |"
-echo "|---|---|---|---|"
-for w in W1-small W2-bigbase-touch; do
-    # Interleaved: this machine's file creation speed drifts a lot.
-    : > "$STATE/$w-kiln"; : > "$STATE/$w-buildah"
+# The main table: kiln (as root), buildah and BuildKit, cold, pull + build
+# + push, interleaved, each run timed by GNU time: seconds, peak RSS and
+# bytes written (%O, 512-byte blocks). BENCH_TMPFS=1 puts every tool's
+# state on one tmpfs (each tool's own work); otherwise it is on the disk
+# under $STATE (what users have). BuildKit runs as buildctl-daemonless.sh
+# does, through BUILDKIT_SH (BuildKit v0.32.2's buildkit.sh; its column is
+# left out when unset).
+WORKLOADS_TIMED=${BENCH_WORKLOADS:-W1-small W2-bigbase-touch W3-bigdata W4-multistage}
+TOOLSTATE=$STATE/disk
+if [ "${BENCH_TMPFS:-0}" = 1 ]; then
+    TOOLSTATE=$STATE/tmpfs
+    mkdir -p "$TOOLSTATE"
+    mountpoint -q "$TOOLSTATE" || mount -t tmpfs -o size=16g,mode=0755 tmpfs "$TOOLSTATE"
+fi
+mkdir -p "$TOOLSTATE"
+BUILDAH="buildah --root $TOOLSTATE/buildah --runroot $TOOLSTATE/buildah-run --storage-driver overlay"
+
+# "SECONDS PEAK_KIB WRITTEN_BLOCKS" of one command
+measured() {
+    /usr/bin/time -f "%e %M %O" -o "$STATE/time.out" "$@" >"$STATE/cmd.log" 2>&1 || { echo "failed: $*" >&2; tail -5 "$STATE/cmd.log" >&2; return 1; }
+    cat "$STATE/time.out"
+}
+kiln_cold() { # workload [binary]
+    rm -rf "$TOOLSTATE/kiln"; sync
+    measured "${2:-$KILN}" build -c "$WORKLOADS/$1" -d "$REG/bench/$(echo $1 | tr A-Z a-z):kiln" --insecure-registry $REG \
+        --kiln-dir "$TOOLSTATE/kiln" --build-arg REGISTRY=$REG -v warn
+}
+# KILN_BASELINE=/path/to/an/older/kiln: measured beside, for before/after.
+baseline_cold() { kiln_cold "$1" "$KILN_BASELINE"; }
+buildah_cold() { # workload: bud, then push; seconds and blocks add up, the peak is the larger
+    $BUILDAH rm -a >/dev/null 2>&1 || true; $BUILDAH rmi -a -f >/dev/null 2>&1 || true; sync
+    ref="$REG/bench/$(echo $1 | tr A-Z a-z):buildah"
+    b1=$(measured $BUILDAH bud -q --isolation chroot --layers --tls-verify=false --build-arg REGISTRY=$REG -t "$ref" "$WORKLOADS/$1") || return 1
+    b2=$(measured $BUILDAH push -q --tls-verify=false "$ref") || return 1
+    echo "$b1 $b2" | awk '{printf "%.2f %d %d\n", $1 + $4, ($2 > $5 ? $2 : $5), $3 + $6}'
+}
+buildkit_cold() { # workload, as buildctl-daemonless.sh: a daemon on an empty root
+    rm -rf "$TOOLSTATE/buildkit"; sync
+    measured env BUILDKIT_ROOT="$TOOLSTATE/buildkit" bash "$BUILDKIT_SH" daemonless "$WORKLOADS/$1" "$WORKLOADS/$1/Dockerfile" \
+        "$REG/bench/$(echo $1 | tr A-Z a-z):buildkit" --build-arg REGISTRY=$REG
+}
+# "median-seconds median-peak-MiB median-written-MiB" of a results file
+summary() {
+    s=$(cut -d' ' -f1 "$1" | median)
+    m=$(cut -d' ' -f2 "$1" | median)
+    o=$(cut -d' ' -f3 "$1" | median)
+    echo "$s $((m / 1024)) $((o / 2048))"
+}
+cell() { set -- $1; echo "$1 s, $2 MiB, $3 MiB written"; }
+
+TOOLS="kiln"
+[ -n "${KILN_BASELINE:-}" ] && TOOLS="$TOOLS baseline"
+command -v buildah >/dev/null && TOOLS="$TOOLS buildah"
+[ -n "${BUILDKIT_SH:-}" ] && [ -f "$BUILDKIT_SH" ] && TOOLS="$TOOLS buildkit"
+where=disk; [ "${BENCH_TMPFS:-0}" = 1 ] && where=tmpfs
+echo "Cold builds with every tool's state on the $where ($TOOLSTATE), $(date -u +%Y-%m-%d), $RUNS interleaved runs, medians: seconds, peak RSS, MiB written"
+echo
+header="| workload | kiln (root) |"; rule="|---|---|"
+[ -n "${KILN_BASELINE:-}" ] && { header="$header kiln baseline |"; rule="$rule---|"; }
+echo "$header buildah | BuildKit (daemonless) | kiln / faster anchor |"
+echo "$rule---|---|---|"
+for w in $WORKLOADS_TIMED; do
+    for t in $TOOLS; do : > "$STATE/$w-$t"; done
     for i in $(seq 1 "$RUNS"); do
-        kiln_time $w >> "$STATE/$w-kiln"
-        if command -v buildah >/dev/null; then buildah_time $w >> "$STATE/$w-buildah"; fi
+        for t in $TOOLS; do
+            ${t}_cold "$w" >> "$STATE/$w-$t" || true
+        done
     done
-    k=$(median < "$STATE/$w-kiln")
-    if [ -s "$STATE/$w-buildah" ]; then
-        b=$(median < "$STATE/$w-buildah")
-        r=$(echo "scale=2; $k / $b" | bc)
-    else
-        b="not installed"; r="-"
-    fi
-    echo "| $w | ${k} s | ${b} s | $r |"
+    k=$(summary "$STATE/$w-kiln")
+    best=""; row="| $w | $(cell "$k") |"
+    if [ -n "${KILN_BASELINE:-}" ]; then row="$row $(cell "$(summary "$STATE/$w-baseline")") |"; fi
+    for t in buildah buildkit; do
+        if [ -s "$STATE/$w-$t" ]; then
+            a=$(summary "$STATE/$w-$t")
+            if [ -z "$best" ] || [ "$(echo "${a%% *} < $best" | bc)" = 1 ]; then best=${a%% *}; fi
+            row="$row $(cell "$a") |"
+        else
+            row="$row not run |"
+        fi
+    done
+    ratio="-"; [ -n "$best" ] && ratio=$(echo "scale=2; ${k%% *} / $best" | bc)
+    echo "$row $ratio |"
 done
+[ -n "${BENCH_ONLY_TABLE:-}" ] && exit 0
 
 echo
 echo "| snapshot of a one-file RUN | overlay upper (user namespaces) | full-tree diff (chroot mode) |"
