@@ -374,3 +374,58 @@ fn whiteouts_of_dot_dot_and_an_opaque_root_stay_inside() {
     extract_layer_to(&opaque[..], &s.root(), "layer", &markers, &mut |_| Ok(())).unwrap();
     s.assert_outside_untouched();
 }
+
+/// A layer's entries apply in the tar's order: a path written twice keeps
+/// the later bytes; a file replaced by a directory, a directory of files
+/// replaced by a file or by a link to outside, and a hard link to a file
+/// just written all come out as the order says, and nothing leaves the
+/// root.
+#[test]
+fn entries_apply_in_the_tars_order() {
+    let s = Sandbox::new();
+    let outer = s.outer.path().display().to_string();
+    let names: Vec<String> = (0..300).map(|i| format!("many/d{}/f{i}", i % 7)).collect();
+    let mut entries: Vec<E> = names.iter().map(|n| E::File(n, b"first")).collect();
+    let again: Vec<String> = (0..300).map(|i| format!("many/d{}/f{i}", i % 7)).collect();
+    entries.extend(again.iter().map(|n| E::File(n, b"second")));
+    entries.extend([
+        E::File("becomes-dir", b"file"),
+        E::Dir("becomes-dir"),
+        E::File("becomes-dir/inside", b"in"),
+        E::Dir("becomes-file"),
+        E::File("becomes-file/a", b"a"),
+        E::File("becomes-file/b", b"b"),
+        E::File("becomes-file", b"now a file"),
+        E::Dir("becomes-link"),
+        E::File("becomes-link/a", b"a"),
+        E::Symlink("becomes-link", &outer),
+        E::File("becomes-link/sentinel", b"pwned"),
+        E::File("linked", b"linked bytes"),
+        E::Hardlink("hard", "linked"),
+    ]);
+    extract_layer(&tar_of(&entries)[..], &s.root(), "layer").unwrap();
+    s.assert_outside_untouched();
+    let read = |p: &str| std::fs::read_to_string(s.root().join(p)).unwrap();
+    for n in &names {
+        assert_eq!(read(n), "second", "{n}");
+    }
+    assert_eq!(read("becomes-dir/inside"), "in");
+    assert_eq!(read("becomes-file"), "now a file");
+    assert_eq!(
+        std::fs::read_link(s.root().join("becomes-link"))
+            .unwrap()
+            .display()
+            .to_string(),
+        outer
+    );
+    // The write through the link stays inside, as if the root were `/`.
+    assert!(s
+        .root()
+        .join(outer.trim_start_matches('/'))
+        .join("sentinel")
+        .is_file());
+    assert_eq!(read("hard"), "linked bytes");
+    use std::os::unix::fs::MetadataExt;
+    let ino = |p: &str| std::fs::metadata(s.root().join(p)).unwrap().ino();
+    assert_eq!(ino("hard"), ino("linked"));
+}
