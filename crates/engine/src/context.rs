@@ -147,7 +147,7 @@ impl ContextSource {
                 })?;
                 unpack(file, &path.display().to_string(), work)?
             }
-            ContextSource::Stdin => unpack(std::io::stdin().lock(), "from stdin", work)?,
+            ContextSource::Stdin => unpack(std::io::stdin(), "from stdin", work)?,
             ContextSource::Git {
                 url,
                 reference,
@@ -181,7 +181,11 @@ fn within(dir: &Path, sub: &str) -> Result<PathBuf, ContextError> {
     Ok(real)
 }
 
-fn unpack(input: impl std::io::Read, what: &str, work: &Path) -> Result<PathBuf, ContextError> {
+fn unpack(
+    input: impl std::io::Read + Send,
+    what: &str,
+    work: &Path,
+) -> Result<PathBuf, ContextError> {
     let dir = work.join("context");
     std::fs::create_dir_all(&dir).map_err(|source| ContextError::Io {
         context: format!("creating {}", dir.display()),

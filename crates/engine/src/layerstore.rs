@@ -252,16 +252,23 @@ impl LayerStore {
             std::fs::create_dir_all(&root).map_err(io(format!("creating {}", root.display())))?;
             let file = std::fs::File::open(blob)
                 .map_err(io(format!("{what}: opening {}", blob.display())))?;
-            let extracted = record_index(&tmp.join(INDEX), diff_id, what, |sink| {
-                extract_layer_to(
-                    std::io::BufReader::with_capacity(1 << 20, file),
-                    &root,
-                    what,
-                    &ExtractOptions {
-                        overlay_markers: true,
-                    },
-                    sink,
-                )
+            let (_, decompressed) =
+                kiln_layer::open_archive(std::io::BufReader::with_capacity(1 << 20, file))
+                    .map_err(io(format!("{what}: reading {}", blob.display())))?;
+            // Decompressed on one core while the files are made on the other.
+            let extracted = std::thread::scope(|scope| {
+                let tar = kiln_layer::read_ahead::ReadAhead::start(scope, decompressed);
+                record_index(&tmp.join(INDEX), diff_id, what, |sink| {
+                    extract_layer_to(
+                        tar,
+                        &root,
+                        what,
+                        &ExtractOptions {
+                            overlay_markers: true,
+                        },
+                        sink,
+                    )
+                })
             })?;
             // What the entry takes on disk, for --kiln-dir-max-size.
             std::fs::write(tmp.join("size"), extracted.uncompressed_size.to_string())

@@ -73,13 +73,17 @@ pub struct ExtractOptions {
 }
 
 /// Extract the (possibly compressed) layer `input` into `root`.
-pub fn extract_layer(input: impl Read, root: &Path, what: &str) -> Result<Extracted, LayerError> {
+pub fn extract_layer(
+    input: impl Read + Send,
+    root: &Path,
+    what: &str,
+) -> Result<Extracted, LayerError> {
     extract_layer_with(input, root, what, &ExtractOptions::default())
 }
 
 /// [`extract_layer`] with options.
 pub fn extract_layer_with(
-    input: impl Read,
+    input: impl Read + Send,
     root: &Path,
     what: &str,
     options: &ExtractOptions,
@@ -97,7 +101,7 @@ pub fn extract_layer_with(
 /// is extracted instead of keeping them (`entries` stays empty): a
 /// 200k-file layer is never a list in memory.
 pub fn extract_layer_to(
-    input: impl Read,
+    input: impl Read + Send,
     root: &Path,
     what: &str,
     options: &ExtractOptions,

@@ -57,13 +57,13 @@ pub fn looks_like_tar(block: &[u8]) -> bool {
 }
 
 /// A decompressing reader over `input`, by its magic bytes.
-pub fn open_archive<'a, R: Read + 'a>(
+pub fn open_archive<'a, R: Read + Send + 'a>(
     input: R,
-) -> io::Result<(ArchiveCompression, Box<dyn Read + 'a>)> {
+) -> io::Result<(ArchiveCompression, Box<dyn Read + Send + 'a>)> {
     let mut buffered = BufReader::with_capacity(64 * 1024, input);
     let head = buffered.fill_buf()?.to_vec();
     let kind = detect_compression(&head);
-    let reader: Box<dyn Read + 'a> = match kind {
+    let reader: Box<dyn Read + Send + 'a> = match kind {
         ArchiveCompression::None => Box::new(buffered),
         ArchiveCompression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(buffered)),
         ArchiveCompression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(buffered)),

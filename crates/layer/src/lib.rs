@@ -9,6 +9,7 @@ pub mod file;
 pub mod hashing;
 pub mod in_root;
 pub mod pgzip;
+pub mod read_ahead;
 mod records;
 pub mod spread;
 pub mod writer;

@@ -90,7 +90,7 @@ pub(crate) fn entry_meta<R: Read>(
 /// owner extracts the layer when the bytes are wanted). Checks the same
 /// paths and returns the diff_id and size; `overlay_ready` is false.
 pub fn describe_layer_to(
-    input: impl Read,
+    input: impl Read + Send,
     what: &str,
     sink: &mut dyn FnMut(AppliedEntry) -> std::io::Result<()>,
 ) -> Result<Extracted, LayerError> {
