@@ -283,22 +283,28 @@ measured() {
     /usr/bin/time -f "%e %M %O" -o "$STATE/time.out" "$@" >"$STATE/cmd.log" 2>&1 || { echo "failed: $*" >&2; tail -5 "$STATE/cmd.log" >&2; return 1; }
     cat "$STATE/time.out"
 }
+# BENCH_SETTLE=SECONDS: wait after each cleanup (untimed). ext4 without a
+# journal skips inodes freed in the last 60 s (360 s while unsynced) and
+# each create scans past them: a tool starting right after the previous
+# run's state was deleted pays for it (docs/benchmarks.md). 61 measures
+# without that.
+settle() { sync; [ "${BENCH_SETTLE:-0}" -gt 0 ] && sleep "$BENCH_SETTLE"; return 0; }
 kiln_cold() { # workload [binary]
-    rm -rf "$TOOLSTATE/kiln"; sync
+    rm -rf "$TOOLSTATE/kiln"; settle
     measured "${2:-$KILN}" build -c "$WORKLOADS/$1" -d "$REG/bench/$(echo $1 | tr A-Z a-z):kiln" --insecure-registry $REG \
         --kiln-dir "$TOOLSTATE/kiln" --build-arg REGISTRY=$REG -v warn
 }
 # KILN_BASELINE=/path/to/an/older/kiln: measured beside, for before/after.
 baseline_cold() { kiln_cold "$1" "$KILN_BASELINE"; }
 buildah_cold() { # workload: bud, then push; seconds and blocks add up, the peak is the larger
-    $BUILDAH rm -a >/dev/null 2>&1 || true; $BUILDAH rmi -a -f >/dev/null 2>&1 || true; sync
+    $BUILDAH rm -a >/dev/null 2>&1 || true; $BUILDAH rmi -a -f >/dev/null 2>&1 || true; settle
     ref="$REG/bench/$(echo $1 | tr A-Z a-z):buildah"
     b1=$(measured $BUILDAH bud -q --isolation chroot --layers --tls-verify=false --build-arg REGISTRY=$REG -t "$ref" "$WORKLOADS/$1") || return 1
     b2=$(measured $BUILDAH push -q --tls-verify=false "$ref") || return 1
     echo "$b1 $b2" | awk '{printf "%.2f %d %d\n", $1 + $4, ($2 > $5 ? $2 : $5), $3 + $6}'
 }
 buildkit_cold() { # workload, as buildctl-daemonless.sh: a daemon on an empty root
-    rm -rf "$TOOLSTATE/buildkit"; sync
+    rm -rf "$TOOLSTATE/buildkit"; settle
     measured env BUILDKIT_ROOT="$TOOLSTATE/buildkit" bash "$BUILDKIT_SH" daemonless "$WORKLOADS/$1" "$WORKLOADS/$1/Dockerfile" \
         "$REG/bench/$(echo $1 | tr A-Z a-z):buildkit" --build-arg REGISTRY=$REG
 }
