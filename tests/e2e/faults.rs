@@ -166,12 +166,17 @@ fn a_build_killed_at_any_moment_leaves_the_kiln_dir_usable() {
     // `kiln cache verify` finds what is broken and removes it: a pulled
     // blob, a cached layer blob and an extracted layer's index damaged,
     // and what a killed build left behind.
+    // A blob named by its digest: a killed build may have left a
+    // temporary file of its own beside them (verify removes those).
     let first_file = |dir: &Path| {
         std::fs::read_dir(dir)
             .unwrap()
             .flatten()
             .map(|e| e.path())
-            .find(|p| p.is_file())
+            .find(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                p.is_file() && name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
+            })
             .unwrap()
     };
     let pulled = first_file(&kiln_dir.join("blobs/sha256"));
