@@ -284,7 +284,6 @@ fn key_parts(cx: &StepCx, state: &StageState, ins: &Instruction) -> KeyParts {
 /// Mode, owner and content of every file a COPY/ADD reads. A source
 /// that cannot be read is left out: the step itself then fails.
 fn copy_key_files(cx: &StepCx, state: &StageState, c: &CopyArgs, parts: &mut KeyParts) {
-    use crate::source::expand_source;
     parts.from_stage = cx.copy_from.map(|s| s.cache_key.clone());
     if parts.from_stage.is_some() {
         // The stage's key names its files: they need not be read.
@@ -317,12 +316,7 @@ fn copy_key_files(cx: &StepCx, state: &StageState, c: &CopyArgs, parts: &mut Key
             }
             continue;
         }
-        let expand = if c.parents {
-            crate::source::expand_with_parents
-        } else {
-            expand_source
-        };
-        let Ok(items) = expand(sources.fs(), &src) else {
+        let Ok(items) = crate::source::expand(sources.fs(), &src, c.parents) else {
             continue;
         };
         insert_entries(parts, "", &items);

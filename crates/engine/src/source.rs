@@ -106,11 +106,20 @@ pub fn expand_source(fs: &dyn SourceFs, src: &str) -> Result<Vec<SourceItem>, So
     Ok(items)
 }
 
+/// The sources `src` names, with the directories leading to each when
+/// `parents` (`COPY --parents`): COPY and its cache key read them alike.
+pub fn expand(fs: &dyn SourceFs, src: &str, parents: bool) -> Result<Vec<SourceItem>, SourceError> {
+    match parents {
+        true => expand_with_parents(fs, src),
+        false => expand_source(fs, src),
+    }
+}
+
 /// [`expand_source`] for `COPY --parents`: each item also carries the
 /// directories leading to it below the source's root, or below the pivot
 /// `src` names with `/./` (BuildKit's dockerfile2llb/convert_copy.go
 /// copies them with the source's metadata).
-pub fn expand_with_parents(fs: &dyn SourceFs, src: &str) -> Result<Vec<SourceItem>, SourceError> {
+fn expand_with_parents(fs: &dyn SourceFs, src: &str) -> Result<Vec<SourceItem>, SourceError> {
     let pivot = match src.split_once("/./") {
         Some((p, _)) => clean(&format!("/{p}")).trim_start_matches('/').to_string(),
         None => String::new(),
@@ -405,15 +414,15 @@ impl SourceFs for TreeFs<'_> {
 
     fn collect(&self, rel: &str) -> Result<Vec<SrcEntry>, SourceError> {
         let root = clean(&Self::abs(rel));
-        let convert = |rel_in_item: String, path: &str| self.node_entry(rel_in_item, path);
-        let mut entries: Vec<SrcEntry> = convert(String::new(), &root).into_iter().collect();
+        let mut entries: Vec<SrcEntry> =
+            self.node_entry(String::new(), &root).into_iter().collect();
         if entries.is_empty() {
             return Err(SourceError::NotFound(rel.to_string(), self.describe()));
         }
         if self.tree.get(&root).is_some_and(|n| n.is_dir()) {
             for p in self.tree.descendants(&root) {
                 let below = p[if root == "/" { 1 } else { root.len() + 1 }..].to_string();
-                entries.extend(convert(below, &p));
+                entries.extend(self.node_entry(below, &p));
             }
             entries[1..].sort_by(|a, b| a.rel.split('/').cmp(b.rel.split('/')));
         }

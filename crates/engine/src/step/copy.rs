@@ -12,9 +12,7 @@ use crate::copy::{
 use crate::error::BuildError;
 use crate::fstree::join;
 use crate::ignore::{clean, IgnoreMatcher};
-use crate::source::{
-    expand_source, expand_with_parents, ContextFs, SourceFs, SourceItem, SrcEntry, TreeFs,
-};
+use crate::source::{expand, expand_source, ContextFs, SourceFs, SourceItem, SrcEntry, TreeFs};
 use crate::stage::StageState;
 use crate::users::resolve_chown;
 use kiln_dockerfile::instructions::CopyArgs;
@@ -104,12 +102,7 @@ pub fn copy(
             items.extend(git_items(cx, state, c, &src, g)?);
             continue;
         }
-        let expand = if c.parents {
-            expand_with_parents
-        } else {
-            expand_source
-        };
-        for mut item in expand(sources.fs(), &src).map_err(|e| cx.error(e))? {
+        for mut item in expand(sources.fs(), &src, c.parents).map_err(|e| cx.error(e))? {
             if let Some(ex) = &excludes {
                 item.entries
                     .retain(|e| e.rel.is_empty() || !ex.excluded(&e.rel));
