@@ -15,7 +15,21 @@ use cli::{Cli, Command, ParseArgs, ParseFormat};
 use std::path::Path;
 use std::process::ExitCode;
 
+/// Large buffers (a base image's packed file tree, layer blocks) get
+/// their own mappings, given back whole when freed and grown in place.
+/// glibc otherwise raises this threshold after the first large free and
+/// serves them from its heaps, where each regrowth leaves a hole: a cold
+/// 200,000-file build peaked 10-20 MiB higher, by the timing of its frees.
+fn map_large_allocations() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt sets an allocator parameter; no memory is touched.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}
+
 fn main() -> ExitCode {
+    map_large_allocations();
     // Re-executed inside a user namespace, or run as the step helper.
     if let Some(code) = kiln_engine::entrypoint() {
         return exit(code);

@@ -317,7 +317,7 @@ pub fn extract_archive(
                 let Some(existing) = tree
                     .get(&src)
                     .filter(|n| matches!(n.kind, FileKind::File { .. }))
-                    .cloned()
+                    .map(|n| n.into_owned())
                 else {
                     return Err(err(format!("hard link {raw:?} -> {link:?}: target is not an earlier file of the archive")));
                 };

@@ -22,7 +22,7 @@ pub(crate) fn apply_changes(
             Change::Opaque(p) => tree.clear_dir(&p),
             Change::Upsert(p, meta) => {
                 if let Some(old) = tree.get(&p) {
-                    if unchanged(old, &meta) {
+                    if unchanged(&old, &meta) {
                         continue;
                     }
                 }

@@ -20,8 +20,7 @@ pub struct MaterializeError {
 
 /// Materialize `tree` under `root` (which must not exist yet).
 pub fn materialize(tree: &FsTree, root: &Path) -> Result<(), MaterializeError> {
-    let all: Vec<&str> = tree.iter().map(|(p, _)| p.as_str()).collect();
-    write_paths(tree, root, &all, &|_| false)
+    write_paths(tree, root, &tree.paths(), &|_| false)
 }
 
 /// Write the tree's `paths` (parents first) under `root`, over what is
@@ -29,7 +28,7 @@ pub fn materialize(tree: &FsTree, root: &Path) -> Result<(), MaterializeError> {
 pub fn write_paths(
     tree: &FsTree,
     root: &Path,
-    paths: &[&str],
+    paths: &[impl AsRef<str>],
     skip: &dyn Fn(&str) -> bool,
 ) -> Result<(), MaterializeError> {
     std::fs::create_dir_all(root).map_err(|source| MaterializeError {
@@ -40,7 +39,8 @@ pub fn write_paths(
     let mut dirs: Vec<(PathBuf, u32, i64)> = Vec::new();
     let mut chown_failed = 0usize;
     let mut nodes_failed = 0usize;
-    for &path in paths {
+    for path in paths {
+        let path = path.as_ref();
         let Some(node) = tree.get(path) else {
             continue;
         };

@@ -28,8 +28,7 @@ pub(crate) fn write_out<'s>(
                 stash_contents(&mut state.tree, f, stash)
                     .map_err(|e| SandboxError::io("moving files out of the root", e))?;
                 clear_root(f)?;
-                let all: Vec<&str> = state.tree.iter().map(|(p, _)| p.as_str()).collect();
-                write_paths(&state.tree, &f.root, &all, &|p| f.keeps(p))
+                write_paths(&state.tree, &f.root, &state.tree.paths(), &|p| f.keeps(p))
                     .map_err(|e| SandboxError::Root(Box::new(e)))?;
                 f.root.clone()
             }
@@ -82,8 +81,7 @@ pub(crate) fn refresh(
             }
         })?;
     }
-    let paths: Vec<&str> = changed.iter().map(String::as_str).collect();
-    write_paths(&state.tree, &base, &paths, &keeps)
+    write_paths(&state.tree, &base, changed, &keeps)
 }
 
 /// Copy the files the tree reads from inside the fixed root (written there
@@ -100,7 +98,7 @@ pub(crate) fn stash_contents(
                 content: Content::Path(src),
                 ..
             } if src.starts_with(&fixed.root) && !fixed.keeps(&src.to_string_lossy()) => {
-                Some((path.clone(), src.clone()))
+                Some((path.to_string(), src.clone()))
             }
             _ => None,
         })

@@ -4,10 +4,13 @@
 //! Each step's changes are tracked so the step's layer holds exactly them.
 //! Stacking layers on a tree is in `stack`.
 
+mod packed;
 mod stack;
 
 pub use kiln_layer::FileKind;
 use kiln_layer::{Content, Entry};
+use packed::Nodes;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +67,7 @@ impl Node {
 /// Absolute, clean paths ("/", "/a/b") to nodes.
 #[derive(Debug, Clone)]
 pub struct FsTree {
-    nodes: BTreeMap<String, Node>,
+    nodes: Nodes,
     changed: BTreeSet<String>,
     /// Paths this step removed that existed before it (whiteouts).
     deleted: BTreeSet<String>,
@@ -92,7 +95,7 @@ impl Default for FsTree {
 impl FsTree {
     /// An empty tree: only `/` (mode 0755, root, time `mtime`).
     pub fn new(mtime: i64) -> FsTree {
-        let mut nodes = BTreeMap::new();
+        let mut nodes = Nodes::new();
         nodes.insert(
             "/".to_string(),
             Node {
@@ -119,28 +122,39 @@ impl FsTree {
         self.next_inode
     }
 
-    pub fn get(&self, path: &str) -> Option<&Node> {
+    /// The node at `path` (made for the call when it is packed).
+    pub fn get(&self, path: &str) -> Option<Cow<'_, Node>> {
         self.nodes.get(path)
     }
 
+    /// Whether `path` is a directory (`None`: not there).
+    pub fn is_dir(&self, path: &str) -> Option<bool> {
+        self.nodes.is_dir(path)
+    }
+
     /// Every path and node, parents before children.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Node)> {
-        self.nodes.iter()
+    pub fn iter(&self) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, Node>)> {
+        self.nodes.range("")
+    }
+
+    /// Every path, in order.
+    pub fn paths(&self) -> Vec<String> {
+        self.iter().map(|(p, _)| p.into_owned()).collect()
     }
 
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.iter().count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.nodes.len() <= 1
+        self.iter().nth(1).is_none()
     }
 
     /// Direct children names of directory `dir`.
     pub fn children(&self, dir: &str) -> Vec<String> {
         let prefix = dir_prefix(dir);
         self.nodes
-            .range(prefix.clone()..)
+            .range(&prefix)
             .take_while(|(k, _)| k.starts_with(&prefix))
             .filter_map(|(k, _)| {
                 let rest = &k[prefix.len()..];
@@ -153,10 +167,10 @@ impl FsTree {
     pub fn descendants(&self, dir: &str) -> Vec<String> {
         let prefix = dir_prefix(dir);
         self.nodes
-            .range(prefix.clone()..)
+            .range(&prefix)
             .take_while(|(k, _)| k.starts_with(&prefix))
             .filter(|(k, _)| k.len() > prefix.len())
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| k.into_owned())
             .collect()
     }
 
@@ -164,12 +178,10 @@ impl FsTree {
     /// `/`). With `follow_last` false the last component is not followed.
     /// Missing components are kept as they are.
     pub fn resolve(&self, path: &str, follow_last: bool) -> Result<String, TreeError> {
-        let readlink = |p: &str| match self.nodes.get(&format!("/{p}")) {
-            Some(Node {
-                kind: FileKind::Symlink(t),
-                ..
-            }) => Some(t.clone()),
-            _ => None,
+        let readlink = |p: &str| {
+            self.nodes
+                .link_target(&format!("/{p}"))
+                .map(Cow::into_owned)
         };
         resolve_in_root(path, follow_last, readlink)
             .map(|p| format!("/{p}"))
@@ -179,15 +191,12 @@ impl FsTree {
     /// Insert or replace `path` (resolved, clean); its parent must be a
     /// directory. A directory is only replaced by a directory.
     pub fn insert(&mut self, path: &str, node: Node) -> Result<(), TreeError> {
-        if let Some(old) = self.nodes.get(path) {
-            if old.is_dir() && !node.is_dir() {
-                return Err(TreeError::ReplaceDir(path.to_string()));
-            }
+        if self.nodes.is_dir(path) == Some(true) && !node.is_dir() {
+            return Err(TreeError::ReplaceDir(path.to_string()));
         }
         let parent = parent_of(path);
-        match self.nodes.get(parent) {
-            Some(n) if n.is_dir() => {}
-            _ => return Err(TreeError::NotADirectory(parent.to_string())),
+        if self.nodes.is_dir(parent) != Some(true) {
+            return Err(TreeError::NotADirectory(parent.to_string()));
         }
         self.undelete(path, node.is_dir());
         self.changed.insert(path.to_string());
@@ -215,9 +224,9 @@ impl FsTree {
         for comp in resolved.split('/').filter(|c| !c.is_empty()) {
             cur.push('/');
             cur.push_str(comp);
-            match self.nodes.get(&cur) {
-                Some(n) if n.is_dir() => {}
-                Some(_) => return Err(TreeError::NotADirectory(cur)),
+            match self.nodes.is_dir(&cur) {
+                Some(true) => {}
+                Some(false) => return Err(TreeError::NotADirectory(cur)),
                 None => {
                     let node = make(self);
                     self.undelete(&cur, true);
@@ -235,8 +244,10 @@ impl FsTree {
 
     /// Update a node in place (metadata change), marking it changed.
     pub fn update(&mut self, path: &str, f: impl FnOnce(&mut Node)) {
-        if let Some(n) = self.nodes.get_mut(path) {
-            f(n);
+        if let Some(n) = self.nodes.get(path) {
+            let mut n = n.into_owned();
+            f(&mut n);
+            self.nodes.insert(path.to_string(), n);
             self.changed.insert(path.to_string());
         }
     }
@@ -252,7 +263,7 @@ impl FsTree {
             self.deleted.remove(&p);
             self.opaque.remove(&p);
         }
-        if self.nodes.remove(path).is_some() {
+        if self.nodes.remove(path) {
             self.deleted.insert(path.to_string());
         }
         self.changed.remove(path);
@@ -280,12 +291,12 @@ impl FsTree {
 
     /// Say where a file's bytes now are (they were moved, not changed).
     pub fn move_content(&mut self, path: &str, to: std::path::PathBuf) {
-        if let Some(Node {
-            kind: FileKind::File { content, .. },
-            ..
-        }) = self.nodes.get_mut(path)
-        {
+        let Some(mut node) = self.nodes.get(path).map(Cow::into_owned) else {
+            return;
+        };
+        if let FileKind::File { content, .. } = &mut node.kind {
             *content = Content::Path(to);
+            self.nodes.insert(path.to_string(), node);
         }
     }
 

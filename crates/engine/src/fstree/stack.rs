@@ -42,27 +42,27 @@ impl FsTree {
         let mut inodes: HashMap<super::Inode, super::Inode> = HashMap::new();
         let mut laid = Vec::new();
         let mut result = Ok(());
-        for (path, node) in upper.iter().filter(|(p, _)| p.as_str() != "/") {
+        for (path, node) in upper.iter().filter(|(p, _)| p != "/") {
             let inode = *inodes.entry(node.inode).or_insert_with(|| self.new_inode());
             let node = Node {
                 inode,
-                ..node.clone()
+                ..node.into_owned()
             };
-            match self.nodes.get(path) {
-                Some(old) if old.is_dir() && node.is_dir() => {
-                    let inode = old.inode;
-                    self.nodes.insert(path.clone(), Node { inode, ..node });
+            let old = self.nodes.get(&path).map(|o| (o.is_dir(), o.inode));
+            match old {
+                Some((true, inode)) if node.is_dir() => {
+                    self.nodes.insert(path.to_string(), Node { inode, ..node });
                 }
-                Some(old) if old.is_dir() => {
-                    self.remove(path);
-                    result = self.insert(path, node);
+                Some((true, _)) => {
+                    self.remove(&path);
+                    result = self.insert(&path, node);
                 }
-                _ => result = self.insert(path, node),
+                _ => result = self.insert(&path, node),
             }
             if result.is_err() {
                 break;
             }
-            laid.push(path.clone());
+            laid.push(path.into_owned());
         }
         (self.changed, self.deleted, self.opaque) = saved;
         result.map(|()| laid)
@@ -112,10 +112,10 @@ impl FsTree {
                 }
                 AppliedKind::Node(FileKind::Hardlink(target)) => {
                     let t = self.resolve(&format!("/{target}"), false)?;
-                    let Some(node) = self.nodes.get(&t).cloned() else {
+                    let Some(node) = self.nodes.get(&t).map(|n| n.into_owned()) else {
                         return Err(TreeError::NotADirectory(format!("hard link target {t}")));
                     };
-                    if self.nodes.get(&path).is_some_and(Node::is_dir) {
+                    if self.nodes.is_dir(&path) == Some(true) {
                         self.remove(&path);
                     }
                     self.nodes.insert(path, node);
@@ -136,14 +136,14 @@ impl FsTree {
                 AppliedKind::Node(kind) => kind.clone(),
             };
             let is_dir = matches!(kind, FileKind::Dir);
-            match self.nodes.get(&path) {
+            let old = self.nodes.get(&path).map(|o| (o.is_dir(), o.inode));
+            let inode = match old {
                 // A directory over a directory updates its metadata only.
-                Some(old) if old.is_dir() && is_dir => {}
-                Some(old) if old.is_dir() => self.remove(&path),
-                _ => {}
-            }
-            let inode = match self.nodes.get(&path) {
-                Some(n) if is_dir => n.inode,
+                Some((true, inode)) if is_dir => inode,
+                Some((true, _)) => {
+                    self.remove(&path);
+                    self.new_inode()
+                }
                 _ => self.new_inode(),
             };
             self.nodes.insert(

@@ -273,10 +273,11 @@ fn write_subtree(cx: &StepCx, from: &StageState, rel: &str, dir: &Path) -> Resul
     let under = format!("{}/", rel.trim_end_matches('/'));
     let leads_to_rel = |p: &str| rel.starts_with(&format!("{}/", p.trim_end_matches('/')));
     let tree = from.files(&cx.build.layers()).map_err(|e| cx.error(e))?;
-    let paths: Vec<&str> = tree
+    let paths: Vec<String> = tree
         .iter()
-        .map(|(p, _)| p.as_str())
-        .filter(|p| *p == rel || p.starts_with(&under) || leads_to_rel(p) || rel == "/")
+        .map(|(p, _)| p)
+        .filter(|p| p == rel || p.starts_with(&under) || leads_to_rel(p) || rel == "/")
+        .map(|p| p.into_owned())
         .collect();
     crate::materialize::write_paths(tree, dir, &paths, &|_| false).map_err(|e| cx.error(e))
 }

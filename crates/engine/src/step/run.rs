@@ -227,7 +227,7 @@ impl StageRoot for StageRootOnDisk<'_> {
     }
 
     fn paths(&self) -> Vec<String> {
-        self.state.tree.iter().map(|(p, _)| p.clone()).collect()
+        self.state.tree.paths()
     }
 }
 
