@@ -29,7 +29,7 @@ pub fn run(cx: &StepCx, state: &mut StageState, r: &RunArgs) -> Result<(), Build
     let mut process = process(cx, state, argv.clone(), r.network)?;
     let n = cx.build.steps_run.fetch_add(1, Ordering::Relaxed) + 1;
     let work_dir = &cx.build.opts.work_dir;
-    let step_dir = work_dir.join(format!("step-{n}"));
+    let step_dir = work_dir.join(step_dir_name(n));
     let mounts = super::mounts::prepare(cx, state, &r.mounts, &step_dir)?;
     process.env.extend(mounts.env.iter().cloned());
     let (mut ignore, mut stubs) = ignored_paths(cx, state);
@@ -82,6 +82,18 @@ pub fn run(cx: &StepCx, state: &mut StageState, r: &RunArgs) -> Result<(), Build
         }
     }
     Ok(())
+}
+
+/// A step's directory name: its number, and a part that differs from
+/// build to build. The work directory spreads its subdirectories by a
+/// hash of their names (kiln_layer::spread): a fixed name would put each
+/// build's `step-1` in the block group the previous build's `step-1` was
+/// just deleted from, whose freed inodes every new file then scans past.
+fn step_dir_name(n: usize) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("step-{n}-{:x}{nanos:08x}", std::process::id())
 }
 
 /// The build's executor: the one given, or the one this machine allows
