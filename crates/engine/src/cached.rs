@@ -4,6 +4,7 @@
 //! result. A cache that fails is dropped for the rest of the build, with a
 //! warning: never a failed or wrong build.
 
+use crate::clock::now_unclamped;
 use crate::engine::first_line;
 use crate::error::BuildError;
 use crate::events::{Event, StepRecord};
@@ -210,14 +211,6 @@ fn store(
         os: &platform.os,
         architecture: &platform.arch,
     })
-}
-
-/// Real time for entry ages (not clamped by SOURCE_DATE_EPOCH).
-pub(crate) fn now_unclamped() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// A hit: the cached layer joins the image; no command runs. Its files

@@ -7,6 +7,7 @@ use crate::error::BuildError;
 use crate::events::{Event, StepRecord};
 use crate::ignore::IgnoreMatcher;
 use crate::layerstore::LayerStore;
+use crate::locks::lock;
 use crate::options::{BuildOptions, CacheLocation};
 use crate::source::ContextFs;
 use crate::stage::{ImageSource, StageState};
@@ -121,11 +122,6 @@ pub fn build(
         .unwrap_or_else(|e| e.into_inner());
     records.sort_by_key(|(place, _)| *place);
     Ok((image, records.into_iter().map(|(_, r)| r).collect()))
-}
-
-/// A lock, whether or not a thread panicked holding it.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The cache `--cache` asks for.

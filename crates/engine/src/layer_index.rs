@@ -9,7 +9,7 @@
 //! made the first time a build extracts the layer with the cache on: a
 //! layer holding one file, `index.jsonl`, the layer store's index of it.
 
-use crate::cached::now_unclamped;
+use crate::clock::now_unclamped;
 use crate::layerstore::{LayerStore, StoredLayer};
 use kiln_cache::{KeyParts, LayerCache, NewEntry};
 use kiln_image::LayerBlob;
@@ -124,7 +124,7 @@ impl Indexes<'_> {
         std::fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
         let info = kiln_layer::write_layer(vec![entry], work, &LayerOptions::default())
             .map_err(|e| e.to_string())?;
-        let layer = crate::step::blob_of(info);
+        let layer = crate::written::blob_of(info);
         let parts = parts(&blob.diff_id);
         self.cache
             .store(&NewEntry {

@@ -5,6 +5,7 @@
 
 mod cached;
 pub mod chmod;
+mod clock;
 pub mod context;
 pub mod copy;
 mod engine;
@@ -17,6 +18,7 @@ pub mod fstree;
 pub mod ignore;
 mod layer_index;
 pub mod layerstore;
+mod locks;
 pub mod materialize;
 mod metadata;
 mod options;
@@ -28,6 +30,7 @@ mod step;
 pub mod users;
 pub mod verify;
 mod warm;
+mod written;
 
 pub use cached::SharedSteps;
 pub use engine::{build, load_ignore, Services};

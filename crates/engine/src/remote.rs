@@ -106,7 +106,7 @@ impl Remote {
         &self,
         g: &GitSource,
     ) -> Result<(PathBuf, String), crate::context::ContextError> {
-        let mut cloned = crate::engine::lock(&self.cloned);
+        let mut cloned = crate::locks::lock(&self.cloned);
         if let Some(c) = cloned.get(g) {
             return Ok(c.clone());
         }
@@ -132,7 +132,7 @@ impl Remote {
 
     /// The file at `url`, downloaded at its first use in the build.
     pub fn fetch(&self, url: &str) -> Result<Fetched, RemoteError> {
-        let mut fetched = crate::engine::lock(&self.fetched);
+        let mut fetched = crate::locks::lock(&self.fetched);
         if let Some(f) = fetched.get(url) {
             return Ok(f.clone());
         }

@@ -414,7 +414,7 @@ impl LayerAccess<'_> {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(blob) = blobs.get(i) else { break };
                     let r = self.extract(blob);
-                    *crate::engine::lock(&results[i]) = Some(r);
+                    *crate::locks::lock(&results[i]) = Some(r);
                 });
             }
         });

@@ -19,7 +19,7 @@ use kiln_dockerfile::instructions::Instruction;
 use kiln_dockerfile::shell::Lex;
 use kiln_dockerfile::{Node as AstNode, Plan};
 use kiln_image::config::rfc3339;
-use kiln_image::{History, LayerBlob};
+use kiln_image::History;
 use kiln_layer::{write_layer, LayerOptions};
 use kiln_sandbox::Executor;
 use std::path::PathBuf;
@@ -160,24 +160,11 @@ impl StepCx<'_> {
         };
         let info = write_layer(entries, &self.build.blobs, &options).map_err(|e| self.error(e))?;
         state.push_applied(Layer {
-            blob: blob_of(info),
+            blob: crate::written::blob_of(info),
             dir: None,
         });
         self.history(state, created_by, false);
         Ok(true)
-    }
-}
-
-/// A layer kiln wrote, as images name it.
-pub(crate) fn blob_of(info: kiln_layer::LayerInfo) -> LayerBlob {
-    LayerBlob {
-        digest: format!("sha256:{}", info.digest),
-        diff_id: format!("sha256:{}", info.diff_id),
-        size: info.size,
-        uncompressed_size: info.uncompressed_size,
-        media_type: info.compression.media_type().into(),
-        path: info.path,
-        source: None,
     }
 }
 
