@@ -6,6 +6,7 @@
 use crate::common::*;
 use crate::registry::{push_busybox_base, reg_args};
 use crate::support::{Options, TestRegistry};
+use std::path::Path;
 
 #[test]
 fn base_layers_are_fetched_only_when_read() {
@@ -142,4 +143,88 @@ fn copy_after_cached_runs_reads_the_base_index_not_the_base() {
     let (log, runs) = build("app/described:3", true);
     assert_eq!(runs, 1, "{log}");
     assert_eq!(gets(), before + 3, "{log}");
+}
+
+/// A base layer is extracted as it downloads, the blob stored and checked
+/// as it passes. A download cut off midway is fetched again (with the
+/// pull's retries) and the build goes on; a blob whose bytes arrive
+/// changed fails the build, and neither the blob nor its files are kept.
+#[test]
+fn a_base_layer_cut_or_changed_on_the_way_is_never_kept() {
+    use crate::support::{Fault, FaultProxy};
+    let reg = TestRegistry::start(Options::default());
+    let base = push_busybox_base(&reg, "busybox-stream", "");
+    let raw =
+        run_ok(tool("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{base}")]));
+    let layer = json(&raw)["Layers"][0].as_str().unwrap().to_string();
+    let hex = layer.trim_start_matches("sha256:").to_string();
+    let ctx = tempfile::tempdir().unwrap();
+    let build = |proxy: &FaultProxy, state: &Path| {
+        let from = base.replace(&reg.addr, &proxy.addr);
+        write(
+            &ctx.path().join("Dockerfile"),
+            &format!("FROM {from}\nRUN test -x /bin/busybox && echo read > /read\n"),
+        );
+        kiln_build(ctx.path())
+            .args(["--tar-path", &state.join("out.tar").to_string_lossy()])
+            .args(["--insecure-registry", &proxy.addr])
+            .arg("--kiln-dir")
+            .arg(state)
+    };
+    // Whatever the layer store and the blob store hold, and any leftover.
+    let kept = |state: &Path| -> Vec<String> {
+        let mut names = Vec::new();
+        for dir in ["layers/v3", "blobs/sha256"] {
+            for e in std::fs::read_dir(state.join(dir))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !name.ends_with(".lock") {
+                    names.push(format!("{dir}/{name}"));
+                }
+            }
+        }
+        names
+    };
+
+    for fault in [Fault::ResetMidBody, Fault::TruncatedBody] {
+        let proxy = FaultProxy::start(&reg.addr, &format!("/blobs/{layer}"), fault, 1);
+        let state = tempfile::tempdir().unwrap();
+        let log = build(&proxy, state.path()).ok();
+        assert_eq!(
+            proxy
+                .faults_served
+                .load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "{fault:?}: the cut download was the first\n{log}"
+        );
+        let kept = kept(state.path());
+        assert!(
+            kept.contains(&format!("blobs/sha256/{hex}")),
+            "{fault:?}: {kept:?}"
+        );
+        assert!(
+            !kept.iter().any(|k| k.contains(".tmp-")),
+            "{fault:?}: nothing half-made is left: {kept:?}"
+        );
+    }
+
+    let proxy = FaultProxy::start(
+        &reg.addr,
+        &format!("/blobs/{layer}"),
+        Fault::CorruptedBody,
+        100,
+    );
+    let state = tempfile::tempdir().unwrap();
+    let (_, err) = build(&proxy, state.path()).fails();
+    assert!(err.contains(&layer) && err.contains("sha256:"), "{err}");
+    let kept = kept(state.path());
+    assert!(
+        !kept
+            .iter()
+            .any(|k| k.starts_with("layers/v3/") || k.contains(&hex) || k.contains(".tmp-")),
+        "neither the changed blob nor its files are kept: {kept:?}"
+    );
 }

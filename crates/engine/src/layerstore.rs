@@ -94,6 +94,12 @@ pub enum LayerStoreError {
     },
     #[error("{what}: extracted layer missing from {dir}")]
     Missing { what: String, dir: String },
+    #[error("{what}: {source}")]
+    Blob {
+        what: String,
+        #[source]
+        source: kiln_registry::RegistryError,
+    },
 }
 
 fn io(context: String) -> impl FnOnce(std::io::Error) -> LayerStoreError {
@@ -226,6 +232,24 @@ impl LayerStore {
         blob: &Path,
         what: &str,
     ) -> Result<StoredLayer, LayerStoreError> {
+        let opened =
+            || std::fs::File::open(blob).map_err(io(format!("{what}: opening {}", blob.display())));
+        let source = blob.display().to_string();
+        self.extract_from(diff_id, opened, &source, what, || Ok(()))
+    }
+
+    /// The extracted layer `diff_id`, extracting what `open` gives (a
+    /// blob's file, or its download as it arrives) if it is not stored
+    /// yet. `check` runs after the last entry, before the layer is
+    /// stored: when it fails, nothing is.
+    pub fn extract_from<R: std::io::Read + Send>(
+        &self,
+        diff_id: &str,
+        open: impl FnOnce() -> Result<R, LayerStoreError>,
+        source: &str,
+        what: &str,
+        check: impl FnOnce() -> Result<(), LayerStoreError>,
+    ) -> Result<StoredLayer, LayerStoreError> {
         let hex = diff_id.strip_prefix("sha256:").unwrap_or(diff_id);
         if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(LayerStoreError::InvalidDiffId {
@@ -250,11 +274,9 @@ impl LayerStore {
         let result = (|| {
             let root = tmp.join("root");
             std::fs::create_dir_all(&root).map_err(io(format!("creating {}", root.display())))?;
-            let file = std::fs::File::open(blob)
-                .map_err(io(format!("{what}: opening {}", blob.display())))?;
             let (_, decompressed) =
-                kiln_layer::open_archive(std::io::BufReader::with_capacity(1 << 20, file))
-                    .map_err(io(format!("{what}: reading {}", blob.display())))?;
+                kiln_layer::open_archive(std::io::BufReader::with_capacity(1 << 20, open()?))
+                    .map_err(io(format!("{what}: reading {source}")))?;
             // Decompressed on one core while the files are made on the other.
             let extracted = std::thread::scope(|scope| {
                 let tar = kiln_layer::read_ahead::ReadAhead::start(scope, decompressed);
@@ -273,7 +295,7 @@ impl LayerStore {
             // What the entry takes on disk, for --kiln-dir-max-size.
             std::fs::write(tmp.join("size"), extracted.uncompressed_size.to_string())
                 .map_err(io("writing the layer size".into()))?;
-            Ok(())
+            check()
         })();
         if let Err(e) = result {
             remove_tree(&tmp);
@@ -422,5 +444,69 @@ mod tests {
         assert!(!real.same_entries(&lying).unwrap());
         assert!(!real.same_entries(&short).unwrap());
         assert!(!short.same_entries(&real).unwrap());
+    }
+}
+
+#[cfg(test)]
+mod extract_from_tests {
+    use super::*;
+
+    /// A one-file tar, as a download would bring it.
+    fn tar() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(2);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "hi.txt", &b"hi"[..]).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    /// The check runs after the last entry and before the layer is kept:
+    /// when it fails (a download whose digest turned out wrong), neither
+    /// the layer nor a half-made directory is left.
+    #[test]
+    fn a_failed_check_keeps_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let store = LayerStore::new(d.path());
+        let bytes = tar();
+        let diff_id = {
+            use sha2::Digest as _;
+            format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)))
+        };
+        let err = store
+            .extract_from(
+                &diff_id,
+                || Ok(&bytes[..]),
+                "a download",
+                "layer x",
+                || {
+                    Err(LayerStoreError::Missing {
+                        what: "checked".into(),
+                        dir: "-".into(),
+                    })
+                },
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("checked"), "{err}");
+        assert!(!store.has(&diff_id));
+        let left: Vec<_> = std::fs::read_dir(&store.dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+
+        let stored = store
+            .extract_from(
+                &diff_id,
+                || Ok(&bytes[..]),
+                "a download",
+                "layer x",
+                || Ok(()),
+            )
+            .unwrap();
+        assert_eq!(std::fs::read(stored.root.join("hi.txt")).unwrap(), b"hi");
+        assert!(store.has(&diff_id));
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::error::StepFailure;
 use crate::fstree::FsTree;
-use crate::layerstore::{LayerStore, StoredLayer};
+use crate::layerstore::{LayerStore, LayerStoreError, StoredLayer};
 use crate::options::BuildOptions;
 use kiln_dockerfile::Platform;
 use kiln_image::manifest::{MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR};
@@ -318,6 +318,16 @@ fn apply(tree: &mut FsTree, stored: &StoredLayer, digest: &str) -> Result<(), St
     }
 }
 
+/// A download read by the extraction while the one who started it
+/// finishes it afterwards (the rest of the blob, its digest).
+struct SharedDownload(std::sync::Arc<std::sync::Mutex<kiln_registry::pull::BlobDownload>>);
+
+impl std::io::Read for SharedDownload {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        crate::locks::lock(&self.0).read(buf)
+    }
+}
+
 /// Where waiting layers come from: the blob file (fetched from the
 /// registry it was pulled from when missing), extracted into the layer
 /// store once.
@@ -347,19 +357,62 @@ impl LayerAccess<'_> {
         // Stages that start from one image at once: one extracts, the
         // others wait and find it stored.
         let _held = self.layer_store.lock(&blob.diff_id)?;
-        let mut fetched = false;
-        if !self.layer_store.has(&blob.diff_id) {
-            fetched = !blob.path.exists();
-            self.fetch(blob)?;
-        }
-        let stored = self
-            .layer_store
-            .get_or_extract(&blob.diff_id, &blob.path, &what)?;
+        let fetched = !self.layer_store.has(&blob.diff_id) && !blob.path.exists();
+        let stored = match fetched {
+            true => match self.extract_downloading(blob, &what) {
+                Ok(stored) => stored,
+                Err(e) => {
+                    // Downloaded first, with the pull's retries, and
+                    // extracted from the file: a real fault says so again.
+                    tracing::debug!("{what}: extraction as it downloaded failed: {e}");
+                    self.fetch(blob)?;
+                    self.layer_store
+                        .get_or_extract(&blob.diff_id, &blob.path, &what)?
+                }
+            },
+            false => {
+                self.fetch(blob)?;
+                self.layer_store
+                    .get_or_extract(&blob.diff_id, &blob.path, &what)?
+            }
+        };
         if let (Some(indexes), true) = (&self.indexes, fetched) {
             // Its index spares the next machine this download.
             indexes.publish(&stored, blob, &self.work);
         }
         Ok(stored)
+    }
+
+    /// Extracts `blob` as its bytes arrive from the registry, storing and
+    /// verifying the blob as they pass: the layer is stored only once the
+    /// whole blob is read and its digest matches.
+    fn extract_downloading(
+        &self,
+        blob: &LayerBlob,
+        what: &str,
+    ) -> Result<StoredLayer, StepFailure> {
+        let download = kiln_registry::pull::open_blob(
+            self.client,
+            &blob.path,
+            blob.source.as_deref(),
+            &blob.digest,
+            blob.size,
+        )?;
+        let shared = std::sync::Arc::new(std::sync::Mutex::new(download));
+        let reader = SharedDownload(shared.clone());
+        let source = format!("its download ({})", blob.digest);
+        let finish = || {
+            crate::locks::lock(&shared)
+                .finish()
+                .map(|_| ())
+                .map_err(|source| LayerStoreError::Blob {
+                    what: what.to_string(),
+                    source,
+                })
+        };
+        Ok(self
+            .layer_store
+            .extract_from(&blob.diff_id, || Ok(reader), &source, what, finish)?)
     }
 
     /// Layer `blob` described, its files not extracted: from its blob

@@ -402,6 +402,16 @@ pub fn ensure_blob(
         touch(path);
         return Ok(());
     }
+    let (store, r) = blob_source(path, source, digest)?;
+    fetch_blob(client, &store, &r, digest, Some(size)).map(|_| ())
+}
+
+/// The store `path` is a file of and the repository `source` names.
+fn blob_source(
+    path: &Path,
+    source: Option<&str>,
+    digest: &str,
+) -> Result<(BlobStore, Reference), RegistryError> {
     let missing = || {
         RegistryError::Config(format!(
             "blob {digest}: {} is missing and nothing says where to fetch it",
@@ -416,7 +426,98 @@ pub fn ensure_blob(
         .ok_or_else(missing)?;
     let r = Reference::parse(source.ok_or_else(missing)?)
         .map_err(|e| RegistryError::Config(format!("blob {digest}: {e}")))?;
-    fetch_blob(client, &store, &r, digest, Some(size)).map(|_| ())
+    Ok((store, r))
+}
+
+/// Blob `digest` read as it downloads from `source` (one attempt, no
+/// retry: a caller that sees it fail fetches with [`ensure_blob`]), each
+/// byte also written to the store at `path`. A layer's extraction starts
+/// with the first bytes instead of after the last.
+pub fn open_blob(
+    client: &Client,
+    path: &Path,
+    source: Option<&str>,
+    digest: &str,
+    size: u64,
+) -> Result<BlobDownload, RegistryError> {
+    let (store, r) = blob_source(path, source, digest)?;
+    let what = format!("blob {}@{digest}", r.name());
+    let call = Call {
+        registry: &r.registry,
+        api_host: r.api_host(),
+        scopes: vec![r.scope(Access::Pull)],
+        access: Access::Pull,
+        what: what.clone(),
+    };
+    let url = format!("/v2/{}/blobs/{digest}", r.repository);
+    let resp = client.send(&call, &|h, base| h.get(format!("{base}{url}")))?;
+    if !resp.status().is_success() {
+        return Err(status_error(&what, resp));
+    }
+    tracing::debug!("downloading {what} into its extraction");
+    Ok(BlobDownload {
+        writer: Some(store.writer(digest, Some(size), &what)?),
+        resp,
+        stored: None,
+    })
+}
+
+/// A blob's bytes as they arrive, stored and verified as they pass: at
+/// the end, a digest or size that does not match is a read error, and
+/// nothing is stored.
+pub struct BlobDownload {
+    resp: reqwest::blocking::Response,
+    writer: Option<crate::store::BlobWriter>,
+    stored: Option<Result<PathBuf, String>>,
+}
+
+impl std::io::Read for BlobDownload {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.resp.read(buf)?;
+        let Some(writer) = self.writer.as_mut() else {
+            return Ok(n);
+        };
+        let result = if n > 0 {
+            writer.update(&buf[..n])
+        } else {
+            let finished = self.writer.take().map(|w| w.finish());
+            match finished {
+                Some(Ok(path)) => {
+                    self.stored = Some(Ok(path));
+                    Ok(())
+                }
+                Some(Err(e)) => Err(e),
+                None => Ok(()),
+            }
+        };
+        result.map(|()| n).map_err(|e| {
+            self.writer = None;
+            self.stored = Some(Err(e.to_string()));
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+        })
+    }
+}
+
+impl BlobDownload {
+    /// Reads what is left (a layer's tar can end before its blob does)
+    /// and returns where the verified blob is stored.
+    pub fn finish(&mut self) -> Result<PathBuf, RegistryError> {
+        std::io::copy(self, &mut std::io::sink()).map_err(|e| RegistryError::Transport {
+            what: "a blob".into(),
+            message: format!("download broke: {e}"),
+        })?;
+        match self.stored.take() {
+            Some(Ok(path)) => Ok(path),
+            Some(Err(message)) => Err(RegistryError::Transport {
+                what: "a blob".into(),
+                message,
+            }),
+            None => Err(RegistryError::Transport {
+                what: "a blob".into(),
+                message: "the download ended before its end".into(),
+            }),
+        }
+    }
 }
 
 /// Download several blobs, a few at a time, in order of the list.
