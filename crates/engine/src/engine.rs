@@ -6,11 +6,12 @@
 use crate::error::BuildError;
 use crate::events::{Event, StepRecord};
 use crate::ignore::IgnoreMatcher;
+use crate::image_source::ImageSource;
 use crate::layerstore::LayerStore;
 use crate::locks::lock;
 use crate::options::{BuildOptions, CacheLocation};
 use crate::source::ContextFs;
-use crate::stage::{ImageSource, StageState};
+use crate::stage::StageState;
 use crate::step::{dispatch, BuildCx, StepCx};
 use kiln_cache::{LayerCache, LayoutCache, RegistryCache};
 use kiln_dockerfile::instructions::{from_node, Instruction};

@@ -58,7 +58,7 @@ impl Indexes<'_> {
             }
         };
         let layer = entry.layer?;
-        let file = work.join(format!("{key}-{}", crate::stage::unique()));
+        let file = work.join(format!("{key}-{}", crate::layer_access::unique()));
         match unpack(&layer.path, &file)
             .map_err(|e| e.to_string())
             .and_then(|()| {

@@ -1,16 +1,14 @@
 //! A stage's state while it builds (file tree, config, layers, args) and
-//! how a stage starts: from scratch, from an earlier stage, or from an
-//! image (pulled, or read from `--cache-dir`, its layers from the layer
-//! store).
+//! how a stage starts from scratch or from an earlier stage (from an
+//! image: `image_source.rs`); its waiting layers reach the tree through
+//! `layer_access.rs`.
 
 use crate::error::StepFailure;
 use crate::fstree::FsTree;
-use crate::layerstore::{LayerStore, LayerStoreError, StoredLayer};
-use crate::options::BuildOptions;
+use crate::layer_access::LayerAccess;
+use crate::layerstore::StoredLayer;
 use kiln_dockerfile::Platform;
-use kiln_image::manifest::{MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR};
 use kiln_image::{ImageConfig, LayerBlob};
-use kiln_registry::{BlobStore, Client, Reference, WantedPlatform};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -74,10 +72,20 @@ impl StageState {
         config.config.env = Some(vec![format!("PATH={DEFAULT_PATH}")]);
         // BuildKit's emptyImage (dockerfile2llb/image.go) sets both.
         config.config.working_dir = "/".into();
+        StageState::starting(config, Vec::new(), format!("scratch:{platform}"), now)
+    }
+
+    /// A stage starting from `config` with its `layers` waiting.
+    pub(crate) fn starting(
+        config: ImageConfig,
+        layers: Vec<Layer>,
+        cache_key: String,
+        now: i64,
+    ) -> StageState {
         StageState {
             tree: FsTree::new(now),
             config,
-            layers: Vec::new(),
+            layers,
             applied: 0,
             forced: Default::default(),
             described: Vec::new(),
@@ -85,7 +93,7 @@ impl StageState {
             args: BTreeMap::new(),
             cmd_set: false,
             rootfs: None,
-            cache_key: format!("scratch:{platform}"),
+            cache_key,
         }
     }
 
@@ -316,314 +324,4 @@ fn apply(tree: &mut FsTree, stored: &StoredLayer, digest: &str) -> Result<(), St
         Some(e) => Err(e.into()),
         None => Ok(()),
     }
-}
-
-/// A download read by the extraction while the one who started it
-/// finishes it afterwards (the rest of the blob, its digest).
-struct SharedDownload(std::sync::Arc<std::sync::Mutex<kiln_registry::pull::BlobDownload>>);
-
-impl std::io::Read for SharedDownload {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        crate::locks::lock(&self.0).read(buf)
-    }
-}
-
-/// Where waiting layers come from: the blob file (fetched from the
-/// registry it was pulled from when missing), extracted into the layer
-/// store once.
-pub struct LayerAccess<'a> {
-    pub layer_store: &'a LayerStore,
-    pub client: &'a Client,
-    /// Where layers' indexes are written for this build.
-    pub work: PathBuf,
-    /// Base layers' indexes: kept in the cache, read from it.
-    pub indexes: Option<crate::layer_index::Indexes<'a>>,
-}
-
-impl LayerAccess<'_> {
-    /// Downloads the blob when its file is missing.
-    pub fn fetch(&self, blob: &LayerBlob) -> Result<(), StepFailure> {
-        Ok(kiln_registry::pull::ensure_blob(
-            self.client,
-            &blob.path,
-            blob.source.as_deref(),
-            &blob.digest,
-            blob.size,
-        )?)
-    }
-
-    fn extract(&self, blob: &LayerBlob) -> Result<StoredLayer, StepFailure> {
-        let what = format!("layer {}", blob.digest);
-        // Stages that start from one image at once: one extracts, the
-        // others wait and find it stored.
-        let _held = self.layer_store.lock(&blob.diff_id)?;
-        let fetched = !self.layer_store.has(&blob.diff_id) && !blob.path.exists();
-        let stored = match fetched {
-            true => match self.extract_downloading(blob, &what) {
-                Ok(stored) => stored,
-                Err(e) => {
-                    // Downloaded first, with the pull's retries, and
-                    // extracted from the file: a real fault says so again.
-                    tracing::debug!("{what}: extraction as it downloaded failed: {e}");
-                    self.fetch(blob)?;
-                    self.layer_store
-                        .get_or_extract(&blob.diff_id, &blob.path, &what)?
-                }
-            },
-            false => {
-                self.fetch(blob)?;
-                self.layer_store
-                    .get_or_extract(&blob.diff_id, &blob.path, &what)?
-            }
-        };
-        if let (Some(indexes), true) = (&self.indexes, fetched) {
-            // Its index spares the next machine this download.
-            indexes.publish(&stored, blob, &self.work);
-        }
-        Ok(stored)
-    }
-
-    /// Extracts `blob` as its bytes arrive from the registry, storing and
-    /// verifying the blob as they pass: the layer is stored only once the
-    /// whole blob is read and its digest matches.
-    fn extract_downloading(
-        &self,
-        blob: &LayerBlob,
-        what: &str,
-    ) -> Result<StoredLayer, StepFailure> {
-        let download = kiln_registry::pull::open_blob(
-            self.client,
-            &blob.path,
-            blob.source.as_deref(),
-            &blob.digest,
-            blob.size,
-        )?;
-        let shared = std::sync::Arc::new(std::sync::Mutex::new(download));
-        let reader = SharedDownload(shared.clone());
-        let source = format!("its download ({})", blob.digest);
-        let finish = || {
-            crate::locks::lock(&shared)
-                .finish()
-                .map(|_| ())
-                .map_err(|source| LayerStoreError::Blob {
-                    what: what.to_string(),
-                    source,
-                })
-        };
-        Ok(self
-            .layer_store
-            .extract_from(&blob.diff_id, || Ok(reader), &source, what, finish)?)
-    }
-
-    /// Layer `blob` described, its files not extracted: from its blob
-    /// when that is here (reading a tar costs less than creating its
-    /// files), else from its index in the cache when that holds one (no
-    /// download). `None`: extract it (or it is extracted already).
-    fn described(&self, blob: &LayerBlob) -> Option<StoredLayer> {
-        if self.layer_store.has(&blob.diff_id) {
-            return None;
-        }
-        if blob.path.exists() {
-            let hex = blob
-                .diff_id
-                .strip_prefix("sha256:")
-                .unwrap_or(&blob.diff_id);
-            let index = self.work.join(format!("{hex}-{}.jsonl", unique()));
-            let what = format!("layer {}", blob.digest);
-            return match self
-                .layer_store
-                .describe_blob(&blob.diff_id, &blob.path, index, &what)
-            {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    // Extraction says it again, as an error.
-                    tracing::debug!("{what} not described: {e}");
-                    None
-                }
-            };
-        }
-        blob.source.as_ref()?;
-        self.indexes
-            .as_ref()?
-            .described(self.layer_store, blob, &self.work)
-    }
-
-    /// Fetches and extracts `blobs` on as many threads as there are cores
-    /// (each layer streams download, decompression and file creation into
-    /// its own layer-store directory); the results in the same order.
-    pub fn extract_all(&self, blobs: &[&LayerBlob]) -> Result<Vec<StoredLayer>, StepFailure> {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(blobs.len());
-        if threads <= 1 {
-            return blobs.iter().map(|b| self.extract(b)).collect();
-        }
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let results: Vec<std::sync::Mutex<Option<Result<_, StepFailure>>>> =
-            blobs.iter().map(|_| Default::default()).collect();
-        std::thread::scope(|scope| {
-            for _ in 0..threads {
-                scope.spawn(|| loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(blob) = blobs.get(i) else { break };
-                    let r = self.extract(blob);
-                    *crate::locks::lock(&results[i]) = Some(r);
-                });
-            }
-        });
-        results
-            .into_iter()
-            .map(|m| {
-                m.into_inner()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .unwrap_or_else(|| Err("a layer was not extracted".to_string().into()))
-            })
-            .collect()
-    }
-}
-
-/// A number no other call in this process gets: stages describing the
-/// same layer at once write files of their own.
-pub(crate) fn unique() -> u64 {
-    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-}
-
-fn wanted(platform: &Platform) -> WantedPlatform {
-    WantedPlatform {
-        os: platform.os.clone(),
-        architecture: platform.arch.clone(),
-        variant: platform.variant.clone(),
-    }
-}
-
-/// An image's config alone, no layer read (`--cache-dir` first, else the
-/// registry): what build checks need to know of a base image.
-pub fn image_config(
-    opts: &BuildOptions,
-    reference: &str,
-    platform: &Platform,
-) -> Result<ImageConfig, StepFailure> {
-    let client = Client::new(opts.registry.clone());
-    let blob_store = BlobStore::new(opts.kiln_dir.join("blobs"));
-    let source = ImageSource {
-        opts,
-        client: &client,
-        blob_store: &blob_store,
-        now: 0,
-    };
-    let (pulled, _) = source.pulled(&Reference::parse(reference)?, platform)?;
-    Ok(pulled.config)
-}
-
-/// Where images come from: `--cache-dir`, else the registry.
-pub(crate) struct ImageSource<'a> {
-    pub opts: &'a BuildOptions,
-    pub client: &'a Client,
-    pub blob_store: &'a BlobStore,
-    pub now: i64,
-}
-
-impl ImageSource<'_> {
-    /// The image's manifest and config, no layer downloaded: from
-    /// `--cache-dir` (then `true`), else the registry.
-    fn pulled(
-        &self,
-        r: &Reference,
-        platform: &Platform,
-    ) -> Result<(kiln_registry::PulledImage, bool), StepFailure> {
-        if let Some(dir) = &self.opts.cache_dir {
-            if let Some(p) = kiln_registry::local::load_local(dir, r)? {
-                return Ok((p, true));
-            }
-        }
-        let wanted = wanted(platform);
-        let pulled = kiln_registry::pull::pull_lazily(self.client, self.blob_store, r, &wanted)?;
-        Ok((pulled, false))
-    }
-
-    /// The state an image starts a stage with: its config and layers, none
-    /// downloaded or extracted yet ([`StageState::force`] does that when a
-    /// step reads the files).
-    pub fn stage_state(
-        &self,
-        reference: &str,
-        platform: &Platform,
-    ) -> Result<StageState, StepFailure> {
-        let r = Reference::parse(reference)?;
-        let (pulled, local) = self.pulled(&r, platform)?;
-        if local {
-            tracing::info!("using {r} from --cache-dir");
-        }
-        let diff_ids = pulled.config.rootfs.diff_ids.clone();
-        if diff_ids.len() != pulled.layers.len() {
-            return Err(format!(
-                "{r}: the config lists {} layers, the manifest {}",
-                diff_ids.len(),
-                pulled.layers.len()
-            )
-            .into());
-        }
-        let mut layers = Vec::new();
-        for (layer, diff_id) in pulled.layers.iter().zip(&diff_ids) {
-            let what = format!("layer {} of {r}", layer.digest);
-            let media_type = oci_layer_media_type(&layer.media_type)
-                .ok_or_else(|| format!("{what}: unsupported media type {:?}", layer.media_type))?;
-            layers.push(Layer {
-                dir: None,
-                blob: LayerBlob {
-                    digest: layer.digest.clone(),
-                    diff_id: diff_id.clone(),
-                    size: layer.size,
-                    uncompressed_size: 0,
-                    media_type,
-                    path: layer.path.clone(),
-                    source: Some(pulled.source.name()),
-                },
-            });
-        }
-        let mut config = pulled.config;
-        if config.config.env_get("PATH").is_none() {
-            config.config.env_set("PATH", DEFAULT_PATH);
-        }
-        if config.architecture != platform.arch || config.os != platform.os {
-            tracing::warn!(
-                "{r} is {}/{}, not the requested {}/{}",
-                config.os,
-                config.architecture,
-                platform.os,
-                platform.arch
-            );
-        }
-        Ok(StageState {
-            tree: FsTree::new(self.now),
-            config,
-            layers,
-            applied: 0,
-            forced: Default::default(),
-            described: Vec::new(),
-            described_on_disk: Default::default(),
-            args: BTreeMap::new(),
-            cmd_set: false,
-            rootfs: None,
-            cache_key: format!("image:{}", pulled.manifest_digest),
-        })
-    }
-}
-
-/// The OCI media type of a layer blob (docker's names map to OCI's).
-fn oci_layer_media_type(media_type: &str) -> Option<String> {
-    Some(
-        match media_type {
-            "application/vnd.docker.image.rootfs.diff.tar.gzip"
-            | "application/vnd.oci.image.layer.v1.tar+gzip" => MEDIA_TYPE_LAYER_GZIP,
-            "application/vnd.docker.image.rootfs.diff.tar"
-            | "application/vnd.oci.image.layer.v1.tar" => MEDIA_TYPE_LAYER_TAR,
-            "application/vnd.oci.image.layer.v1.tar+zstd" => {
-                "application/vnd.oci.image.layer.v1.tar+zstd"
-            }
-            _ => return None,
-        }
-        .to_string(),
-    )
 }

@@ -61,10 +61,10 @@ pub(crate) struct BuildCx<'a> {
 
 impl BuildCx<'_> {
     /// Where a stage's waiting layers come from.
-    pub fn layers(&self) -> crate::stage::LayerAccess<'_> {
+    pub fn layers(&self) -> crate::layer_access::LayerAccess<'_> {
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let platform = &self.plan.options.target_platform;
-        crate::stage::LayerAccess {
+        crate::layer_access::LayerAccess {
             layer_store: &self.layer_store,
             client: &self.client,
             work: self.opts.work_dir.join("indexes"),
