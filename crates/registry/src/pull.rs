@@ -124,13 +124,7 @@ pub fn fetch_manifest(
     // A digest is written after `@`, a tag after `:`.
     let sep = if by.contains(':') { '@' } else { ':' };
     let what = format!("manifest {}{sep}{by}", r.name());
-    let call = Call {
-        registry: &r.registry,
-        api_host: r.api_host(),
-        scopes: vec![r.scope(Access::Pull)],
-        access: Access::Pull,
-        what: what.clone(),
-    };
+    let call = pull_call(r, &what);
     let path = format!("/v2/{}/manifests/{by}", r.repository);
     let resp = client.send(&call, &|h, base| {
         h.get(format!("{base}{path}"))
@@ -361,13 +355,7 @@ pub fn fetch_blob(
         return Ok(path);
     }
     let what = format!("blob {}@{digest}", r.name());
-    let call = Call {
-        registry: &r.registry,
-        api_host: r.api_host(),
-        scopes: vec![r.scope(Access::Pull)],
-        access: Access::Pull,
-        what: what.clone(),
-    };
+    let call = pull_call(r, &what);
     let path = format!("/v2/{}/blobs/{digest}", r.repository);
     let mut attempt = 0;
     loop {
@@ -406,6 +394,17 @@ pub fn ensure_blob(
     fetch_blob(client, &store, &r, digest, Some(size)).map(|_| ())
 }
 
+/// A pull request from repository `r`, `what` naming it in errors.
+fn pull_call<'a>(r: &'a Reference, what: &str) -> Call<'a> {
+    Call {
+        registry: &r.registry,
+        api_host: r.api_host(),
+        scopes: vec![r.scope(Access::Pull)],
+        access: Access::Pull,
+        what: what.to_string(),
+    }
+}
+
 /// The store `path` is a file of and the repository `source` names.
 fn blob_source(
     path: &Path,
@@ -442,13 +441,7 @@ pub fn open_blob(
 ) -> Result<BlobDownload, RegistryError> {
     let (store, r) = blob_source(path, source, digest)?;
     let what = format!("blob {}@{digest}", r.name());
-    let call = Call {
-        registry: &r.registry,
-        api_host: r.api_host(),
-        scopes: vec![r.scope(Access::Pull)],
-        access: Access::Pull,
-        what: what.clone(),
-    };
+    let call = pull_call(&r, &what);
     let url = format!("/v2/{}/blobs/{digest}", r.repository);
     let resp = client.send(&call, &|h, base| h.get(format!("{base}{url}")))?;
     if !resp.status().is_success() {
