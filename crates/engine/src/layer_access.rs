@@ -118,7 +118,9 @@ impl LayerAccess<'_> {
                 .diff_id
                 .strip_prefix("sha256:")
                 .unwrap_or(&blob.diff_id);
-            let index = self.work.join(format!("{hex}-{}.jsonl", unique()));
+            let index = self
+                .work
+                .join(format!("{hex}-{}.jsonl", crate::layer_index::unique()));
             let what = format!("layer {}", blob.digest);
             return match self
                 .layer_store
@@ -170,11 +172,4 @@ impl LayerAccess<'_> {
             })
             .collect()
     }
-}
-
-/// A number no other call in this process gets: stages describing the
-/// same layer at once write files of their own.
-pub(crate) fn unique() -> u64 {
-    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }

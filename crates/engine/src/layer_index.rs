@@ -58,7 +58,7 @@ impl Indexes<'_> {
             }
         };
         let layer = entry.layer?;
-        let file = work.join(format!("{key}-{}", crate::layer_access::unique()));
+        let file = work.join(format!("{key}-{}", unique()));
         match unpack(&layer.path, &file)
             .map_err(|e| e.to_string())
             .and_then(|()| {
@@ -161,4 +161,11 @@ fn unpack(blob: &Path, to: &Path) -> std::io::Result<()> {
     Err(std::io::Error::other(format!(
         "no {FILE} in the index layer"
     )))
+}
+
+/// A number no other call in this process gets: stages describing the
+/// same layer at once write files of their own.
+pub(crate) fn unique() -> u64 {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
