@@ -18,8 +18,8 @@ impl std::io::Read for SharedDownload {
     }
 }
 
-/// Where waiting layers come from: the blob file (fetched from the
-/// registry it was pulled from when missing), extracted into the layer
+/// Where waiting layers come from: the blob file, or the registry it was
+/// pulled from (extracted as it downloads), extracted into the layer
 /// store once.
 pub struct LayerAccess<'a> {
     pub layer_store: &'a LayerStore,
@@ -48,19 +48,17 @@ impl LayerAccess<'_> {
         // others wait and find it stored.
         let _held = self.layer_store.lock(&blob.diff_id)?;
         let fetched = !self.layer_store.has(&blob.diff_id) && !blob.path.exists();
-        let stored = match fetched {
-            true => match self.extract_downloading(blob, &what) {
-                Ok(stored) => stored,
-                Err(e) => {
-                    // Downloaded first, with the pull's retries, and
-                    // extracted from the file: a real fault says so again.
-                    tracing::debug!("{what}: extraction as it downloaded failed: {e}");
-                    self.fetch(blob)?;
-                    self.layer_store
-                        .get_or_extract(&blob.diff_id, &blob.path, &what)?
-                }
-            },
-            false => {
+        let streamed = fetched
+            .then(|| self.extract_downloading(blob, &what))
+            .and_then(|r| {
+                // On failure: downloaded first, with the pull's retries,
+                // and extracted from the file; a real fault says so again.
+                r.map_err(|e| tracing::debug!("{what}: extraction as it downloaded failed: {e}"))
+                    .ok()
+            });
+        let stored = match streamed {
+            Some(stored) => stored,
+            None => {
                 self.fetch(blob)?;
                 self.layer_store
                     .get_or_extract(&blob.diff_id, &blob.path, &what)?

@@ -452,6 +452,7 @@ pub fn open_blob(
         writer: Some(store.writer(digest, Some(size), &what)?),
         resp,
         stored: None,
+        what,
     })
 }
 
@@ -462,6 +463,8 @@ pub struct BlobDownload {
     resp: reqwest::blocking::Response,
     writer: Option<crate::store::BlobWriter>,
     stored: Option<Result<PathBuf, String>>,
+    /// The blob and where it comes from, for errors.
+    what: String,
 }
 
 impl std::io::Read for BlobDownload {
@@ -495,20 +498,18 @@ impl BlobDownload {
     /// Reads what is left (a layer's tar can end before its blob does)
     /// and returns where the verified blob is stored.
     pub fn finish(&mut self) -> Result<PathBuf, RegistryError> {
-        std::io::copy(self, &mut std::io::sink()).map_err(|e| RegistryError::Transport {
-            what: "a blob".into(),
-            message: format!("download broke: {e}"),
-        })?;
+        let drained = std::io::copy(self, &mut std::io::sink());
+        let broke = |message: String| RegistryError::Transport {
+            what: self.what.clone(),
+            message,
+        };
+        if let Err(e) = drained {
+            return Err(broke(format!("download broke: {e}")));
+        }
         match self.stored.take() {
             Some(Ok(path)) => Ok(path),
-            Some(Err(message)) => Err(RegistryError::Transport {
-                what: "a blob".into(),
-                message,
-            }),
-            None => Err(RegistryError::Transport {
-                what: "a blob".into(),
-                message: "the download ended before its end".into(),
-            }),
+            Some(Err(message)) => Err(broke(message)),
+            None => Err(broke("the download ended before its end".into())),
         }
     }
 }

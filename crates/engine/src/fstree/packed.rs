@@ -55,7 +55,7 @@ struct Rec {
     xattrs: u32,
     root: u16,
     kind: Kind,
-    /// Removed by a later change (dropped at the next packing).
+    /// Replaced or removed: set and dropped within one packing.
     dead: bool,
 }
 
@@ -79,7 +79,7 @@ impl Packed {
             .recs
             .binary_search_by(|r| self.path(r).cmp(path))
             .ok()?;
-        Some(&self.recs[i]).filter(|r| !r.dead)
+        Some(&self.recs[i])
     }
 
     /// Index of the first record at or after `from`.
@@ -227,6 +227,18 @@ impl Nodes {
         }
     }
 
+    /// Whether `path` is a directory, and its inode number, without
+    /// making its node (a packed file's content path is built on demand).
+    pub(super) fn dir_and_inode(&self, path: &str) -> Option<(bool, super::Inode)> {
+        match self.over.get(path) {
+            Some(n) => n.as_ref().map(|n| (n.is_dir(), n.inode)),
+            None => self
+                .packed
+                .find(path)
+                .map(|r| (r.kind == Kind::Dir, r.inode)),
+        }
+    }
+
     /// A symlink's target (`None` for anything else).
     pub(super) fn link_target(&self, path: &str) -> Option<Cow<'_, str>> {
         match self.over.get(path) {
@@ -273,10 +285,7 @@ impl Nodes {
             .range::<str, _>((std::ops::Bound::Included(from), std::ops::Bound::Unbounded))
             .peekable();
         let p = &*self.packed;
-        let mut packed = p.recs[p.lower_bound(from)..]
-            .iter()
-            .filter(|r| !r.dead)
-            .peekable();
+        let mut packed = p.recs[p.lower_bound(from)..].iter().peekable();
         std::iter::from_fn(move || loop {
             let take_over = match (over.peek(), packed.peek()) {
                 (None, None) => return None,

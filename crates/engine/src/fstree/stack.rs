@@ -48,7 +48,7 @@ impl FsTree {
                 inode,
                 ..node.into_owned()
             };
-            let old = self.nodes.get(&path).map(|o| (o.is_dir(), o.inode));
+            let old = self.nodes.dir_and_inode(&path);
             match old {
                 Some((true, inode)) if node.is_dir() => {
                     self.nodes.insert(path.to_string(), Node { inode, ..node });
@@ -136,7 +136,7 @@ impl FsTree {
                 AppliedKind::Node(kind) => kind.clone(),
             };
             let is_dir = matches!(kind, FileKind::Dir);
-            let old = self.nodes.get(&path).map(|o| (o.is_dir(), o.inode));
+            let old = self.nodes.dir_and_inode(&path);
             let inode = match old {
                 // A directory over a directory updates its metadata only.
                 Some((true, inode)) if is_dir => inode,
