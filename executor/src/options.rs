@@ -187,6 +187,10 @@ pub fn build_options(
         },
         cache,
         cache_dir: args.cache_dir.clone(),
+        upload_layers_to: match args.no_push {
+            true => None,
+            false => destinations(args)?.into_iter().next(),
+        },
     })
 }
 

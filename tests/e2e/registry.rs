@@ -465,3 +465,81 @@ fn credential_helper_program() {
         "{line}"
     );
 }
+
+/// The target stage's new layers upload while they are written (one
+/// streamed PATCH each; an earlier stage's layer is not pushed), and the
+/// image is whole. A registry that refuses streamed uploads (or a proxy
+/// that breaks them) gets the layers from the push instead.
+#[test]
+fn layers_upload_as_they_are_written_else_with_the_push() {
+    use crate::support::{Fault, FaultProxy};
+    let reg = TestRegistry::start(Options::default());
+    let base = push_busybox_base(&reg, "busybox-stream", "");
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        &ctx.path().join("Dockerfile"),
+        &format!(
+            "FROM {base} AS tool\nRUN echo tool > /tool\n\
+             FROM {base}\nCOPY --from=tool /tool /tool\nRUN echo app > /app\n"
+        ),
+    );
+    let dest = format!("{}/stream/app:1", reg.addr);
+    let log = build(ctx.path(), &dest, &reg_args(&reg));
+    assert_eq!(
+        log.matches("as it was written").count(),
+        2,
+        "the final stage's two layers\n{log}"
+    );
+    assert_eq!(
+        reg.requests("PATCH", "/v2/stream/app/blobs/uploads/"),
+        2,
+        "{log}"
+    );
+    // skopeo copies it: every blob is there and matches its digest.
+    let out = tempfile::tempdir().unwrap();
+    let copy = |from: &str, to: &str| {
+        run_ok(tool("skopeo").args([
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{from}"),
+            &format!("oci:{}:{to}", out.path().display()),
+        ]))
+    };
+    copy(&dest, "streamed");
+    let manifest = skopeo_inspect(&format!("oci:{}:streamed", out.path().display()), false);
+    assert_eq!(
+        manifest["Layers"].as_array().unwrap().len(),
+        3,
+        "{manifest}"
+    );
+
+    // Streamed uploads refused: the push uploads the layers.
+    let proxy = FaultProxy::start(&reg.addr, "PATCH ", Fault::Status500, 100);
+    let refused = format!("{}/stream/refused:1", proxy.addr);
+    let mut args = reg_args(&reg);
+    args.extend(["--insecure-registry".to_string(), proxy.addr.clone()]);
+    let log = build(ctx.path(), &refused, &args);
+    assert!(
+        proxy
+            .faults_served
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 2,
+        "{log}"
+    );
+    assert!(!log.contains("as it was written"), "{log}");
+    // Read from the registry behind the proxy.
+    copy(&format!("{}/stream/refused:1", reg.addr), "refused");
+    let again = skopeo_inspect(&format!("oci:{}:refused", out.path().display()), false);
+    assert_eq!(again["Layers"], manifest["Layers"], "the same layers");
+
+    // A streamed upload cut off half way: the same.
+    let proxy = FaultProxy::start(&reg.addr, "PATCH ", Fault::ResetMidUpload, 100);
+    let cut = format!("{}/stream/cut:1", proxy.addr);
+    let mut args = reg_args(&reg);
+    args.extend(["--insecure-registry".to_string(), proxy.addr.clone()]);
+    let log = build(ctx.path(), &cut, &args);
+    assert!(!log.contains("as it was written"), "{log}");
+    copy(&format!("{}/stream/cut:1", reg.addr), "cut");
+    let cut_layers = skopeo_inspect(&format!("oci:{}:cut", out.path().display()), false);
+    assert_eq!(cut_layers["Layers"], manifest["Layers"], "the same layers");
+}

@@ -321,9 +321,18 @@ fn proxy_one(
                 .then(|| v.trim().parse().ok())?
         })
         .unwrap_or(0);
+    let chunked = text.lines().any(|l| {
+        l.split_once(':').is_some_and(|(k, v)| {
+            k.eq_ignore_ascii_case("transfer-encoding") && v.trim().eq_ignore_ascii_case("chunked")
+        })
+    });
     if let Some(Fault::ResetMidUpload) = fault {
         let mut half = vec![0u8; body_len / 2];
         let _ = client.read_exact(&mut half);
+        if chunked {
+            // Some of a streamed body: its first chunk's size line.
+            let _ = read_line(&mut client);
+        }
         reset(&client);
         return;
     }
@@ -336,8 +345,14 @@ fn proxy_one(
     if server.write_all(&head).is_err() {
         return;
     }
-    let mut body = vec![0u8; body_len];
-    if client.read_exact(&mut body).is_err() || server.write_all(&body).is_err() {
+    let body = match chunked {
+        true => read_chunked(&mut client),
+        false => {
+            let mut body = vec![0u8; body_len];
+            client.read_exact(&mut body).ok().map(|_| body)
+        }
+    };
+    if body.is_none_or(|b| server.write_all(&b).is_err()) {
         return;
     }
     let mut answer = Vec::new();
@@ -365,6 +380,43 @@ fn proxy_one(
         }
     }
     let _ = client.shutdown(std::net::Shutdown::Both);
+}
+
+/// One line, its CRLF included.
+fn read_line(stream: &mut std::net::TcpStream) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        stream.read_exact(&mut byte).ok()?;
+        line.push(byte[0]);
+    }
+    Some(line)
+}
+
+/// A chunked request body as sent (its framing kept, to be forwarded).
+fn read_chunked(stream: &mut std::net::TcpStream) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut raw = Vec::new();
+    loop {
+        let line = read_line(stream)?;
+        let text = String::from_utf8_lossy(&line);
+        let size = usize::from_str_radix(text.trim().split(';').next()?.trim(), 16).ok()?;
+        raw.extend_from_slice(&line);
+        if size == 0 {
+            // Trailers, then the empty line.
+            loop {
+                let trailer = read_line(stream)?;
+                raw.extend_from_slice(&trailer);
+                if trailer == b"\r\n" {
+                    return Some(raw);
+                }
+            }
+        }
+        let mut data = vec![0u8; size + 2];
+        stream.read_exact(&mut data).ok()?;
+        raw.extend_from_slice(&data);
+    }
 }
 
 /// Closes `stream` with a reset (SO_LINGER 0), not an orderly close.

@@ -100,6 +100,7 @@ pub fn build(
             blob_store,
             cache: Mutex::new(cache),
             shared_steps: services.shared_steps,
+            uploads: Mutex::new(Vec::new()),
         },
         states: Mutex::new(HashMap::new()),
         images: Mutex::new(HashMap::new()),
@@ -107,6 +108,7 @@ pub fn build(
         started: AtomicUsize::new(0),
     };
     engine.build_stages()?;
+    engine.build.wait_for_uploads();
     let last = lock(&engine.states)
         .remove(&plan.target)
         .ok_or(BuildError::NoTarget)?;
@@ -373,6 +375,7 @@ impl<'a> Engine<'a> {
                 stages: &states,
                 images: &images,
                 stage: &label,
+                in_image: stage.index == self.build.plan.target,
             };
             let record =
                 crate::cached::step(&cx, &mut state, &stage.label(), &slot, &step.instruction)?;
@@ -415,6 +418,7 @@ impl<'a> Engine<'a> {
                     stages: &states,
                     images: &images,
                     stage: &stage.label(),
+                    in_image: stage.index == self.build.plan.target,
                 };
                 dispatch(&cx, state, &ins)?;
                 state.cache_key =

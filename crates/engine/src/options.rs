@@ -41,6 +41,9 @@ pub struct BuildOptions {
     /// `--cache-dir`: base images stored by `kiln warm`, used before any
     /// registry is asked.
     pub cache_dir: Option<PathBuf>,
+    /// The push destination the target stage's new layers are uploaded
+    /// to while they are written (the push then finds them there).
+    pub upload_layers_to: Option<Reference>,
 }
 
 /// Where the cache lives.

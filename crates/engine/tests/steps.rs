@@ -63,6 +63,7 @@ impl Fixture {
                 explain: true,
             }),
             cache_dir: None,
+            upload_layers_to: None,
         }
     }
 

@@ -18,7 +18,9 @@ pub use archive::{detect_compression, open_archive, ArchiveCompression};
 pub use entry::{Content, Entry};
 pub use file::FileKind;
 pub use hashing::{HashingReader, HashingWriter};
-pub use writer::{write_layer, Compression, LayerInfo, LayerOptions};
+pub use writer::{
+    write_layer, write_layer_followed, BlobFollower, Compression, LayerInfo, LayerOptions,
+};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]

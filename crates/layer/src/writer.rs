@@ -70,13 +70,32 @@ pub struct LayerInfo {
 
 /// Write `entries` as a layer blob into `dir`, named by its digest.
 pub fn write_layer(
-    mut entries: Vec<Entry>,
+    entries: Vec<Entry>,
     dir: &Path,
     options: &LayerOptions,
 ) -> Result<LayerInfo, LayerError> {
+    write_layer_followed(entries, dir, options, None)
+}
+
+/// Something that reads the blob's file while it is written (an upload
+/// running alongside). It is told, never waited for.
+pub trait BlobFollower {
+    /// The file as created, open for reading.
+    fn opened(&mut self, file: File);
+    /// The file holds `len` bytes now.
+    fn written(&mut self, len: u64);
+}
+
+/// [`write_layer`], telling `follower` how far the blob's file is written.
+pub fn write_layer_followed(
+    mut entries: Vec<Entry>,
+    dir: &Path,
+    options: &LayerOptions,
+    follower: Option<&mut dyn BlobFollower>,
+) -> Result<LayerInfo, LayerError> {
     entries.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
     let tmp = tempfile_in(dir)?;
-    let result = write_blob(&entries, &tmp, dir, options);
+    let result = write_blob(&entries, &tmp, dir, options, follower);
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -88,9 +107,20 @@ fn write_blob(
     tmp: &Path,
     dir: &Path,
     options: &LayerOptions,
+    mut follower: Option<&mut dyn BlobFollower>,
 ) -> Result<LayerInfo, LayerError> {
     let file =
         File::create(tmp).map_err(|e| LayerError::io(format!("creating {}", tmp.display()), e))?;
+    if let Some(f) = follower.as_mut() {
+        let reading =
+            File::open(tmp).map_err(|e| LayerError::io(format!("opening {}", tmp.display()), e))?;
+        f.opened(reading);
+    }
+    let file = FollowedFile {
+        file,
+        len: 0,
+        follower,
+    };
     let blob = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
     let compressing = |e| LayerError::io("compressing layer", e);
     let (blob, diff_id, size) = match options.compression {
@@ -107,16 +137,38 @@ fn write_blob(
     finish_blob(blob, diff_id, size, options.compression, tmp, dir)
 }
 
-type Blob = HashingWriter<BufWriter<File>>;
+type Blob<'f> = HashingWriter<BufWriter<FollowedFile<'f>>>;
+
+/// The blob's file, telling its follower how far it is written.
+struct FollowedFile<'f> {
+    file: File,
+    len: u64,
+    follower: Option<&'f mut dyn BlobFollower>,
+}
+
+impl Write for FollowedFile<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.len += n as u64;
+        if let Some(f) = self.follower.as_mut() {
+            f.written(self.len);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
 
 /// Writes the tar through `encoder` (hashing the tar on the way in), then
 /// ends the encoder; returns the blob writer, the diff_id and the tar's size.
-fn tar_through<E: Write>(
+fn tar_through<'f, E: Write>(
     entries: &[Entry],
     encoder: E,
     options: &LayerOptions,
-    end: impl FnOnce(E) -> std::io::Result<Blob>,
-) -> Result<(Blob, String, u64), LayerError> {
+    end: impl FnOnce(E) -> std::io::Result<Blob<'f>>,
+) -> Result<(Blob<'f>, String, u64), LayerError> {
     let tar_hash = write_tar(entries, HashingWriter::new(encoder), options)?;
     let (encoder, diff_id, size) = tar_hash.finish();
     let blob = end(encoder).map_err(|e| LayerError::io("compressing layer", e))?;
@@ -141,7 +193,7 @@ fn zstd_encoder<W: Write>(
 }
 
 fn finish_blob(
-    blob: HashingWriter<BufWriter<File>>,
+    blob: Blob<'_>,
     diff_id: String,
     uncompressed_size: u64,
     compression: Compression,

@@ -210,13 +210,31 @@ impl Client {
         call: &Call,
         make: &dyn Fn(&Http, &str) -> RequestBuilder,
     ) -> Result<Response, RegistryError> {
-        let http = self.http(call.registry)?;
-        let base = self.base_url(call.registry, call.api_host);
-        let scope_key = call.scopes.join(" ");
         let retries = match call.access {
             Access::Pull => self.options.pull_retries,
             Access::Push => self.options.push_retries,
         };
+        self.send_tries(call, make, retries)
+    }
+
+    /// [`Client::send`] without retries, for a body that can be sent once.
+    pub fn send_once(
+        &self,
+        call: &Call,
+        make: &dyn Fn(&Http, &str) -> RequestBuilder,
+    ) -> Result<Response, RegistryError> {
+        self.send_tries(call, make, 0)
+    }
+
+    fn send_tries(
+        &self,
+        call: &Call,
+        make: &dyn Fn(&Http, &str) -> RequestBuilder,
+        retries: u32,
+    ) -> Result<Response, RegistryError> {
+        let http = self.http(call.registry)?;
+        let base = self.base_url(call.registry, call.api_host);
+        let scope_key = call.scopes.join(" ");
         let mut attempt = 0;
         let mut authenticated_once = false;
         loop {

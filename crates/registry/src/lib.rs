@@ -11,6 +11,7 @@ pub mod pull;
 pub mod push;
 pub mod reference;
 pub mod store;
+pub mod stream;
 
 pub use auth::Credential;
 pub use client::{Access, Client, RegistryOptions};

@@ -219,7 +219,7 @@ fn push_blob(
     Ok(())
 }
 
-fn upload_url(
+pub(crate) fn upload_url(
     client: &Client,
     dest: &Reference,
     resp: &reqwest::blocking::Response,

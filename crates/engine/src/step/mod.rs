@@ -20,7 +20,8 @@ use kiln_dockerfile::shell::Lex;
 use kiln_dockerfile::{Node as AstNode, Plan};
 use kiln_image::config::rfc3339;
 use kiln_image::History;
-use kiln_layer::{write_layer, LayerOptions};
+use kiln_layer::{write_layer_followed, BlobFollower, LayerOptions};
+use kiln_registry::stream::{follow_upload, FollowedUpload, Uploaded};
 use kiln_sandbox::Executor;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
@@ -57,9 +58,30 @@ pub(crate) struct BuildCx<'a> {
     pub cache: std::sync::Mutex<Option<std::sync::Arc<dyn kiln_cache::LayerCache>>>,
     /// Steps shared with the other builds of this process (platforms).
     pub shared_steps: Option<std::sync::Arc<crate::cached::SharedSteps>>,
+    /// Layers being uploaded while they are written.
+    pub uploads: std::sync::Mutex<Vec<FollowedUpload>>,
 }
 
 impl BuildCx<'_> {
+    /// Wait for the layers uploaded as they were written. One that did
+    /// not get there is uploaded from its file by the push.
+    pub fn wait_for_uploads(&self) {
+        let uploads = std::mem::take(&mut *crate::locks::lock(&self.uploads));
+        for upload in uploads {
+            match upload.wait() {
+                Ok(Uploaded::Stored(digest)) => {
+                    tracing::info!("uploaded layer {digest} as it was written")
+                }
+                Ok(Uploaded::AlreadyThere(digest)) => {
+                    tracing::debug!("layer {digest}: the registry has it already")
+                }
+                Err(e) => tracing::debug!(
+                    "uploading a layer as it was written failed (the push uploads it): {e}"
+                ),
+            }
+        }
+    }
+
     /// Where a stage's waiting layers come from.
     pub fn layers(&self) -> crate::layer_access::LayerAccess<'_> {
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -96,6 +118,22 @@ pub(crate) struct StepCx<'a> {
     pub images: &'a crate::engine::Images,
     /// The stage's name (or index), for output lines.
     pub stage: &'a str,
+    /// Whether the stage's layers go into the image as written (the
+    /// target stage's own): then they are uploaded as they are written.
+    pub in_image: bool,
+}
+
+/// A layer's upload, following its file as it is written.
+struct UploadAlongside(FollowedUpload);
+
+impl BlobFollower for UploadAlongside {
+    fn opened(&mut self, file: std::fs::File) {
+        self.0.opened(file);
+    }
+
+    fn written(&mut self, len: u64) {
+        self.0.written(len);
+    }
 }
 
 impl StepCx<'_> {
@@ -158,7 +196,20 @@ impl StepCx<'_> {
             clamp_mtime: self.build.clamp,
             threads: 0,
         };
-        let info = write_layer(entries, &self.build.blobs, &options).map_err(|e| self.error(e))?;
+        let mut upload = match &self.build.opts.upload_layers_to {
+            Some(dest) if self.in_image => Some(UploadAlongside(follow_upload(
+                self.build.client.clone(),
+                dest.clone(),
+            ))),
+            _ => None,
+        };
+        let follower = upload.as_mut().map(|u| u as &mut dyn BlobFollower);
+        let info = write_layer_followed(entries, &self.build.blobs, &options, follower)
+            .map_err(|e| self.error(e))?;
+        if let Some(UploadAlongside(mut upload)) = upload {
+            upload.complete(&format!("sha256:{}", info.digest));
+            crate::locks::lock(&self.build.uploads).push(upload);
+        }
         state.push_applied(Layer {
             blob: crate::written::blob_of(info),
             dir: None,
