@@ -54,7 +54,7 @@ pub fn build(args: BuildArgs) -> Result<(), Error> {
             true => work.path().join(platform.to_string().replace('/', "-")),
             false => work.path().to_path_buf(),
         };
-        let build_options = options::build_options(
+        let mut build_options = options::build_options(
             &args,
             context.clone(),
             dockerfile.clone(),
@@ -62,6 +62,11 @@ pub fn build(args: BuildArgs) -> Result<(), Error> {
             &work_dir,
         )
         .map_err(usage)?;
+        // Platforms build at once and one may fail while another is
+        // done: the registry hears nothing until all are.
+        if several {
+            build_options.upload_layers_to = None;
+        }
         targets.push((platform.clone(), plan, build_options));
     }
     for unused in targets[0].1.unused_build_args() {

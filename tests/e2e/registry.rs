@@ -542,4 +542,18 @@ fn layers_upload_as_they_are_written_else_with_the_push() {
     copy(&format!("{}/stream/cut:1", reg.addr), "cut");
     let cut_layers = skopeo_inspect(&format!("oci:{}:cut", out.path().display()), false);
     assert_eq!(cut_layers["Layers"], manifest["Layers"], "the same layers");
+
+    // A build that fails after a layer was written (and streamed: the
+    // failing step gives it a second) stores nothing.
+    write(
+        &ctx.path().join("Dockerfile"),
+        &format!("FROM {base}\nRUN echo written > /written\nRUN sleep 1; false\n"),
+    );
+    let failed = format!("{}/stream/failed:1", reg.addr);
+    let (_, log) = kiln_build(ctx.path())
+        .args(["-d", &failed])
+        .args(reg_args(&reg))
+        .fails();
+    assert!(reg.requests("PATCH", "/v2/stream/failed/") >= 1, "{log}");
+    assert_eq!(reg.requests("PUT", "/v2/stream/failed/"), 0, "{log}");
 }

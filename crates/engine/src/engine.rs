@@ -108,7 +108,7 @@ pub fn build(
         started: AtomicUsize::new(0),
     };
     engine.build_stages()?;
-    engine.build.wait_for_uploads();
+    engine.build.finish_uploads();
     let last = lock(&engine.states)
         .remove(&plan.target)
         .ok_or(BuildError::NoTarget)?;

@@ -9,9 +9,12 @@
 //! bytes that differ from the file are refused, not stored.
 //!
 //! The writer never waits for the upload: it only says how far the file
-//! is written. The upload only saves time: when it fails (the registry
-//! refuses streamed uploads, the connection drops, the writer fails), the
-//! push uploads the blob from its file as before.
+//! is written. Nothing is stored before the caller says so: the `PUT`
+//! waits for [`FollowedUpload::finish`] (a build that fails drops the
+//! upload instead, and the registry is told to forget it). The upload only
+//! saves time: when it fails (the registry refuses streamed uploads, the
+//! connection drops, the writer fails), the push uploads the blob from its
+//! file as before.
 
 use crate::client::{status_error, Access, Call, Client};
 use crate::reference::Reference;
@@ -45,6 +48,9 @@ struct State {
     /// Whether the registry was asked for the finished blob (the body
     /// ends only then, so a blob it has is never PUT).
     asked: bool,
+    /// Whether the blob may be stored (`finish`); a dropped upload is
+    /// `Failed` instead.
+    store: bool,
 }
 
 struct Shared {
@@ -93,6 +99,7 @@ pub fn follow_upload(client: Arc<Client>, dest: Reference) -> FollowedUpload {
             len: 0,
             end: End::Writing,
             asked: false,
+            store: false,
         }),
         changed: Condvar::new(),
     });
@@ -144,9 +151,11 @@ impl FollowedUpload {
         self.check = Some((digest.to_string(), asking));
     }
 
-    /// Wait for the registry's answer. When it has the blob already,
-    /// the cancelled upload is not waited for.
-    pub fn wait(mut self) -> Result<Uploaded, RegistryError> {
+    /// Store the blob (the build it belongs to succeeded) and wait for
+    /// the registry's answer. When it has the blob already, the cancelled
+    /// upload is not waited for.
+    pub fn finish(mut self) -> Result<Uploaded, RegistryError> {
+        self.shared.set(|s| s.store = true);
         if let Some((digest, asking)) = self.check.take() {
             if asking.join().unwrap_or(false) {
                 return Ok(Uploaded::AlreadyThere(digest));
@@ -163,9 +172,10 @@ impl FollowedUpload {
 }
 
 impl Drop for FollowedUpload {
+    /// Not finished: the blob is not to be stored.
     fn drop(&mut self) {
         self.shared.set(|s| {
-            if s.end == End::Writing {
+            if !s.store && s.end != End::Cancelled {
                 s.end = End::Failed;
             }
         });
@@ -280,7 +290,15 @@ fn upload(client: &Client, dest: &Reference, body: FileFollower) -> Result<Strin
         Some(_) => crate::push::upload_url(client, dest, &patched, &what)?,
         None => location,
     };
-    let End::Written(digest) = shared.lock().end.clone() else {
+    // The whole blob is there: it is stored when the caller says so.
+    let end = {
+        let mut s = shared.lock();
+        while !s.store && matches!(s.end, End::Written(_)) {
+            s = shared.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        s.end.clone()
+    };
+    let End::Written(digest) = end else {
         let _ = client.send(&call, &|h, _| h.delete(&location));
         return Err(RegistryError::Transport {
             what,

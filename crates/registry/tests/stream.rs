@@ -79,7 +79,7 @@ fn a_blob_uploads_while_its_file_is_written() {
     let mut upload = start(&reg, "follow/ok");
     write_followed(work.path(), &bytes, &upload);
     upload.complete(&digest);
-    assert_eq!(upload.wait().unwrap(), Uploaded::Stored(digest.clone()));
+    assert_eq!(upload.finish().unwrap(), Uploaded::Stored(digest.clone()));
     assert_eq!(blob_bytes(&reg, "follow/ok", &digest), bytes);
     // One streamed PATCH carried it.
     assert_eq!(reg.requests("PATCH", "/v2/follow/ok/blobs/uploads/"), 1);
@@ -94,10 +94,19 @@ fn a_wrong_digest_stores_nothing() {
     let mut upload = start(&reg, "follow/wrong");
     write_followed(work.path(), &bytes, &upload);
     upload.complete(&wrong);
-    let err = upload.wait().unwrap_err();
+    let err = upload.finish().unwrap_err();
     assert!(err.to_string().contains("follow/wrong"), "{err}");
     assert_eq!(blob_status(&reg, "follow/wrong", &wrong), 404);
     assert_eq!(blob_status(&reg, "follow/wrong", &digest), 404);
+}
+
+/// The registry is told to forget an upload of `repo`: waits for the DELETE.
+fn forgotten(reg: &TestRegistry, repo: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while reg.requests("DELETE", &format!("/v2/{repo}/blobs/uploads/")) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no DELETE");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 #[test]
@@ -109,13 +118,26 @@ fn an_unfinished_blob_is_forgotten() {
     write_followed(work.path(), &bytes[..bytes.len() / 2], &upload);
     // The writer fails: it drops the upload without a digest.
     drop(upload);
-    // The registry is told to forget the upload; nothing is stored.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while reg.requests("DELETE", "/v2/follow/cut/blobs/uploads/") == 0 {
-        assert!(std::time::Instant::now() < deadline, "no DELETE");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    forgotten(&reg, "follow/cut");
     assert_eq!(blob_status(&reg, "follow/cut", &digest), 404);
+}
+
+#[test]
+fn a_blob_is_stored_only_when_finished() {
+    let reg = TestRegistry::start(Options::default());
+    let work = tempfile::tempdir().unwrap();
+    let (bytes, digest) = data();
+    let mut upload = start(&reg, "follow/held");
+    write_followed(work.path(), &bytes, &upload);
+    upload.complete(&digest);
+    // Written whole, but the build it belongs to failed: dropped, never
+    // finished, so nothing is stored and the upload is forgotten.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(blob_status(&reg, "follow/held", &digest), 404);
+    drop(upload);
+    forgotten(&reg, "follow/held");
+    assert_eq!(blob_status(&reg, "follow/held", &digest), 404);
+    assert_eq!(reg.requests("PUT", "/v2/follow/held/"), 0);
 }
 
 #[test]
@@ -126,7 +148,7 @@ fn a_blob_the_registry_has_is_not_uploaded_again() {
     let mut first = start(&reg, "follow/again");
     write_followed(work.path(), &bytes, &first);
     first.complete(&digest);
-    first.wait().unwrap();
+    first.finish().unwrap();
     let puts = reg.requests("PUT", "/v2/follow/again/blobs/uploads/");
 
     // The same blob again: the registry says it has it, and the upload
@@ -135,7 +157,7 @@ fn a_blob_the_registry_has_is_not_uploaded_again() {
     let mut second = start(&reg, "follow/again");
     write_followed(again.path(), &bytes, &second);
     second.complete(&digest);
-    assert_eq!(second.wait().unwrap(), Uploaded::AlreadyThere(digest));
+    assert_eq!(second.finish().unwrap(), Uploaded::AlreadyThere(digest));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while reg.requests("DELETE", "/v2/follow/again/blobs/uploads/") == 0 {
         assert!(std::time::Instant::now() < deadline, "no DELETE");

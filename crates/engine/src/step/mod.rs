@@ -63,12 +63,13 @@ pub(crate) struct BuildCx<'a> {
 }
 
 impl BuildCx<'_> {
-    /// Wait for the layers uploaded as they were written. One that did
-    /// not get there is uploaded from its file by the push.
-    pub fn wait_for_uploads(&self) {
+    /// The build succeeded: the layers uploaded as they were written are
+    /// stored (a failed build drops them instead, and none is). One that
+    /// did not get there is uploaded from its file by the push.
+    pub fn finish_uploads(&self) {
         let uploads = std::mem::take(&mut *crate::locks::lock(&self.uploads));
         for upload in uploads {
-            match upload.wait() {
+            match upload.finish() {
                 Ok(Uploaded::Stored(digest)) => {
                     tracing::info!("uploaded layer {digest} as it was written")
                 }
