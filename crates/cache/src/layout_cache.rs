@@ -5,6 +5,7 @@
 use crate::backend::{CacheEntry, CacheError, LayerCache, NewEntry};
 use crate::registry_cache::{entry_image, entry_record, slot_tag};
 use crate::tag_for;
+use kiln_image::oci::{digest_of, media_type_of, Descriptor};
 use kiln_image::{ImageConfig, LayerBlob, OciLayout};
 use kiln_registry::store::touch;
 
@@ -18,47 +19,42 @@ impl LayoutCache {
         let Some(desc) = self.layout.find(tag)? else {
             return Ok(None);
         };
-        if !self.layout.blob_path(&desc.digest).is_file() {
+        let blob = |d: &Descriptor| self.layout.blob_path(&digest_of(d));
+        if !blob(&desc).is_file() {
             return Ok(None);
         }
         let (_, manifest) = self.layout.manifest(&desc)?;
-        if !self.layout.blob_path(&manifest.config.digest).is_file() {
+        if !blob(manifest.config()).is_file() {
             return Ok(None);
         }
         // A layer evicted from kiln's directory: the entry is gone too.
-        if manifest
-            .layers
-            .iter()
-            .any(|l| !self.layout.blob_path(&l.digest).is_file())
-        {
+        if manifest.layers().iter().any(|l| !blob(l).is_file()) {
             return Ok(None);
         }
         if now.is_some() {
-            for d in std::iter::once(&desc.digest).chain(manifest.layers.iter().map(|l| &l.digest))
-            {
-                touch(&self.layout.blob_path(d));
+            for d in std::iter::once(&desc).chain(manifest.layers()) {
+                touch(&blob(d));
             }
         }
-        let config: ImageConfig = serde_json::from_slice(
-            &self.layout.read_blob(&manifest.config.digest)?,
-        )
-        .map_err(|e| CacheError::Invalid {
-            what: format!("{}: {tag}", self.describe()),
-            message: e.to_string(),
-        })?;
+        let config: ImageConfig =
+            serde_json::from_slice(&self.layout.read_blob(&digest_of(manifest.config()))?)
+                .map_err(|e| CacheError::Invalid {
+                    what: format!("{}: {tag}", self.describe()),
+                    message: e.to_string(),
+                })?;
         let Some(record) = entry_record(&config) else {
             return Ok(None);
         };
         if now.is_some_and(|n| n - record.created > self.ttl) {
             return Ok(None);
         }
-        let layer = manifest.layers.first().map(|d| LayerBlob {
-            path: self.layout.blob_path(&d.digest),
-            digest: d.digest.clone(),
+        let layer = manifest.layers().first().map(|d| LayerBlob {
+            path: blob(d),
+            digest: digest_of(d),
             diff_id: config.rootfs.diff_ids.first().cloned().unwrap_or_default(),
-            size: d.size,
+            size: d.size(),
             uncompressed_size: 0,
-            media_type: d.media_type.clone(),
+            media_type: media_type_of(d),
             source: None,
         });
         Ok(Some(CacheEntry {

@@ -7,6 +7,7 @@
 
 use crate::backend::{CacheEntry, CacheError, LayerCache, NewEntry};
 use crate::{tag_for, KeyParts};
+use kiln_image::oci::{digest_of, media_type_of, parse_manifest};
 use kiln_image::{BuiltImage, ImageConfig, LayerBlob};
 use kiln_registry::pull::{fetch_blob, fetch_manifest};
 use kiln_registry::{push, BlobStore, Client, Reference, RegistryError};
@@ -49,25 +50,13 @@ impl RegistryCache {
             Err(RegistryError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let manifest: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| RegistryError::Unsupported {
-                what: r.to_string(),
-                message: format!("cache manifest: {e}"),
-            })?;
-        let digest_of =
-            |v: &serde_json::Value| v.get("digest").and_then(|d| d.as_str()).map(String::from);
-        let size_of = |v: &serde_json::Value| v.get("size").and_then(|d| d.as_u64());
-        let config_desc = manifest.get("config").cloned().unwrap_or_default();
-        let config_digest = digest_of(&config_desc).ok_or_else(|| RegistryError::Unsupported {
-            what: r.to_string(),
-            message: "cache entry without config".into(),
-        })?;
+        let manifest = parse_manifest(&bytes, &format!("cache entry {r}"))?;
         let config_path = fetch_blob(
             &self.client,
             &self.store,
             &r,
-            &config_digest,
-            size_of(&config_desc),
+            &digest_of(manifest.config()),
+            Some(manifest.config().size()),
         )?;
         let config: ImageConfig = std::fs::read(&config_path)
             .ok()
@@ -82,26 +71,18 @@ impl RegistryCache {
         if now.is_some_and(|n| n - record.created > self.ttl) {
             return Ok(None);
         }
-        let layer = match manifest
-            .get("layers")
-            .and_then(|l| l.as_array())
-            .and_then(|l| l.first())
-        {
+        let layer = match manifest.layers().first() {
             None => None,
             Some(desc) => {
-                let digest = digest_of(desc).unwrap_or_default();
-                let size = size_of(desc).unwrap_or(0);
+                let digest = digest_of(desc);
+                let size = desc.size();
                 let path: PathBuf = fetch_blob(&self.client, &self.store, &r, &digest, Some(size))?;
                 Some(LayerBlob {
                     digest,
                     diff_id: config.rootfs.diff_ids.first().cloned().unwrap_or_default(),
                     size,
                     uncompressed_size: 0,
-                    media_type: desc
-                        .get("mediaType")
-                        .and_then(|m| m.as_str())
-                        .unwrap_or(kiln_image::manifest::MEDIA_TYPE_LAYER_GZIP)
-                        .to_string(),
+                    media_type: media_type_of(desc),
                     path,
                     source: Some(self.repo.name()),
                 })

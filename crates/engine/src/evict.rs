@@ -170,9 +170,9 @@ pub(crate) fn prune_cache_index(dir: &Path) {
         let Ok((_, manifest)) = layout.manifest(desc) else {
             return false;
         };
-        std::iter::once(&manifest.config.digest)
-            .chain(manifest.layers.iter().map(|l| &l.digest))
-            .all(|d| layout.blob_path(d).is_file())
+        std::iter::once(manifest.config())
+            .chain(manifest.layers())
+            .all(|d| layout.blob_path(&kiln_image::oci::digest_of(d)).is_file())
     };
     if let Err(e) = layout.retain(&whole) {
         tracing::warn!("pruning the local cache's index: {e}");

@@ -63,6 +63,8 @@ pub enum ExportError {
     },
     #[error("fetching a base layer the outputs need")]
     Fetch(#[source] kiln_registry::RegistryError),
+    #[error("describing what was built")]
+    Describe(#[source] kiln_image::ImageError),
     #[error("a docker archive holds one platform's image: build one --platform for --tar-path, or use --oci-layout-path")]
     ArchiveOfIndex,
 }
@@ -178,13 +180,11 @@ pub fn export(
         write(path, iid)?;
     }
     if let Some(path) = &files.metadata {
+        let descriptor = kiln_image::oci::descriptor(media_type, digest, size as u64)
+            .map_err(ExportError::Describe)?;
         let mut meta = serde_json::json!({
             "containerimage.digest": digest,
-            "containerimage.descriptor": {
-                "mediaType": media_type,
-                "digest": digest,
-                "size": size,
-            },
+            "containerimage.descriptor": descriptor,
         });
         if let Built::Image(i) = built {
             meta["containerimage.config.digest"] = i.config_digest.clone().into();

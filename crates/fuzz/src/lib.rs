@@ -105,6 +105,6 @@ pub fn image_json(data: &[u8]) {
     }
     let _ = serde_json::from_slice::<kiln_image::layout::Manifest>(data);
     if let Ok(index) = serde_json::from_slice::<kiln_image::layout::Index>(data) {
-        let _ = kiln_image::ImageIndex::new(index.manifests);
+        let _ = kiln_image::ImageIndex::new(index.manifests().clone());
     }
 }

@@ -3,10 +3,9 @@
 //! schema 2 manifest (registries and docker's own tools expect the two
 //! not to be mixed).
 
-use crate::layout::{Descriptor, DescriptorPlatform};
 use crate::manifest::{MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
+use crate::oci::{descriptor, media_type_of, Descriptor, Index, Platform};
 use crate::{sha256_digest, BuiltImage, ImageError};
-use serde::Serialize;
 
 pub const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const MEDIA_TYPE_DOCKER_LIST: &str =
@@ -22,22 +21,14 @@ pub struct ImageIndex {
     pub manifests: Vec<Descriptor>,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct IndexJson<'a> {
-    schema_version: u32,
-    media_type: &'a str,
-    manifests: &'a [Descriptor],
-}
-
 impl ImageIndex {
     /// The index of `manifests` (each with its platform), refusing two
     /// images for one platform.
     pub fn new(manifests: Vec<Descriptor>) -> Result<ImageIndex, ImageError> {
-        let mut seen: Vec<&DescriptorPlatform> = Vec::new();
+        let mut seen: Vec<&Platform> = Vec::new();
         for m in &manifests {
-            let p = m.platform.as_ref().ok_or_else(|| {
-                ImageError::invalid("image index", format!("{} has no platform", m.digest))
+            let p = m.platform().as_ref().ok_or_else(|| {
+                ImageError::invalid("image index", format!("{} has no platform", m.digest()))
             })?;
             if seen.contains(&p) {
                 return Err(ImageError::invalid(
@@ -50,18 +41,17 @@ impl ImageIndex {
         let docker = !manifests.is_empty()
             && manifests
                 .iter()
-                .all(|m| m.media_type == MEDIA_TYPE_DOCKER_MANIFEST);
+                .all(|m| media_type_of(m) == MEDIA_TYPE_DOCKER_MANIFEST);
         let media_type = if docker {
             MEDIA_TYPE_DOCKER_LIST
         } else {
             MEDIA_TYPE_INDEX
         };
-        let bytes = serde_json::to_vec(&IndexJson {
-            schema_version: 2,
-            media_type,
-            manifests: &manifests,
-        })
-        .map_err(|e| ImageError::invalid("serialising image index", e.to_string()))?;
+        let mut index = Index::default();
+        index.set_media_type(Some(media_type.into()));
+        index.set_manifests(manifests.clone());
+        let bytes = serde_json::to_vec(&index)
+            .map_err(|e| ImageError::invalid("serialising image index", e.to_string()))?;
         Ok(ImageIndex {
             digest: sha256_digest(&bytes),
             bytes,
@@ -74,78 +64,74 @@ impl ImageIndex {
     pub fn platforms(&self) -> Vec<String> {
         self.manifests
             .iter()
-            .filter_map(|m| m.platform.as_ref())
+            .filter_map(|m| m.platform().as_ref())
             .map(platform_text)
             .collect()
     }
 
     /// The index of images kiln built, in the order given.
     pub fn of_built(images: &[BuiltImage]) -> Result<ImageIndex, ImageError> {
-        ImageIndex::new(images.iter().map(descriptor_of).collect())
+        ImageIndex::new(images.iter().map(descriptor_of).collect::<Result<_, _>>()?)
     }
 }
 
 /// A built image's manifest as an index names it.
-pub fn descriptor_of(image: &BuiltImage) -> Descriptor {
-    Descriptor {
-        media_type: MEDIA_TYPE_MANIFEST.into(),
-        digest: image.manifest_digest.clone(),
-        size: image.manifest_bytes.len() as u64,
-        annotations: Default::default(),
-        platform: Some(DescriptorPlatform {
-            architecture: image.config.architecture.clone(),
-            os: image.config.os.clone(),
-            variant: image.config.variant.clone(),
-        }),
-    }
+pub fn descriptor_of(image: &BuiltImage) -> Result<Descriptor, ImageError> {
+    let mut d = descriptor(
+        MEDIA_TYPE_MANIFEST,
+        &image.manifest_digest,
+        image.manifest_bytes.len() as u64,
+    )?;
+    d.set_platform(Some(crate::oci::platform(
+        &image.config.os,
+        &image.config.architecture,
+        image.config.variant.as_deref(),
+    )));
+    Ok(d)
 }
 
-/// `os/arch[/variant]`.
-pub fn platform_text(p: &DescriptorPlatform) -> String {
-    match &p.variant {
-        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-        None => format!("{}/{}", p.os, p.architecture),
-    }
-}
+pub use crate::oci::platform_text;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn desc(digest: &str, media_type: &str, arch: &str) -> Descriptor {
-        Descriptor {
-            media_type: media_type.into(),
-            digest: digest.into(),
-            size: 10,
-            annotations: Default::default(),
-            platform: Some(DescriptorPlatform {
-                architecture: arch.into(),
-                os: "linux".into(),
-                variant: None,
-            }),
-        }
+    fn desc(hex: &str, media_type: &str, arch: &str) -> Descriptor {
+        let mut d = descriptor(media_type, &format!("sha256:{}", hex.repeat(64)), 10).unwrap();
+        d.set_platform(Some(crate::oci::platform("linux", arch, None)));
+        d
     }
 
     #[test]
     fn oci_unless_every_image_is_docker_and_no_platform_twice() {
         let oci = ImageIndex::new(vec![
-            desc("sha256:a", MEDIA_TYPE_MANIFEST, "amd64"),
-            desc("sha256:b", MEDIA_TYPE_DOCKER_MANIFEST, "arm64"),
+            desc("a", MEDIA_TYPE_MANIFEST, "amd64"),
+            desc("b", MEDIA_TYPE_DOCKER_MANIFEST, "arm64"),
         ])
         .unwrap();
         assert_eq!(oci.media_type, MEDIA_TYPE_INDEX);
-        let v: serde_json::Value = serde_json::from_slice(&oci.bytes).unwrap();
-        assert_eq!(v["manifests"][1]["platform"]["architecture"], "arm64");
+        // The bytes as kiln has always written them (digests stay).
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        assert_eq!(
+            String::from_utf8(oci.bytes.clone()).unwrap(),
+            format!(
+                "{{\"schemaVersion\":2,\"mediaType\":\"{MEDIA_TYPE_INDEX}\",\"manifests\":[\
+                 {{\"mediaType\":\"{MEDIA_TYPE_MANIFEST}\",\"digest\":\"sha256:{a}\",\"size\":10,\
+                 \"platform\":{{\"architecture\":\"amd64\",\"os\":\"linux\"}}}},\
+                 {{\"mediaType\":\"{MEDIA_TYPE_DOCKER_MANIFEST}\",\"digest\":\"sha256:{b}\",\"size\":10,\
+                 \"platform\":{{\"architecture\":\"arm64\",\"os\":\"linux\"}}}}]}}"
+            )
+        );
         assert_eq!(oci.digest, sha256_digest(&oci.bytes));
         let docker = ImageIndex::new(vec![
-            desc("sha256:a", MEDIA_TYPE_DOCKER_MANIFEST, "amd64"),
-            desc("sha256:b", MEDIA_TYPE_DOCKER_MANIFEST, "arm64"),
+            desc("a", MEDIA_TYPE_DOCKER_MANIFEST, "amd64"),
+            desc("b", MEDIA_TYPE_DOCKER_MANIFEST, "arm64"),
         ])
         .unwrap();
         assert_eq!(docker.media_type, MEDIA_TYPE_DOCKER_LIST);
         let twice = ImageIndex::new(vec![
-            desc("sha256:a", MEDIA_TYPE_MANIFEST, "amd64"),
-            desc("sha256:b", MEDIA_TYPE_MANIFEST, "amd64"),
+            desc("a", MEDIA_TYPE_MANIFEST, "amd64"),
+            desc("b", MEDIA_TYPE_MANIFEST, "amd64"),
         ]);
         assert!(twice
             .unwrap_err()

@@ -7,65 +7,11 @@
 
 use crate::manifest::{BuiltImage, MEDIA_TYPE_INDEX};
 use crate::ImageError;
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
-
-/// A content descriptor (the fields kiln reads and writes).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Descriptor {
-    #[serde(default)]
-    pub media_type: String,
-    pub digest: String,
-    #[serde(default)]
-    pub size: u64,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<DescriptorPlatform>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DescriptorPlatform {
-    pub architecture: String,
-    pub os: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-}
-
-impl Descriptor {
-    pub fn ref_name(&self) -> Option<&str> {
-        self.annotations
-            .get(REF_NAME_ANNOTATION)
-            .map(String::as_str)
-    }
-}
-
-/// `index.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Index {
-    pub schema_version: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
-    #[serde(default)]
-    pub manifests: Vec<Descriptor>,
-}
-
-/// An image manifest (OCI or Docker schema 2: the same shape).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Manifest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
-    pub config: Descriptor,
-    #[serde(default)]
-    pub layers: Vec<Descriptor>,
-}
+use crate::oci::{descriptor, digest_of};
+pub use crate::oci::{Descriptor, Index, Manifest, REF_NAME_ANNOTATION};
 
 /// An OCI image layout directory.
 #[derive(Debug, Clone)]
@@ -108,9 +54,7 @@ impl OciLayout {
     pub fn index(&self) -> Result<Option<Index>, ImageError> {
         let path = self.dir.join("index.json");
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| ImageError::invalid(path.display().to_string(), e.to_string())),
+            Ok(bytes) => crate::oci::parse_index(&bytes, &path.display().to_string()).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(ImageError::io(format!("reading {}", path.display()), e)),
         }
@@ -119,22 +63,19 @@ impl OciLayout {
     /// The manifest descriptor tagged `ref_name`.
     pub fn find(&self, ref_name: &str) -> Result<Option<Descriptor>, ImageError> {
         Ok(self.index()?.and_then(|i| {
-            i.manifests
-                .into_iter()
-                .find(|d| d.ref_name() == Some(ref_name))
+            i.manifests()
+                .iter()
+                .find(|d| crate::oci::ref_name(d) == Some(ref_name))
+                .cloned()
         }))
     }
 
     /// The manifest a descriptor points at: its bytes and its fields.
     pub fn manifest(&self, desc: &Descriptor) -> Result<(Vec<u8>, Manifest), ImageError> {
-        let bytes = self.read_blob(&desc.digest)?;
-        let manifest = serde_json::from_slice(&bytes).map_err(|e| {
-            ImageError::invalid(
-                format!("{}: manifest {}", self.dir.display(), desc.digest),
-                e.to_string(),
-            )
-        })?;
-        Ok((bytes, manifest))
+        let digest = digest_of(desc);
+        let bytes = self.read_blob(&digest)?;
+        let what = format!("{}: {digest}", self.dir.display());
+        Ok((bytes.clone(), crate::oci::parse_manifest(&bytes, &what)?))
     }
 
     /// `oci-layout` and the blob directory.
@@ -160,7 +101,7 @@ impl OciLayout {
     /// Write a built image's blobs, then tag its manifest `ref_name`.
     pub fn write_image(&self, image: &BuiltImage, ref_name: &str) -> Result<(), ImageError> {
         self.write_blobs(image)?;
-        self.tag(crate::index::descriptor_of(image), ref_name)
+        self.tag(crate::index::descriptor_of(image)?, ref_name)
     }
 
     /// Write the images' blobs, then their index, tagged `ref_name`.
@@ -175,13 +116,7 @@ impl OciLayout {
         }
         self.put_blob(&index.digest, &index.bytes)?;
         self.tag(
-            Descriptor {
-                media_type: index.media_type.clone(),
-                digest: index.digest.clone(),
-                size: index.bytes.len() as u64,
-                annotations: BTreeMap::new(),
-                platform: None,
-            },
+            descriptor(&index.media_type, &index.digest, index.bytes.len() as u64)?,
             ref_name,
         )
     }
@@ -219,17 +154,24 @@ impl OciLayout {
 
     /// Keeps in the index only the entries `keep` accepts.
     pub fn retain(&self, keep: &dyn Fn(&Descriptor) -> bool) -> Result<(), ImageError> {
-        self.change_index(|index| index.manifests.retain(|m| keep(m)))
+        self.change_index(|index| {
+            let mut manifests = index.manifests().clone();
+            manifests.retain(|m| keep(m));
+            index.set_manifests(manifests);
+        })
     }
 
     /// Add `desc` to the index as `ref_name` (replacing what had that name).
     pub fn tag(&self, mut desc: Descriptor, ref_name: &str) -> Result<(), ImageError> {
         self.init()?;
-        desc.annotations
-            .insert(REF_NAME_ANNOTATION.into(), ref_name.into());
+        let mut annotations = desc.annotations().clone().unwrap_or_default();
+        annotations.insert(REF_NAME_ANNOTATION.into(), ref_name.into());
+        desc.set_annotations(Some(annotations));
         self.change_index(|index| {
-            index.manifests.retain(|m| m.ref_name() != Some(ref_name));
-            index.manifests.push(desc);
+            let mut manifests = index.manifests().clone();
+            manifests.retain(|m| crate::oci::ref_name(m) != Some(ref_name));
+            manifests.push(desc);
+            index.set_manifests(manifests);
         })
     }
 
@@ -237,11 +179,14 @@ impl OciLayout {
     /// and writes it back, under the index lock.
     fn change_index(&self, change: impl FnOnce(&mut Index)) -> Result<(), ImageError> {
         let _lock = self.lock_index()?;
-        let mut index = self.index()?.unwrap_or(Index {
-            schema_version: 2,
-            media_type: Some(MEDIA_TYPE_INDEX.into()),
-            manifests: Vec::new(),
-        });
+        let mut index = match self.index()? {
+            Some(index) => index,
+            None => {
+                let mut empty = Index::default();
+                empty.set_media_type(Some(MEDIA_TYPE_INDEX.into()));
+                empty
+            }
+        };
         change(&mut index);
         let bytes = serde_json::to_vec(&index)
             .map_err(|e| ImageError::invalid("serialising index.json", e.to_string()))?;

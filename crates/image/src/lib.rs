@@ -7,6 +7,7 @@ pub mod docker_archive;
 pub mod index;
 pub mod layout;
 pub mod manifest;
+pub mod oci;
 
 pub use config::{ContainerConfig, Healthcheck, History, ImageConfig, RootFs};
 pub use digest::{sha256_digest, sha256_hex};

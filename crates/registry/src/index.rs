@@ -11,8 +11,9 @@ use crate::reference::Reference;
 use crate::store::BlobStore;
 use crate::RegistryError;
 use kiln_image::index::{ImageIndex, MEDIA_TYPE_DOCKER_MANIFEST};
-use kiln_image::layout::{Descriptor, DescriptorPlatform, Manifest};
 use kiln_image::manifest::MEDIA_TYPE_MANIFEST;
+use kiln_image::oci::{descriptor, digest_of, parse_manifest, platform, Descriptor, Manifest};
+use kiln_image::ImageConfig;
 
 /// Pushes to `target` (a tag) the index of `images` (each one platform's
 /// image manifest, in a registry); blobs fetched for copying go to
@@ -59,30 +60,24 @@ fn in_target(
             "is {media_type}, not one platform's image manifest: name each platform's image"
         )));
     }
-    let manifest: Manifest = serde_json::from_slice(&bytes)
-        .map_err(|e| unsupported(format!("unreadable manifest: {e}")))?;
+    let manifest = parse_manifest(&bytes, &image.to_string())?;
     let config_path = fetch_blob(
         client,
         store,
         image,
-        &manifest.config.digest,
-        Some(manifest.config.size),
+        &digest_of(manifest.config()),
+        Some(manifest.config().size()),
     )?;
-    let config: serde_json::Value = std::fs::read(&config_path)
+    let config: ImageConfig = std::fs::read(&config_path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or_else(|| unsupported("unreadable config".into()))?;
-    let field = |k: &str| config.get(k).and_then(|v| v.as_str()).map(String::from);
-    let (Some(os), Some(architecture)) = (field("os"), field("architecture")) else {
+    if config.os.is_empty() || config.architecture.is_empty() {
         return Err(unsupported(
             "its config names no os and architecture".into(),
         ));
-    };
-    let platform = DescriptorPlatform {
-        architecture,
-        os,
-        variant: field("variant").filter(|v| !v.is_empty()),
-    };
+    }
+    let platform = platform(&config.os, &config.architecture, config.variant.as_deref());
     if image.registry != target.registry || image.repository != target.repository {
         copy_image(client, store, target, image, &manifest)?;
         let by_digest = Reference {
@@ -92,13 +87,9 @@ fn in_target(
         };
         push_manifest(client, &by_digest, &bytes, &media_type, &digest)?;
     }
-    Ok(Descriptor {
-        media_type,
-        digest,
-        size: bytes.len() as u64,
-        annotations: Default::default(),
-        platform: Some(platform),
-    })
+    let mut d = descriptor(&media_type, &digest, bytes.len() as u64)?;
+    d.set_platform(Some(platform));
+    Ok(d)
 }
 
 /// Puts `manifest`'s config and layers into `target`'s repository.
@@ -110,13 +101,14 @@ fn copy_image(
     manifest: &Manifest,
 ) -> Result<(), RegistryError> {
     let source = image.name();
-    for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+    for blob in std::iter::once(manifest.config()).chain(manifest.layers()) {
+        let digest = digest_of(blob);
         crate::push::copy_blob(
             client,
             target,
-            &blob.digest,
-            blob.size,
-            &store.path(&blob.digest),
+            &digest,
+            blob.size(),
+            &store.path(&digest),
             &source,
         )?;
     }

@@ -7,7 +7,7 @@ use crate::pull::{pull, PulledImage, PulledLayer, WantedPlatform};
 use crate::reference::Reference;
 use crate::store::BlobStore;
 use crate::{Client, RegistryError};
-use kiln_image::layout::Descriptor;
+use kiln_image::oci::{descriptor, digest_of, media_type_of};
 use kiln_image::OciLayout;
 use std::path::Path;
 
@@ -22,13 +22,11 @@ pub fn warm(
     let store = BlobStore::new(layout.blobs_dir());
     let pulled = pull(client, &store, reference, platform)?;
     layout.put_blob(&pulled.manifest_digest, &pulled.manifest_bytes)?;
-    let desc = Descriptor {
-        media_type: pulled.manifest_media_type.clone(),
-        digest: pulled.manifest_digest.clone(),
-        size: pulled.manifest_bytes.len() as u64,
-        annotations: Default::default(),
-        platform: None,
-    };
+    let desc = descriptor(
+        &pulled.manifest_media_type,
+        &pulled.manifest_digest,
+        pulled.manifest_bytes.len() as u64,
+    )?;
     layout.tag(desc, &reference.to_string())?;
     Ok(pulled.manifest_digest)
 }
@@ -42,30 +40,31 @@ pub fn load_local(dir: &Path, reference: &Reference) -> Result<Option<PulledImag
         return Ok(None);
     };
     let (manifest_bytes, manifest) = layout.manifest(&desc)?;
-    let config = serde_json::from_slice(&layout.read_blob(&manifest.config.digest)?)
+    let config = serde_json::from_slice(&layout.read_blob(&digest_of(manifest.config()))?)
         .map_err(|e| RegistryError::Config(format!("{name} config: {e}")))?;
     let mut layers = Vec::new();
-    for l in manifest.layers {
-        let path = layout.blob_path(&l.digest);
+    for l in manifest.layers() {
+        let digest = digest_of(l);
+        let path = layout.blob_path(&digest);
         if !path.is_file() {
             return Err(RegistryError::Config(format!(
-                "{name} in {}: layer {} is missing",
+                "{name} in {}: layer {digest} is missing",
                 dir.display(),
-                l.digest
             )));
         }
         layers.push(PulledLayer {
-            size: l.size,
-            media_type: l.media_type,
-            digest: l.digest,
+            size: l.size(),
+            media_type: media_type_of(l),
+            digest,
             path,
         });
     }
+    let manifest_digest = digest_of(&desc);
     Ok(Some(PulledImage {
-        source: reference.with_digest(&desc.digest),
-        manifest_digest: desc.digest,
+        source: reference.with_digest(&manifest_digest),
+        manifest_digest,
         manifest_bytes,
-        manifest_media_type: desc.media_type,
+        manifest_media_type: media_type_of(&desc),
         config,
         layers,
     }))

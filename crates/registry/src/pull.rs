@@ -7,9 +7,9 @@ use crate::client::{status_error, Access, Call, Client};
 use crate::reference::{Reference, DOCKER_HUB};
 use crate::store::{touch, BlobStore};
 use crate::RegistryError;
+use kiln_image::oci::{digest_of, media_type_of, parse_index, parse_manifest, Index, Manifest};
 use kiln_image::ImageConfig;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
@@ -157,23 +157,38 @@ pub fn fetch_manifest(
             actual: digest,
         });
     }
-    let value: Value = serde_json::from_slice(&bytes).map_err(|e| RegistryError::Unsupported {
-        what: what.clone(),
-        message: format!("not JSON: {e}"),
-    })?;
-    let media_type = value
-        .get("mediaType")
-        .and_then(Value::as_str)
-        .map(String::from)
+    let head: ManifestHead =
+        serde_json::from_slice(&bytes).map_err(|e| RegistryError::Unsupported {
+            what: what.clone(),
+            message: format!("not JSON: {e}"),
+        })?;
+    let media_type = head
+        .media_type
         .filter(|m| !m.is_empty())
         .unwrap_or(content_type);
     Ok((bytes.to_vec(), media_type, digest))
 }
 
-fn is_index(media_type: &str, v: &Value) -> bool {
-    media_type.contains("index")
-        || media_type.contains("manifest.list")
-        || v.get("manifests").is_some()
+/// What a manifest says of its kind before it is read as one: its media
+/// type, its schema version, whether it lists manifests (an index).
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ManifestHead {
+    media_type: Option<String>,
+    schema_version: Option<u32>,
+    manifests: Option<serde::de::IgnoredAny>,
+}
+
+impl ManifestHead {
+    fn of(bytes: &[u8]) -> ManifestHead {
+        serde_json::from_slice(bytes).unwrap_or_default()
+    }
+
+    fn is_index(&self, media_type: &str) -> bool {
+        media_type.contains("index")
+            || media_type.contains("manifest.list")
+            || self.manifests.is_some()
+    }
 }
 
 /// A platform manifest and its config: what a build needs to know about
@@ -182,7 +197,7 @@ struct Resolved {
     bytes: Vec<u8>,
     media_type: String,
     digest: String,
-    manifest: Value,
+    manifest: Manifest,
     config: ImageConfig,
 }
 
@@ -193,9 +208,10 @@ fn resolve(
     platform: &WantedPlatform,
 ) -> Result<Resolved, RegistryError> {
     let (mut bytes, mut media_type, mut digest) = fetch_manifest(client, r, r.manifest_ref())?;
-    let mut value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    if is_index(&media_type, &value) {
-        let chosen = select_platform(&value, platform).ok_or_else(|| RegistryError::NotFound {
+    let mut head = ManifestHead::of(&bytes);
+    if head.is_index(&media_type) {
+        let index = parse_index(&bytes, &r.to_string())?;
+        let chosen = select_platform(&index, platform).ok_or_else(|| RegistryError::NotFound {
             what: format!("{r}"),
             message: format!(
                 "no image for platform {}/{}{} in the index",
@@ -209,31 +225,23 @@ fn resolve(
             ),
         })?;
         (bytes, media_type, digest) = fetch_manifest(client, r, &chosen)?;
-        value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        head = ManifestHead::of(&bytes);
     }
-    if media_type.contains("distribution.manifest.v1")
-        || value.get("schemaVersion").and_then(Value::as_u64) == Some(1)
-    {
+    if media_type.contains("distribution.manifest.v1") || head.schema_version == Some(1) {
         return Err(RegistryError::Unsupported {
             what: r.to_string(),
             message: "Docker schema 1 manifests are not supported".into(),
         });
     }
     let what = |d: &str| format!("blob {}@{d}", r.name());
-    let config_digest = value
-        .pointer("/config/digest")
-        .and_then(Value::as_str)
-        .ok_or_else(|| RegistryError::Unsupported {
-            what: r.to_string(),
-            message: "manifest has no config".into(),
-        })?
-        .to_string();
+    let manifest = parse_manifest(&bytes, &r.to_string())?;
+    let config_digest = digest_of(manifest.config());
     let config_path = fetch_blob(
         client,
         store,
         r,
         &config_digest,
-        value.pointer("/config/size").and_then(Value::as_u64),
+        Some(manifest.config().size()),
     )?;
     let config_bytes = std::fs::read(&config_path)
         .map_err(|e| RegistryError::io(format!("reading {}", config_path.display()), e))?;
@@ -247,7 +255,7 @@ fn resolve(
         bytes,
         media_type,
         digest,
-        manifest: value,
+        manifest,
         config,
     })
 }
@@ -263,27 +271,12 @@ fn pull_from(
         bytes,
         media_type,
         digest,
-        manifest: value,
+        manifest,
         config,
     } = resolve(client, store, r, platform)?;
-    let layer_values = value
-        .get("layers")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
     let mut wanted = Vec::new();
-    for l in &layer_values {
-        let d = l
-            .get("digest")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let size = l.get("size").and_then(Value::as_u64).unwrap_or(0);
-        let mt = l
-            .get("mediaType")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+    for l in manifest.layers() {
+        let (d, size, mt) = (digest_of(l), l.size(), media_type_of(l));
         if !d.starts_with("sha256:") {
             return Err(RegistryError::Unsupported {
                 what: r.to_string(),
@@ -317,20 +310,18 @@ fn pull_from(
 }
 
 /// Index entry matching the platform (variant optional when not asked).
-fn select_platform(index: &Value, p: &WantedPlatform) -> Option<String> {
-    let manifests = index.get("manifests")?.as_array()?;
-    let matches = |m: &&Value, strict_variant: bool| {
-        let pl = m.get("platform");
-        let get = |k: &str| {
-            pl.and_then(|x| x.get(k))
-                .and_then(Value::as_str)
-                .unwrap_or("")
+fn select_platform(index: &Index, p: &WantedPlatform) -> Option<String> {
+    let manifests = index.manifests();
+    let matches = |m: &&kiln_image::oci::Descriptor, strict_variant: bool| {
+        let Some(pl) = m.platform() else {
+            return false;
         };
-        get("os") == p.os
-            && get("architecture") == p.architecture
+        let variant = pl.variant().as_deref().unwrap_or("");
+        pl.os().to_string() == p.os
+            && pl.architecture().to_string() == p.architecture
             && match (&p.variant, strict_variant) {
-                (Some(v), true) => get("variant") == v,
-                (Some(v), false) => get("variant").is_empty() || get("variant") == v,
+                (Some(v), true) => variant == v,
+                (Some(v), false) => variant.is_empty() || variant == v,
                 (None, _) => true,
             }
     };
@@ -338,7 +329,7 @@ fn select_platform(index: &Value, p: &WantedPlatform) -> Option<String> {
         .iter()
         .find(|m| matches(m, true))
         .or_else(|| manifests.iter().find(|m| matches(m, false)))
-        .and_then(|m| m.get("digest")?.as_str().map(String::from))
+        .map(digest_of)
 }
 
 /// Download one blob into the store (skipped when already there).
