@@ -123,12 +123,15 @@ fn build_all(
 ) -> Result<(Built, Vec<StepRecord>), Error> {
     let several = targets.len() > 1;
     let shared = several.then(|| std::sync::Arc::new(SharedSteps::default()));
+    // Chosen once, before any platform's stage starts; they share it.
+    let isolation = kiln_engine::choose_isolation(&targets[0].2)?;
     let one = |(platform, plan, options): &(Platform, Plan, kiln_engine::BuildOptions)| {
         let (sender, receiver) = std::sync::mpsc::channel();
         let prefix = several.then(|| platform.to_string());
         let renderer = std::thread::spawn(move || crate::render::render(receiver, mode, prefix));
         let services = Services {
             shared_steps: shared.clone(),
+            isolation: Some(isolation.clone()),
             ..Services::default()
         };
         let built = kiln_engine::build(plan, options, services, sender);

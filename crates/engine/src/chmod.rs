@@ -23,10 +23,17 @@ enum Perms {
 
 const CLASSES: [(u8, u32); 3] = [(1, 6), (2, 3), (4, 0)];
 
+/// A `--chmod` value that is neither octal nor symbolic.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid --chmod={text}: expected an octal mode such as 0755 or a symbolic one such as u+x,go-w")]
+pub struct ChmodError {
+    pub text: String,
+}
+
 impl Chmod {
-    pub fn parse(text: &str) -> Result<Chmod, String> {
-        let bad = || {
-            format!("invalid --chmod={text}: expected an octal mode such as 0755 or a symbolic one such as u+x,go-w")
+    pub fn parse(text: &str) -> Result<Chmod, ChmodError> {
+        let bad = || ChmodError {
+            text: text.to_string(),
         };
         if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
             return u32::from_str_radix(text, 8)

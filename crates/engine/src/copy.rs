@@ -389,12 +389,16 @@ fn place_node(
     }
 }
 
+/// An archive entry that would leave the directory it is extracted into.
+#[derive(Debug, thiserror::Error)]
+#[error("path leaves the destination directory")]
+struct LeavesDestination;
+
 /// An archive entry's path relative to the extraction directory: leading
 /// `/` and `./` dropped; `None` for the directory itself; an error when it
 /// would leave the directory.
-fn archive_rel(raw: &str) -> Result<Option<String>, String> {
-    kiln_layer::apply::clean_entry_path(raw)
-        .map_err(|_| "path leaves the destination directory".to_string())
+fn archive_rel(raw: &str) -> Result<Option<String>, LeavesDestination> {
+    kiln_layer::apply::clean_entry_path(raw).map_err(|_| LeavesDestination)
 }
 
 fn staging_file(dir: &Path) -> PathBuf {

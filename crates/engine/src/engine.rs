@@ -20,19 +20,19 @@ use kiln_dockerfile::{CopySource, Node as AstNode, Plan, Platform, Stage, StageB
 use kiln_image::config::rfc3339;
 use kiln_image::{BuiltImage, OciLayout};
 use kiln_registry::{BlobStore, Client};
-use kiln_sandbox::Executor;
+use kiln_sandbox::Isolation;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::{Arc, OnceLock};
 
 /// What a build runs on. `None`s are made from the options: the executor
 /// this machine allows, the cache `--cache` names.
 #[derive(Default)]
 pub struct Services {
-    pub executor: Option<Box<dyn Executor>>,
+    pub isolation: Option<Isolation>,
     pub cache: Option<Box<dyn LayerCache>>,
     /// Shared with builds of other platforms in this process.
     pub shared_steps: Option<Arc<crate::cached::SharedSteps>>,
@@ -73,10 +73,10 @@ pub fn build(
         Some(c) => Some(Arc::from(c)),
         None => cache_from_options(opts, &client, &blob_store).map(Arc::from),
     };
-    let executor = OnceLock::new();
-    if let Some(e) = services.executor {
-        let _ = executor.set(e);
-    }
+    let isolation = match services.isolation {
+        Some(i) => i,
+        None => crate::isolation::choose_isolation(opts)?,
+    };
     let engine = Engine {
         build: BuildCx {
             plan,
@@ -91,7 +91,7 @@ pub fn build(
             staging: opts.work_dir.join("staging"),
             blobs: opts.work_dir.join("blobs"),
             layer_store: LayerStore::new(opts.kiln_dir.join("layers")),
-            executor,
+            isolation,
             events,
             steps_run: Default::default(),
             remote: crate::remote::Remote::new(opts.work_dir.join("downloads")),
@@ -269,15 +269,7 @@ impl<'a> Engine<'a> {
 
     /// In-place mode builds every stage in the one root: one at a time.
     fn shares_one_root(&self) -> bool {
-        use kiln_sandbox::IsolationMode;
-        match self.build.executor.get() {
-            Some(e) => e.fixed_root().is_some(),
-            None => {
-                self.build.opts.isolation == IsolationMode::InPlace
-                    || (self.build.opts.isolation == IsolationMode::Auto
-                        && kiln_sandbox::kiln_image_home().is_some())
-            }
-        }
+        self.build.isolation.fixed_root().is_some()
     }
 
     fn build_stage(&self, stage: &'a Stage, total: usize) -> Result<StageState, BuildError> {
@@ -291,7 +283,7 @@ impl<'a> Engine<'a> {
             .unwrap_or(0);
         // In-place mode clears the root for this stage: the files earlier
         // stages left there and still name move aside first.
-        if let Some(fixed) = self.build.executor.get().and_then(|e| e.fixed_root()) {
+        if let Some(fixed) = self.build.isolation.fixed_root() {
             let stash = self.build.opts.work_dir.join("stash");
             for s in lock(&self.states).values_mut() {
                 let s = Arc::make_mut(s);
@@ -319,11 +311,7 @@ impl<'a> Engine<'a> {
                 s.args = base.args.clone();
                 // A directory root changes as steps run: the new stage
                 // writes out its own. Overlay roots are read-only below.
-                let in_place = match self.build.executor.get() {
-                    Some(e) => e.changes_root_in_place(),
-                    None => true,
-                };
-                if in_place {
+                if self.build.isolation.changes_root_in_place() {
                     s.rootfs = None;
                 }
                 s

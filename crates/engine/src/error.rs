@@ -34,6 +34,12 @@ pub enum StepFailure {
     Remote(#[from] crate::remote::RemoteError),
     #[error(transparent)]
     Git(#[from] crate::context::ContextError),
+    #[error(transparent)]
+    Chmod(#[from] crate::chmod::ChmodError),
+    #[error(transparent)]
+    Port(#[from] crate::metadata::PortError),
+    #[error(transparent)]
+    Emulation(#[from] kiln_sandbox::emulation::EmulationError),
 }
 
 impl From<String> for StepFailure {
@@ -89,6 +95,8 @@ pub enum BuildError {
     },
     #[error("a build thread panicked")]
     Panicked,
+    #[error("choosing how steps run")]
+    Isolation(#[source] kiln_sandbox::SandboxError),
 }
 
 impl BuildError {

@@ -357,16 +357,20 @@ impl LayerStore {
 
     /// Whether stored layer `hex` reads whole: its index to the end, its
     /// files' directory there. `Err` says what is wrong.
-    pub fn check(&self, hex: &str) -> Result<(), String> {
+    pub fn check(&self, hex: &str) -> Result<(), LayerStoreError> {
         let dir = self.dir.join(hex);
+        let missing = |what: String| LayerStoreError::Missing {
+            what,
+            dir: dir.display().to_string(),
+        };
         let layer = self
             .load(&dir)
-            .ok_or_else(|| format!("{} has no readable header", INDEX))?;
+            .ok_or_else(|| missing(format!("{INDEX}'s header")))?;
         if !layer.root.is_dir() {
-            return Err("its files' directory is missing".into());
+            return Err(missing("its files' directory".into()));
         }
-        for entry in layer.entries().map_err(|e| e.to_string())? {
-            entry.map_err(|e| e.to_string())?;
+        for entry in layer.entries()? {
+            entry?;
         }
         Ok(())
     }

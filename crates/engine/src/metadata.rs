@@ -26,8 +26,19 @@ pub fn go_quoted_list(v: &[String]) -> String {
     format!("[{}]", items.join(" "))
 }
 
+/// An EXPOSE word that names no port (docker's messages).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    #[error("invalid proto: {0}")]
+    Protocol(String),
+    #[error("invalid containerPort: {0}")]
+    Port(String),
+    #[error("invalid range specified for containerPort: {0}")]
+    Range(String),
+}
+
 /// EXPOSE words to `port/proto` keys, ranges expanded, protocol default tcp.
-pub fn expose_ports(words: &[String]) -> Result<Vec<String>, String> {
+pub fn expose_ports(words: &[String]) -> Result<Vec<String>, PortError> {
     let mut out = Vec::new();
     for w in words {
         for word in w.split_whitespace() {
@@ -36,7 +47,7 @@ pub fn expose_ports(words: &[String]) -> Result<Vec<String>, String> {
                 None => (word, "tcp".to_string()),
             };
             if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-                return Err(format!("invalid proto: {proto}"));
+                return Err(PortError::Protocol(proto));
             }
             // `ip:host:container` forms keep only the container port.
             let ports = ports.rsplit(':').next().unwrap_or(ports);
@@ -46,13 +57,11 @@ pub fn expose_ports(words: &[String]) -> Result<Vec<String>, String> {
             };
             let parse = |p: &str| {
                 p.parse::<u16>()
-                    .map_err(|_| format!("invalid containerPort: {ports}"))
+                    .map_err(|_| PortError::Port(ports.to_string()))
             };
             let (lo, hi) = (parse(lo)?, parse(hi)?);
             if hi < lo {
-                return Err(format!(
-                    "invalid range specified for containerPort: {ports}"
-                ));
+                return Err(PortError::Range(ports.to_string()));
             }
             for p in lo..=hi {
                 out.push(format!("{p}/{proto}"));

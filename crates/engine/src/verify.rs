@@ -103,7 +103,7 @@ fn layers(dir: &Path, v: &mut Verified) {
         }
         match store.check(&name) {
             Ok(()) => v.good += 1,
-            Err(why) => remove(v, &path, &why),
+            Err(why) => remove(v, &path, &why.to_string()),
         }
     }
 }

@@ -8,7 +8,7 @@ use kiln_engine::{BuildError, BuildOptions, CacheLocation, CacheSettings, Servic
 use kiln_image::BuiltImage;
 use kiln_layer::Compression;
 use kiln_sandbox::fake::FakeExecutor;
-use kiln_sandbox::{StepOutcome, StepRequest};
+use kiln_sandbox::{Isolation, RootKind, StepOutcome, StepRequest};
 use kiln_snapshot::{meta_of, Change};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -128,7 +128,7 @@ fn fake(script: fn(&StepRequest) -> StepOutcome) -> Arc<FakeExecutor> {
 
 fn services(executor: &Arc<FakeExecutor>, cache: Option<&Arc<MemoryCache>>) -> Services {
     Services {
-        executor: Some(Box::new(executor.clone())),
+        isolation: Some(Isolation::new(executor.clone(), RootKind::Stacked)),
         cache: cache.map(|c| Box::new(c.clone()) as Box<dyn LayerCache>),
         shared_steps: None,
     }

@@ -154,7 +154,7 @@ pub fn extract_layer_to(
             if options.overlay_markers {
                 let dir = extract_root
                     .make_dir(&parent_rel)
-                    .map_err(|m| invalid(&raw, m))?;
+                    .map_err(|m| invalid(&raw, m.to_string()))?;
                 let user = xattr::set(&dir, "user.overlay.opaque", b"y").is_ok();
                 let trusted = is_root && xattr::set(&dir, "trusted.overlay.opaque", b"y").is_ok();
                 overlay_ready &= user || trusted;
@@ -163,11 +163,11 @@ pub fn extract_layer_to(
             continue;
         }
         if let Some(hidden) = whiteout_of(&name) {
-            let hidden = hidden.map_err(|m| invalid(&raw, m))?;
+            let hidden = hidden.map_err(|m| invalid(&raw, m.to_string()))?;
             if options.overlay_markers {
                 let dir = extract_root
                     .make_dir(&parent_rel)
-                    .map_err(|m| invalid(&raw, m))?;
+                    .map_err(|m| invalid(&raw, m.to_string()))?;
                 let target = dir.join(hidden);
                 let _ = remove_existing(&target);
                 overlay_ready &=
@@ -189,7 +189,7 @@ pub fn extract_layer_to(
             None => {
                 let p = extract_root
                     .make_dir(&parent_rel)
-                    .map_err(|m| invalid(&raw, m))?;
+                    .map_err(|m| invalid(&raw, m.to_string()))?;
                 dirs_seen.insert(parent_rel.clone(), p.clone());
                 p
             }
@@ -259,7 +259,9 @@ pub fn extract_layer_to(
                     Some((p, n)) => (p.to_string(), n.to_string()),
                     None => (String::new(), target.clone()),
                 };
-                let source = extract_root.dir(&tp).map_err(|m| invalid(&raw, m))?;
+                let source = extract_root
+                    .dir(&tp)
+                    .map_err(|m| invalid(&raw, m.to_string()))?;
                 let earlier_file = source
                     .map(|p| p.join(&tn))
                     .filter(|s| fs::symlink_metadata(s).is_ok_and(|m| m.is_file()));
@@ -391,16 +393,43 @@ pub fn make_node(path: &Path, kind: &FileKind, mode: u32) -> std::io::Result<()>
     }
 }
 
+/// What is wrong with one entry of a layer.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryProblem {
+    #[error("path climbs out of the root with ..")]
+    ClimbsOut,
+    #[error("a whiteout of {0:?}")]
+    Whiteout(String),
+    #[error("naming a directory: {0}")]
+    Naming(#[source] std::io::Error),
+    #[error("{} is outside the root", .0.display())]
+    Outside(PathBuf),
+    #[error("parent {0:?} is not a directory")]
+    NotADirectory(String),
+    #[error("creating {rel:?}: {source}")]
+    Creating {
+        rel: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{rel:?}: {source}")]
+    Opening {
+        rel: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// An entry path made relative and clean; `None` for the root itself.
 /// `..` that would climb above the root is refused.
-pub fn clean_entry_path(raw: &str) -> Result<Option<String>, String> {
+pub fn clean_entry_path(raw: &str) -> Result<Option<String>, EntryProblem> {
     let mut parts: Vec<&str> = Vec::new();
     for c in raw.split('/') {
         match c {
             "" | "." => {}
             ".." => {
                 if parts.pop().is_none() {
-                    return Err("path climbs out of the root with ..".into());
+                    return Err(EntryProblem::ClimbsOut);
                 }
             }
             c => parts.push(c),
@@ -432,11 +461,11 @@ impl ExtractRoot {
     }
 
     /// The host path of what `fd` holds, under `root` as the caller named it.
-    fn name(&self, fd: &OwnedFd) -> Result<PathBuf, String> {
-        let real = fs::read_link(fd_path(fd)).map_err(|e| format!("naming a directory: {e}"))?;
+    fn name(&self, fd: &OwnedFd) -> Result<PathBuf, EntryProblem> {
+        let real = fs::read_link(fd_path(fd)).map_err(EntryProblem::Naming)?;
         let rel = real
             .strip_prefix(&self.real_root)
-            .map_err(|_| format!("{} is outside the root", real.display()))?;
+            .map_err(|_| EntryProblem::Outside(real.clone()))?;
         Ok(if rel.as_os_str().is_empty() {
             self.root.clone()
         } else {
@@ -445,24 +474,30 @@ impl ExtractRoot {
     }
 
     /// Directory `rel`, made (0755) where missing.
-    fn make_dir(&self, rel: &str) -> Result<PathBuf, String> {
+    fn make_dir(&self, rel: &str) -> Result<PathBuf, EntryProblem> {
         match self.dir.make_dirs(rel) {
             Ok(fd) => self.name(&fd),
             Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
-                Err(format!("parent {rel:?} is not a directory"))
+                Err(EntryProblem::NotADirectory(rel.to_string()))
             }
-            Err(e) => Err(format!("creating {rel:?}: {e}")),
+            Err(source) => Err(EntryProblem::Creating {
+                rel: rel.to_string(),
+                source,
+            }),
         }
     }
 
     /// Directory `rel` as it is (`None` where missing).
-    fn dir(&self, rel: &str) -> Result<Option<PathBuf>, String> {
+    fn dir(&self, rel: &str) -> Result<Option<PathBuf>, EntryProblem> {
         match self.dir.open_path(rel, true, libc::O_DIRECTORY) {
             Ok(fd) => self.name(&fd).map(Some),
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
                 Ok(None)
             }
-            Err(e) => Err(format!("{rel:?}: {e}")),
+            Err(source) => Err(EntryProblem::Opening {
+                rel: rel.to_string(),
+                source,
+            }),
         }
     }
 }

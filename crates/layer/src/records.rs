@@ -4,7 +4,7 @@
 //! ([`describe_layer_to`]), which a tree can hold before the layer is
 //! extracted.
 
-use crate::apply::{clean_entry_path, AppliedEntry, AppliedKind, Extracted};
+use crate::apply::{clean_entry_path, AppliedEntry, AppliedKind, EntryProblem, Extracted};
 use crate::archive::open_archive;
 use crate::entry::Content;
 use crate::file::FileKind;
@@ -17,10 +17,10 @@ use std::io::Read;
 /// entry. `.`, `..` and an empty name are refused: they would name the
 /// directory itself or its parent (extraction would replace the folder
 /// above the layer's root with the whiteout's device).
-pub(crate) fn whiteout_of(name: &str) -> Option<Result<&str, String>> {
+pub(crate) fn whiteout_of(name: &str) -> Option<Result<&str, EntryProblem>> {
     let hidden = name.strip_prefix(".wh.")?;
     Some(match hidden {
-        "" | "." | ".." => Err(format!("a whiteout of {hidden:?}")),
+        "" | "." | ".." => Err(EntryProblem::Whiteout(hidden.to_string())),
         h => Ok(h),
     })
 }
@@ -49,7 +49,7 @@ pub(crate) fn entry_meta<R: Read>(
         Err(m) => {
             return Err(LayerError::InvalidEntry {
                 path: format!("{what}: {raw}"),
-                message: m,
+                message: m.to_string(),
             })
         }
     };
@@ -117,7 +117,7 @@ pub fn describe_layer_to(
             continue;
         }
         if let Some(hidden) = whiteout_of(&m.name) {
-            let hidden = hidden.map_err(invalid)?;
+            let hidden = hidden.map_err(|m| invalid(m.to_string()))?;
             let path = match m.parent_rel.as_str() {
                 "" => hidden.to_string(),
                 p => format!("{p}/{hidden}"),

@@ -25,10 +25,25 @@ impl fmt::Debug for Credential {
     }
 }
 
+/// Credentials docker's configuration has but cannot give.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    /// The helper (`docker-credential-NAME`) failed; its output may hold
+    /// secrets: it is named, not quoted.
+    #[error("credential helper {helper} failed for {registry}")]
+    Helper { helper: String, registry: String },
+    #[error("reading credentials for {registry}")]
+    Read {
+        registry: String,
+        #[source]
+        source: docker_credential::CredentialRetrievalError,
+    },
+}
+
 /// Credentials for `registry` (host[:port]) from docker's configuration
 /// (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`). `None`
 /// when nothing is configured; a failing credential helper is an error.
-pub fn lookup_credential(registry: &str) -> Result<Option<Credential>, String> {
+pub fn lookup_credential(registry: &str) -> Result<Option<Credential>, CredentialError> {
     let keys: Vec<&str> = if registry == crate::reference::DOCKER_HUB {
         vec![
             "https://index.docker.io/v1/",
@@ -50,12 +65,17 @@ pub fn lookup_credential(registry: &str) -> Result<Option<Credential>, String> {
             | Err(docker_credential::CredentialRetrievalError::ConfigNotFound)
             | Err(docker_credential::CredentialRetrievalError::ConfigReadError) => continue,
             Err(docker_credential::CredentialRetrievalError::HelperFailure { helper, .. }) => {
-                // The helper's output may hold secrets: name the helper only.
-                return Err(format!(
-                    "credential helper docker-credential-{helper} failed for {registry}"
-                ));
+                return Err(CredentialError::Helper {
+                    helper,
+                    registry: registry.to_string(),
+                });
             }
-            Err(e) => return Err(format!("reading credentials for {registry}: {e}")),
+            Err(source) => {
+                return Err(CredentialError::Read {
+                    registry: registry.to_string(),
+                    source,
+                })
+            }
         }
     }
     Ok(None)

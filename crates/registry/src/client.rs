@@ -200,7 +200,7 @@ impl Client {
         if let Some((_, c)) = self.options.credentials.iter().find(|(r, _)| r == registry) {
             return Ok(Some(c.clone()));
         }
-        lookup_credential(registry).map_err(RegistryError::Config)
+        lookup_credential(registry).map_err(RegistryError::Credential)
     }
 
     /// Send the request `make` builds (called again for each attempt, so

@@ -56,6 +56,8 @@ pub enum RegistryError {
     },
     #[error(transparent)]
     Layout(#[from] kiln_image::ImageError),
+    #[error(transparent)]
+    Credential(#[from] auth::CredentialError),
 }
 
 impl RegistryError {

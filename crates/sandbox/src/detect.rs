@@ -2,11 +2,12 @@
 //! build and logged with the reason.
 
 use crate::directory::{ChrootBecause, DirectoryExecutor};
-use crate::executor::Executor;
 use crate::in_place::{kiln_image_home, InPlaceExecutor};
+use crate::isolation::{Isolation, RootKind};
 use crate::overlay::OverlayExecutor;
 use crate::{in_user_namespace, probe_mounts, sys, SandboxError};
 use std::path::Path;
+use std::sync::Arc;
 
 /// `--isolation`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -29,7 +30,7 @@ pub struct InPlaceOptions {
     pub keep: Vec<String>,
 }
 
-fn in_place(options: &InPlaceOptions) -> Result<Box<dyn Executor>, SandboxError> {
+fn in_place(options: &InPlaceOptions) -> Result<Isolation, SandboxError> {
     let mut keep = options.keep.clone();
     match kiln_image_home() {
         Some(home) => keep.push(home.to_string_lossy().into_owned()),
@@ -44,7 +45,8 @@ fn in_place(options: &InPlaceOptions) -> Result<Box<dyn Executor>, SandboxError>
         "isolation: in-place: this container's own / is the build root (kept: {})",
         executor.fixed.keep.join(", ")
     );
-    Ok(Box::new(executor))
+    let root = RootKind::Fixed(executor.fixed.clone());
+    Ok(Isolation::new(Arc::new(executor), root))
 }
 
 /// The executor for `mode` here; `work` is a scratch directory for the
@@ -55,7 +57,7 @@ pub fn detect(
     mode: IsolationMode,
     work: &Path,
     options: &InPlaceOptions,
-) -> Result<Box<dyn Executor>, SandboxError> {
+) -> Result<Isolation, SandboxError> {
     let in_userns = in_user_namespace();
     let root = sys::geteuid() == 0;
     if mode == IsolationMode::InPlace {
@@ -78,7 +80,10 @@ pub fn detect(
             ));
         }
         tracing::info!("isolation: chroot (asked for)");
-        return Ok(Box::new(DirectoryExecutor::chroot(ChrootBecause::Asked)));
+        return Ok(Isolation::new(
+            Arc::new(DirectoryExecutor::chroot(ChrootBecause::Asked)),
+            RootKind::Directory,
+        ));
     }
     match probe_mounts(&work.join("probe"), in_userns) {
         Ok(()) => {
@@ -86,9 +91,12 @@ pub fn detect(
                 "isolation: {}namespaces with an overlay root (snapshots read only what changed)",
                 if in_userns { "user " } else { "" }
             );
-            Ok(Box::new(OverlayExecutor {
-                userxattr: in_userns,
-            }))
+            Ok(Isolation::new(
+                Arc::new(OverlayExecutor {
+                    userxattr: in_userns,
+                }),
+                RootKind::Stacked,
+            ))
         }
         Err(why) if mode == IsolationMode::Auto && root && !in_userns => {
             if kiln_image_home().is_some() {
@@ -100,13 +108,17 @@ pub fn detect(
             tracing::info!(
                 "isolation: chroot (namespaces or mounts are not permitted here: {why})"
             );
-            Ok(Box::new(DirectoryExecutor::chroot(
-                ChrootBecause::MountsBlocked,
-            )))
+            Ok(Isolation::new(
+                Arc::new(DirectoryExecutor::chroot(ChrootBecause::MountsBlocked)),
+                RootKind::Directory,
+            ))
         }
         Err(why) if in_userns => {
             tracing::warn!("isolation: user namespaces without overlayfs ({why}); steps run in a private copy and are diffed");
-            Ok(Box::new(DirectoryExecutor::private_copy()))
+            Ok(Isolation::new(
+                Arc::new(DirectoryExecutor::private_copy()),
+                RootKind::Directory,
+            ))
         }
         Err(why) => Err(SandboxError::Unavailable(format!(
             "namespaces are not available here: {why}"

@@ -56,9 +56,6 @@ impl Executor for DirectoryExecutor {
             false => "chroot",
         }
     }
-    fn changes_root_in_place(&self) -> bool {
-        true
-    }
     fn run(
         &self,
         step: &StepRequest,

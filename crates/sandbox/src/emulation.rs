@@ -14,10 +14,19 @@ use std::path::Path;
 
 const BINFMT: &str = "/proc/sys/fs/binfmt_misc";
 
+/// Why a platform's programs cannot run here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EmulationError {
+    #[error("{platform}: kiln does not know which programs run on this architecture, so it cannot look for an emulator")]
+    UnknownArchitecture { platform: String },
+    #[error("{platform}: this machine cannot run its programs and no binfmt_misc emulator for it is registered in {BINFMT}: install qemu-user-static (Debian and Ubuntu; its handlers are registered with the fix-binary flag), or build this platform on a {arch} runner and join the images with `kiln manifest push`")]
+    NoEmulator { platform: String, arch: String },
+}
+
 /// Whether programs of OCI architecture `arch` run here: natively, or
 /// through a registered, enabled binfmt_misc handler. `Err` says what to
 /// install.
-pub fn check(arch: &str, variant: Option<&str>) -> Result<(), String> {
+pub fn check(arch: &str, variant: Option<&str>) -> Result<(), EmulationError> {
     let platform = match variant {
         Some(v) => format!("linux/{arch}/{v}"),
         None => format!("linux/{arch}"),
@@ -26,9 +35,7 @@ pub fn check(arch: &str, variant: Option<&str>) -> Result<(), String> {
         return Ok(());
     }
     let Some((machine, class)) = elf_machine(arch) else {
-        return Err(format!(
-            "{platform}: kiln does not know which programs run on this architecture, so it cannot look for an emulator"
-        ));
+        return Err(EmulationError::UnknownArchitecture { platform });
     };
     let dir = Path::new(BINFMT);
     if !dir.join("status").exists() {
@@ -44,9 +51,10 @@ pub fn check(arch: &str, variant: Option<&str>) -> Result<(), String> {
     if handler_registered(dir, machine, class) {
         return Ok(());
     }
-    Err(format!(
-        "{platform}: this machine cannot run its programs and no binfmt_misc emulator for it is registered in {BINFMT}: install qemu-user-static (Debian and Ubuntu; its handlers are registered with the fix-binary flag), or build this platform on a {arch} runner and join the images with `kiln manifest push`"
-    ))
+    Err(EmulationError::NoEmulator {
+        platform,
+        arch: arch.to_string(),
+    })
 }
 
 /// The host's own architecture, and those its processors run as well.
@@ -178,7 +186,7 @@ mod tests {
             return;
         }
         assert!(check("amd64", None).is_ok());
-        let e = check("mips64le", None).err();
+        let e = check("mips64le", None).err().map(|e| e.to_string());
         if let Some(e) = e {
             assert!(e.starts_with("linux/mips64le: "), "{e}");
             assert!(e.contains("qemu-user-static"), "{e}");

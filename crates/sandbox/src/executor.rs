@@ -95,14 +95,6 @@ pub type OutputSink<'a> = &'a (dyn Fn(&str) + Sync);
 pub trait Executor: Send + Sync {
     /// For logs: how steps are isolated.
     fn describe(&self) -> &'static str;
-    /// Whether the step changes the directory `StageRoot::directory` gave
-    /// (so a stage built on another needs its own copy).
-    fn changes_root_in_place(&self) -> bool;
-    /// A root the executor runs in where it is (in-place mode): the
-    /// engine writes the stage there, keeping what it says to keep.
-    fn fixed_root(&self) -> Option<&crate::in_place::FixedRoot> {
-        None
-    }
     fn run(
         &self,
         step: &StepRequest,
@@ -116,12 +108,6 @@ pub trait Executor: Send + Sync {
 impl<E: Executor + ?Sized> Executor for std::sync::Arc<E> {
     fn describe(&self) -> &'static str {
         (**self).describe()
-    }
-    fn changes_root_in_place(&self) -> bool {
-        (**self).changes_root_in_place()
-    }
-    fn fixed_root(&self) -> Option<&crate::in_place::FixedRoot> {
-        (**self).fixed_root()
     }
     fn run(
         &self,

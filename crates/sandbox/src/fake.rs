@@ -32,9 +32,6 @@ impl Executor for FakeExecutor {
     fn describe(&self) -> &'static str {
         "fake"
     }
-    fn changes_root_in_place(&self) -> bool {
-        false
-    }
     fn run(
         &self,
         step: &StepRequest,

@@ -135,14 +135,6 @@ impl Executor for InPlaceExecutor {
         "in-place (the container's own root)"
     }
 
-    fn changes_root_in_place(&self) -> bool {
-        true
-    }
-
-    fn fixed_root(&self) -> Option<&FixedRoot> {
-        Some(&self.fixed)
-    }
-
     fn run(
         &self,
         step: &StepRequest,

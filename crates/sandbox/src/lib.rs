@@ -26,6 +26,7 @@ pub mod fake;
 mod guard;
 pub mod helper;
 mod in_place;
+mod isolation;
 mod overlay;
 mod own_binary;
 pub mod run;
@@ -41,6 +42,7 @@ pub use executor::{Executor, OutputSink, Process, StageRoot, StepOutcome, StepRe
 pub use in_place::{
     clear_root, kiln_image_home, mount_points, FixedRoot, InPlaceExecutor, IMAGE_MARKER,
 };
+pub use isolation::{Isolation, RootKind};
 pub use overlay::OverlayExecutor;
 pub use run::{probe_mounts, run_step, StepOutput};
 pub use spec::{HostFiles, MountSource, RootSpec, RunSpec, StepMount};

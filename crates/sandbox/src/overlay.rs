@@ -23,10 +23,6 @@ impl Executor for OverlayExecutor {
         }
     }
 
-    fn changes_root_in_place(&self) -> bool {
-        false
-    }
-
     fn run(
         &self,
         step: &StepRequest,

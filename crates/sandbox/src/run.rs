@@ -63,10 +63,12 @@ pub fn run_step(
 
 /// Whether namespaced steps with an overlay root work here: runs `true`-
 /// like probe (an empty overlay, /proc, /dev) through the helper.
-pub fn probe_mounts(work: &Path, userxattr: bool) -> Result<(), String> {
+/// `Err` says why not: the helper's own lines, or what failed before.
+pub fn probe_mounts(work: &Path, userxattr: bool) -> Result<(), SandboxError> {
     let dirs = ["lower", "upper", "work", "merged"].map(|d| work.join(d));
     for d in &dirs {
-        std::fs::create_dir_all(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
+        std::fs::create_dir_all(d)
+            .map_err(|e| SandboxError::io(format!("creating {}", d.display()), e))?;
     }
     let spec = RunSpec {
         root: RootSpec::Overlay {
@@ -93,12 +95,13 @@ pub fn probe_mounts(work: &Path, userxattr: bool) -> Result<(), String> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(l.to_string())
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     let _ = std::fs::remove_dir_all(work);
     if out.exit_code == 127 {
         Ok(())
     } else {
-        Err(lines.into_inner().unwrap_or_default().join("; "))
+        Err(SandboxError::Unavailable(
+            lines.into_inner().unwrap_or_default().join("; "),
+        ))
     }
 }

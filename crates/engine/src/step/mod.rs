@@ -22,11 +22,9 @@ use kiln_image::config::rfc3339;
 use kiln_image::History;
 use kiln_layer::{write_layer_followed, BlobFollower, LayerOptions};
 use kiln_registry::stream::{follow_upload, FollowedUpload, Uploaded};
-use kiln_sandbox::Executor;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc::Sender;
-use std::sync::OnceLock;
 
 pub(crate) use copy::{heredoc_for, Sources};
 
@@ -42,8 +40,8 @@ pub(crate) struct BuildCx<'a> {
     pub staging: PathBuf,
     pub blobs: PathBuf,
     pub layer_store: LayerStore,
-    /// How RUN steps run: given, or detected at the first RUN.
-    pub executor: OnceLock<Box<dyn Executor>>,
+    /// How RUN steps run, chosen before any stage starts.
+    pub isolation: kiln_sandbox::Isolation,
     pub events: Sender<Event>,
     pub steps_run: AtomicUsize,
     /// Files ADD downloads, once per build.

@@ -11,7 +11,7 @@ use crate::stage::{Rootfs, StageState};
 use crate::users::resolve_user;
 use kiln_dockerfile::instructions::{Network, RunArgs, Security};
 use kiln_dockerfile::Command;
-use kiln_sandbox::{Executor, Process, SandboxError, StageRoot, StepRequest};
+use kiln_sandbox::{Process, SandboxError, StageRoot, StepRequest};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
@@ -24,7 +24,7 @@ pub fn run(cx: &StepCx, state: &mut StageState, r: &RunArgs) -> Result<(), Build
     let platform = state.platform();
     kiln_sandbox::emulation::check(&platform.arch, platform.variant.as_deref())
         .map_err(|e| cx.error(e))?;
-    let executor = executor(cx)?;
+    let isolation = &cx.build.isolation;
     let argv = run_argv(&state.config.config, r);
     let mut process = process(cx, state, argv.clone(), r.network)?;
     let n = cx.build.steps_run.fetch_add(1, Ordering::Relaxed) + 1;
@@ -56,9 +56,10 @@ pub fn run(cx: &StepCx, state: &mut StageState, r: &RunArgs) -> Result<(), Build
             state,
             work_dir,
             step_dir: &step.step_dir,
-            fixed: executor.fixed_root(),
+            fixed: isolation.fixed_root(),
         };
-        executor
+        isolation
+            .executor()
             .run(&step, &mut root, &output)
             .map_err(|e| cx.error(e))?
     };
@@ -94,45 +95,6 @@ fn step_dir_name(n: usize) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     format!("step-{n}-{:x}{nanos:08x}", std::process::id())
-}
-
-/// The build's executor: the one given, or the one this machine allows
-/// (decided at the first RUN).
-fn executor<'a>(cx: &StepCx<'a>) -> Result<&'a dyn Executor, BuildError> {
-    let build = cx.build;
-    // Stages reach their first RUN at once: one detects (its probe uses
-    // one directory), the others wait for its answer.
-    static DETECTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = (build.executor.get().is_none())
-        .then(|| DETECTING.lock().unwrap_or_else(|e| e.into_inner()));
-    if build.executor.get().is_none() {
-        let opts = build.opts;
-        // kiln's state and the context stay where they are, out of layers.
-        let mut keep: Vec<String> = [&opts.kiln_dir, &opts.work_dir, &opts.context_dir]
-            .iter()
-            .map(|p| {
-                std::path::absolute(p)
-                    .unwrap_or_else(|_| p.to_path_buf())
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
-        keep.extend(opts.ignore_paths.iter().cloned());
-        if opts.ignore_var_run {
-            keep.push("/var/run".into());
-        }
-        let in_place = kiln_sandbox::InPlaceOptions {
-            force: opts.force,
-            keep,
-        };
-        let chosen = kiln_sandbox::detect(opts.isolation, &opts.work_dir, &in_place)
-            .map_err(|e| cx.error(e))?;
-        let _ = build.executor.set(chosen);
-    }
-    match build.executor.get() {
-        Some(e) => Ok(e.as_ref()),
-        None => Err(cx.error("no way to run steps here")),
-    }
 }
 
 fn process(
@@ -250,9 +212,9 @@ impl StageRootOnDisk<'_> {
     }
 }
 
-/// The build's executor's fixed root, if it has been chosen and has one.
+/// In-place mode's root.
 pub(crate) fn fixed_root<'a>(cx: &StepCx<'a>) -> Option<&'a kiln_sandbox::FixedRoot> {
-    cx.build.executor.get().and_then(|e| e.fixed_root())
+    cx.build.isolation.fixed_root()
 }
 
 /// The stage's layers as overlay lower directories, top first: stored
