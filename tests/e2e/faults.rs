@@ -17,15 +17,7 @@ fn context(dir: &Path, base: &str) {
         ),
     );
     // 3 MiB that do not compress: more than the small disk below holds.
-    let mut bytes = Vec::with_capacity(3 << 20);
-    let mut x: u32 = 0x1234_5678;
-    while bytes.len() < 3 << 20 {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        bytes.extend_from_slice(&x.to_le_bytes());
-    }
-    std::fs::write(dir.join("big.bin"), bytes).unwrap();
+    std::fs::write(dir.join("big.bin"), crate::support::incompressible(3 << 20)).unwrap();
 }
 
 /// The manifest digest `kiln build` writes to an OCI layout in `out`,

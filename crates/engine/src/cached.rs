@@ -9,12 +9,10 @@ use crate::engine::first_line;
 use crate::error::BuildError;
 use crate::events::{Event, StepRecord};
 use crate::stage::{Layer, StageState};
-use crate::step::{dispatch, StepCx};
-use kiln_cache::{file_part, CacheEntry, CacheOutcome, KeyParts, LayerCache, NewEntry};
-use kiln_dockerfile::instructions::{CopyArgs, Instruction};
+use crate::step::{apply, resolve, LayerClass, Resolved, StepCx};
+use kiln_cache::{CacheEntry, CacheOutcome, KeyParts, LayerCache, NewEntry};
+use kiln_dockerfile::instructions::Instruction;
 use kiln_image::LayerBlob;
-use kiln_layer::Content;
-use sha2::{Digest as _, Sha256};
 
 /// Steps shared by builds in one process (the platforms of one
 /// `--platform a,b` build): a step whose key another build is running
@@ -52,14 +50,12 @@ pub(crate) fn step(
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     let settings = cx.build.opts.cache.as_ref().filter(|_| cache.is_some());
-    let shared = (cx.build.shared_steps.as_deref()).filter(|_| {
-        matches!(
-            ins,
-            Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_)
-        )
-    });
-    let keyed = (settings.is_some() || shared.is_some()).then(|| {
-        let parts = key_parts(cx, state, ins);
+    let keying = settings.is_some() || cx.build.shared_steps.is_some();
+    let resolved = resolve(cx, state, ins, keying)?;
+    let rules = resolved.rules;
+    let shared = (cx.build.shared_steps.as_deref()).filter(|_| rules.shared_across_platforms);
+    let keyed = keying.then(|| {
+        let parts = key_parts(cx, state, &resolved);
         (parts.key(), parts)
     });
     let shared_slot = shared.zip(keyed.as_ref()).map(|(s, (key, _))| s.slot(key));
@@ -72,7 +68,7 @@ pub(crate) fn step(
             apply_hit(cx, state, entry)?;
             CacheOutcome::Shared
         }
-        None => through_cache(cx, state, slot, ins, keyed.as_ref(), layers_before)?,
+        None => through_cache(cx, state, slot, resolved, keyed.as_ref(), layers_before)?,
     };
     if let (Some(held), Some((_, parts))) = (held.as_mut(), &keyed) {
         **held = Some(CacheEntry {
@@ -91,7 +87,7 @@ pub(crate) fn step(
         stage: stage.to_string(),
         line: cx.node.start_line,
         instruction: first_line(cx.node),
-        is_run: matches!(ins, Instruction::Run(_)),
+        is_run: rules.runs,
         cache: outcome,
         started: started.duration_since(cx.build.began).as_secs_f64(),
         seconds: started.elapsed().as_secs_f64(),
@@ -108,7 +104,7 @@ fn through_cache(
     cx: &StepCx,
     state: &mut StageState,
     slot: &str,
-    ins: &Instruction,
+    resolved: Resolved,
     keyed: Option<&(String, KeyParts)>,
     layers_before: usize,
 ) -> Result<CacheOutcome, BuildError> {
@@ -119,10 +115,10 @@ fn through_cache(
     let settings = cx.build.opts.cache.as_ref().filter(|_| cache.is_some());
     let mut outcome = CacheOutcome::Off;
     if let (Some(settings), Some((key, parts))) = (settings, keyed) {
-        let cacheable = match ins {
-            Instruction::Run(_) => settings.run_layers,
-            Instruction::Copy(_) | Instruction::Add(_) => settings.copy_layers,
-            _ => false,
+        let cacheable = match resolved.rules.layers {
+            LayerClass::Run => settings.run_layers,
+            LayerClass::Copy => settings.copy_layers,
+            LayerClass::None => false,
         };
         outcome = CacheOutcome::NotCached;
         if let (true, Some(c)) = (cacheable, cache.as_deref()) {
@@ -150,7 +146,7 @@ fn through_cache(
         }
     }
     if outcome != CacheOutcome::Hit {
-        dispatch(cx, state, ins)?;
+        apply(cx, state, resolved)?;
     }
     let push = settings.is_some_and(|s| s.push);
     if let (CacheOutcome::Miss(_), Some((key, parts)), Some(c), true) =
@@ -231,15 +227,16 @@ fn apply_hit(cx: &StepCx, state: &mut StageState, entry: CacheEntry) -> Result<(
     Ok(())
 }
 
-/// The parts of a step's key: what its result depends on.
-fn key_parts(cx: &StepCx, state: &StageState, ins: &Instruction) -> KeyParts {
+/// The parts of a step's key, made from what the step resolved: its
+/// stage (the parent key, platform, env, USER, WORKDIR, SHELL), its
+/// words, the args it can see, and what it reads (`Resolved::inputs`).
+/// The one place a key is made, whatever the instruction.
+fn key_parts(cx: &StepCx, state: &StageState, resolved: &Resolved) -> KeyParts {
     let c = &state.config.config;
     let node = cx.node;
-    // A RUN sees every build arg in scope (they are its environment);
-    // other steps only those their words name.
-    let args = match ins {
-        Instruction::Run(_) => state.args.clone(),
-        _ => state
+    let args = match resolved.rules.sees_all_args {
+        true => state.args.clone(),
+        false => state
             .args
             .iter()
             .filter(|(k, _)| {
@@ -257,6 +254,8 @@ fn key_parts(cx: &StepCx, state: &StageState, ins: &Instruction) -> KeyParts {
         platform: state.platform().to_string(),
         args,
         env: c.env.clone().unwrap_or_default(),
+        files: resolved.inputs.files.clone(),
+        from_stage: resolved.inputs.from_stage.clone(),
         ..Default::default()
     };
     parts.config.insert("user".into(), c.user.clone());
@@ -264,137 +263,5 @@ fn key_parts(cx: &StepCx, state: &StageState, ins: &Instruction) -> KeyParts {
     if let Some(shell) = &c.shell {
         parts.config.insert("shell".into(), shell.join(" "));
     }
-    match ins {
-        Instruction::Copy(copy) | Instruction::Add(copy) => {
-            copy_key_files(cx, state, copy, &mut parts)
-        }
-        Instruction::Run(run) => mount_inputs(cx, state, run, &mut parts),
-        _ => {}
-    }
     parts
-}
-
-/// Mode, owner and content of every file a COPY/ADD reads. A source
-/// that cannot be read is left out: the step itself then fails.
-fn copy_key_files(cx: &StepCx, state: &StageState, c: &CopyArgs, parts: &mut KeyParts) {
-    parts.from_stage = cx.copy_from.map(|s| s.cache_key.clone());
-    if parts.from_stage.is_some() {
-        // The stage's key names its files: they need not be read.
-        return;
-    }
-    let sources = crate::step::Sources::Context(&cx.build.context);
-    for src in &c.sources {
-        if let Some(h) = crate::step::heredoc_for(src, &c.heredocs) {
-            parts.files.insert(
-                format!("<<{}", h.name),
-                hex::encode(Sha256::digest(h.content.as_bytes())),
-            );
-            continue;
-        }
-        let Ok(src) = cx.expand(state, src) else {
-            continue;
-        };
-        if let Some(g) = crate::remote::git_source(&src) {
-            if let Ok((_, commit)) = cx.build.remote.clone_git(&g) {
-                parts.files.insert(src.clone(), format!("git {commit}"));
-            }
-            continue;
-        }
-        if crate::remote::is_url(&src) {
-            // What the URL serves now: its content's digest.
-            if let Ok(f) = cx.build.remote.fetch(&src) {
-                parts
-                    .files
-                    .insert(src.clone(), file_part(0o600, 0, 0, Some(&f.digest)));
-            }
-            continue;
-        }
-        let Ok(items) = crate::source::expand(sources.fs(), &src, c.parents) else {
-            continue;
-        };
-        insert_entries(parts, "", &items);
-    }
-}
-
-/// Each entry's mode, owner and content under `prefix` + its path.
-fn insert_entries(parts: &mut KeyParts, prefix: &str, items: &[crate::source::SourceItem]) {
-    use kiln_layer::FileKind;
-    for item in items {
-        for e in &item.entries {
-            let path = if e.rel.is_empty() {
-                item.path.clone()
-            } else {
-                format!("{}/{}", item.path, e.rel)
-            };
-            let value = match &e.kind {
-                FileKind::File { content, .. } => {
-                    let sha = match content {
-                        Content::Path(p) => sha256_file(p).unwrap_or_default(),
-                        Content::Bytes(b) => hex::encode(Sha256::digest(b.as_slice())),
-                    };
-                    file_part(e.mode, e.uid, e.gid, Some(&sha))
-                }
-                FileKind::Symlink(t) => file_part(e.mode, e.uid, e.gid, Some(&format!("-> {t}"))),
-                FileKind::Dir => file_part(e.mode, e.uid, e.gid, None),
-                other => file_part(e.mode, e.uid, e.gid, Some(&format!("{other:?}"))),
-            };
-            parts.files.insert(format!("{prefix}{path}"), value);
-        }
-        // COPY --parents: the directories leading to the source are copied
-        // with their modes.
-        for d in &item.parents {
-            parts.files.insert(
-                format!("{prefix}{} (parent {})", item.path, d.rel),
-                file_part(d.mode, d.uid, d.gid, None),
-            );
-        }
-    }
-}
-
-/// What a RUN's mounts bring in: the context files a bind shows, the key
-/// of the stage or image a bind or cache comes `from=` (BuildKit makes
-/// them inputs of the step).
-fn mount_inputs(
-    cx: &StepCx,
-    state: &StageState,
-    run: &kiln_dockerfile::instructions::RunArgs,
-    parts: &mut KeyParts,
-) {
-    use kiln_dockerfile::instructions::MountKind;
-    for (n, m) in run.mounts.iter().enumerate() {
-        if !matches!(m.kind, MountKind::Bind | MountKind::Cache) {
-            continue;
-        }
-        let source = ["source", "src"].iter().find_map(|k| m.option(k));
-        let source = source.and_then(|s| cx.expand(state, s).ok());
-        let rel = crate::ignore::clean(&format!("/{}", source.unwrap_or_default()));
-        let prefix = format!("mount {n} ");
-        match m.option("from") {
-            Some(from) => {
-                if let Ok(s) = crate::step::mounts::from_state(cx, state, from) {
-                    parts
-                        .files
-                        .insert(format!("{prefix}from"), format!("{} {rel}", s.cache_key));
-                }
-            }
-            None if m.kind == MountKind::Bind => {
-                let fs = &cx.build.context;
-                let within = match rel.trim_start_matches('/') {
-                    "" => ".",
-                    r => r,
-                };
-                if let Ok(items) = crate::source::expand_source(fs, within) {
-                    insert_entries(parts, &prefix, &items);
-                }
-            }
-            None => {}
-        }
-    }
-}
-
-fn sha256_file(path: &std::path::Path) -> Option<String> {
-    let mut f = std::fs::File::open(path).ok()?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).ok()?;
-    Some(hex::encode(h.finalize()))
 }

@@ -73,9 +73,23 @@ impl Fixture {
         services: Services,
         cache: bool,
     ) -> Result<(BuiltImage, Vec<StepRecord>), BuildError> {
+        self.try_build_with_args(run, services, cache, &[])
+    }
+
+    fn try_build_with_args(
+        &self,
+        run: &str,
+        services: Services,
+        cache: bool,
+        args: &[(&str, &str)],
+    ) -> Result<(BuiltImage, Vec<StepRecord>), BuildError> {
         let text = std::fs::read_to_string(self.context.path().join("Dockerfile")).unwrap();
         let ast = kiln_dockerfile::parse("Dockerfile", &text).unwrap();
-        let plan = Plan::new(ast, PlanOptions::default()).unwrap();
+        let mut options = PlanOptions::default();
+        for (k, v) in args {
+            options.build_args.insert(k.to_string(), v.to_string());
+        }
+        let plan = Plan::new(ast, options).unwrap();
         let (events, _rx) = std::sync::mpsc::channel();
         kiln_engine::build(&plan, &self.options(run, cache), services, events)
     }
@@ -256,4 +270,174 @@ fn copy_from_a_stage_reads_that_stages_tree() {
         files(&image).get("out/made-by-run").map(String::as_str),
         Some("/bin/sh -c make it")
     );
+}
+
+/// What a case changes between two builds.
+enum Change2 {
+    /// A context file's content.
+    File(&'static str, &'static str),
+    /// A build arg's value.
+    Arg(&'static str, &'static str),
+}
+
+/// One input of one instruction family: the last step of `dockerfile`
+/// must miss when `relevant` changes and hit when `irrelevant` does.
+struct KeyCase {
+    family: &'static str,
+    dockerfile: &'static str,
+    files: &'static [(&'static str, &'static str)],
+    args: &'static [(&'static str, &'static str)],
+    relevant: Change2,
+    irrelevant: Change2,
+}
+
+/// Every instruction family's key comes from what the step resolved: a
+/// change of each input it reads misses, a change of anything else hits.
+/// The steps run with the fake executor against the memory cache.
+#[test]
+fn each_familys_key_changes_with_each_of_its_inputs_and_nothing_else() {
+    use Change2::{Arg, File};
+    let files: &[(&str, &str)] = &[
+        ("a.txt", "A"),
+        ("other.txt", "O"),
+        ("d/keep.txt", "K"),
+        ("d/skip.log", "L"),
+        ("m/f", "M"),
+    ];
+    let cases = [
+        KeyCase {
+            family: "COPY: a context file's content",
+            dockerfile: "FROM scratch\nCOPY a.txt /a.txt\n",
+            files,
+            args: &[],
+            relevant: File("a.txt", "A2"),
+            irrelevant: File("other.txt", "O2"),
+        },
+        KeyCase {
+            family: "COPY --exclude: only the files it copies",
+            dockerfile: "FROM scratch\nCOPY --exclude=*.log d /d\n",
+            files,
+            args: &[],
+            relevant: File("d/keep.txt", "K2"),
+            irrelevant: File("d/skip.log", "L2"),
+        },
+        KeyCase {
+            family: "COPY: an arg its words name",
+            dockerfile: "FROM scratch\nARG SRC=a.txt\nARG UNUSED\nCOPY $SRC /x\n",
+            files,
+            args: &[("SRC", "a.txt"), ("UNUSED", "1")],
+            relevant: Arg("SRC", "other.txt"),
+            irrelevant: Arg("UNUSED", "2"),
+        },
+        KeyCase {
+            family: "COPY heredoc: its expanded args",
+            dockerfile: "FROM scratch\nARG V=1\nARG W=1\nCOPY <<EOF /h\nv=$V\nEOF\n",
+            files,
+            args: &[("V", "1"), ("W", "1")],
+            relevant: Arg("V", "2"),
+            irrelevant: Arg("W", "2"),
+        },
+        KeyCase {
+            family: "COPY --from: the stage it reads",
+            dockerfile: "FROM scratch AS s\nCOPY a.txt /a\nFROM scratch\nCOPY --from=s /a /b\n",
+            files,
+            args: &[],
+            relevant: File("a.txt", "A2"),
+            irrelevant: File("other.txt", "O2"),
+        },
+        KeyCase {
+            family: "ADD: a context file's content",
+            dockerfile: "FROM scratch\nADD a.txt /a.txt\n",
+            files,
+            args: &[],
+            relevant: File("a.txt", "A2"),
+            irrelevant: File("other.txt", "O2"),
+        },
+        KeyCase {
+            family: "RUN: every arg in scope",
+            dockerfile: "FROM scratch\nARG A=1\nRUN make\n",
+            files,
+            args: &[("A", "1")],
+            relevant: Arg("A", "2"),
+            irrelevant: File("a.txt", "A2"),
+        },
+        KeyCase {
+            family: "RUN --mount=type=bind: the files it shows",
+            dockerfile: "FROM scratch\nRUN --mount=type=bind,source=m,target=/m make\n",
+            files,
+            args: &[],
+            relevant: File("m/f", "M2"),
+            irrelevant: File("a.txt", "A2"),
+        },
+        KeyCase {
+            family: "RUN --mount from=: the stage it mounts",
+            dockerfile: "FROM scratch AS s\nCOPY a.txt /a\nFROM scratch\nRUN --mount=from=s,target=/s make\n",
+            files,
+            args: &[],
+            relevant: File("a.txt", "A2"),
+            irrelevant: File("other.txt", "O2"),
+        },
+        KeyCase {
+            family: "ENV (through the step after it): an arg its words name",
+            dockerfile: "FROM scratch\nARG V=1\nARG W=1\nENV X=$V\nRUN make\n",
+            files,
+            args: &[("V", "1"), ("W", "1")],
+            relevant: Arg("V", "2"),
+            irrelevant: File("a.txt", "A2"),
+        },
+        KeyCase {
+            family: "WORKDIR (through the step after it): an arg its words name",
+            dockerfile: "FROM scratch\nARG D=/a\nWORKDIR $D\nCOPY a.txt .\n",
+            files,
+            args: &[("D", "/a")],
+            relevant: Arg("D", "/b"),
+            irrelevant: File("other.txt", "O2"),
+        },
+        KeyCase {
+            family: "LABEL (through the step after it): an arg its words name",
+            dockerfile: "FROM scratch\nARG L=1\nLABEL l=$L\nCOPY a.txt /a\n",
+            files,
+            args: &[("L", "1")],
+            relevant: Arg("L", "2"),
+            irrelevant: File("other.txt", "O2"),
+        },
+    ];
+    for case in cases {
+        for (change, expect_hit) in [(&case.relevant, false), (&case.irrelevant, true)] {
+            let f = Fixture::new(case.dockerfile, case.files);
+            let cache = Arc::new(MemoryCache::new(3600));
+            let mut args: Vec<(&str, &str)> = case.args.to_vec();
+            let (_, first) = f
+                .try_build_with_args("1", services(&fake(make_file), Some(&cache)), true, &args)
+                .unwrap_or_else(|e| panic!("{}: {e}", case.family));
+            assert!(
+                matches!(first.last().unwrap().cache, CacheOutcome::Miss(_)),
+                "{}: the first build misses",
+                case.family
+            );
+            match change {
+                Change2::File(path, text) => {
+                    std::fs::write(f.context.path().join(path), text).unwrap()
+                }
+                Change2::Arg(name, value) => {
+                    args.retain(|(k, _)| k != name);
+                    args.push((name, value));
+                }
+            }
+            let (_, second) = f
+                .try_build_with_args("2", services(&fake(make_file), Some(&cache)), true, &args)
+                .unwrap_or_else(|e| panic!("{}: {e}", case.family));
+            let outcome = &second.last().unwrap().cache;
+            assert_eq!(
+                *outcome == CacheOutcome::Hit,
+                expect_hit,
+                "{}: after changing {}, the step's outcome: {outcome:?}",
+                case.family,
+                match change {
+                    Change2::File(p, _) => format!("file {p}"),
+                    Change2::Arg(a, _) => format!("arg {a}"),
+                }
+            );
+        }
+    }
 }

@@ -31,14 +31,7 @@ fn blob_bytes(reg: &TestRegistry, repo: &str, digest: &str) -> Vec<u8> {
 
 /// 3 MiB that do not repeat, and their digest.
 fn data() -> (Vec<u8>, String) {
-    let mut bytes = Vec::with_capacity(3 << 20);
-    let mut x: u64 = 0x9e3779b97f4a7c15;
-    while bytes.len() < 3 << 20 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        bytes.extend_from_slice(&x.to_le_bytes());
-    }
+    let bytes = support::incompressible(3 << 20);
     let digest = format!("sha256:{:x}", Sha256::digest(&bytes));
     (bytes, digest)
 }

@@ -4,7 +4,7 @@
 //! `crate::copy`.
 
 use super::workdir::working_dir;
-use super::StepCx;
+use super::{Inputs, StepCx};
 use crate::chmod::Chmod;
 use crate::copy::{
     copy_items, copy_parent_dir, copy_parents_root, extract_archive, is_archive, CopyOptions,
@@ -15,10 +15,12 @@ use crate::ignore::{clean, IgnoreMatcher};
 use crate::source::{expand, expand_source, ContextFs, SourceFs, SourceItem, SrcEntry, TreeFs};
 use crate::stage::StageState;
 use crate::users::resolve_chown;
+use kiln_cache::file_part;
 use kiln_dockerfile::instructions::CopyArgs;
 use kiln_dockerfile::Heredoc;
 use kiln_layer::Content;
 use kiln_layer::FileKind;
+use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -59,13 +61,41 @@ pub(crate) fn heredoc_for<'h>(src: &str, heredocs: &'h [Heredoc]) -> Option<&'h 
     heredocs.iter().find(|h| h.name == name)
 }
 
-pub fn copy(
-    cx: &StepCx,
-    state: &mut StageState,
-    c: &CopyArgs,
+/// A COPY or ADD with its sources read: what `apply` places.
+pub(crate) struct ResolvedCopy<'i> {
+    pub args: &'i CopyArgs,
     is_add: bool,
-) -> Result<(), BuildError> {
-    let kw = if is_add { "ADD" } else { "COPY" };
+    raw_dest: String,
+    dest: String,
+    chmod: Option<Chmod>,
+    excludes: Option<IgnoreMatcher>,
+    /// The sources in their order.
+    sources: Vec<Source>,
+    /// The source words as expanded, for messages and history.
+    shown_sources: Vec<String>,
+}
+
+/// One source word, resolved.
+enum Source {
+    /// Heredocs, URLs, git repositories and context paths: their items,
+    /// each with whether ADD extracts it (a local archive).
+    Items(Vec<(SourceItem, bool)>),
+    /// A path in the stage or image `--from` names: read when applied
+    /// (its files are extracted only then; its key stands for them).
+    FromStage(String),
+}
+
+/// Read what a COPY or ADD copies, and what its key is made of: the
+/// mode, owner and content digest of each context file (only when
+/// `keyed`), each heredoc's and URL's digest, each git source's commit,
+/// or the key of the stage `--from` names.
+pub(crate) fn resolve<'i>(
+    cx: &StepCx,
+    state: &StageState,
+    c: &'i CopyArgs,
+    is_add: bool,
+    keyed: bool,
+) -> Result<(ResolvedCopy<'i>, Inputs), BuildError> {
     let all_urls = c
         .sources
         .iter()
@@ -73,57 +103,137 @@ pub fn copy(
     if c.checksum.is_some() && !(is_add && all_urls) {
         return Err(cx.error("--checksum can only be used with a URL source"));
     }
-    let opts = copy_options(cx, state, c)?;
+    let chmod = match &c.chmod {
+        Some(m) => Some(Chmod::parse(&cx.expand(state, m)?).map_err(|e| cx.error(e))?),
+        None => None,
+    };
     let raw_dest = cx.expand(state, &c.dest)?;
     let dest = destination(state, &raw_dest);
     let excludes = excludes(cx, state, c)?;
-    let sources = sources(cx, c)?;
-    let mut items: Vec<SourceItem> = Vec::new();
-    let mut archives: Vec<(PathBuf, String)> = Vec::new();
+    let mut inputs = Inputs {
+        from_stage: cx.copy_from.map(|s| s.cache_key.clone()),
+        ..Inputs::default()
+    };
+    // The key of the stage `--from` names stands for its files.
+    let key_files = keyed && inputs.from_stage.is_none();
+    let mut sources = Vec::new();
     let mut shown_sources = Vec::new();
     for src in &c.sources {
         if let Some(h) = heredoc_for(src, &c.heredocs) {
-            items.push(heredoc_item(cx, state, h)?);
+            let content = heredoc_content(cx, state, h)?;
+            if key_files {
+                // The content as written, its args expanded.
+                let digest = hex::encode(Sha256::digest(content.as_bytes()));
+                inputs.files.insert(format!("<<{}", h.name), digest);
+            }
+            sources.push(Source::Items(vec![(heredoc_item(cx, h, content), false)]));
             shown_sources.push(src.clone());
             continue;
         }
         let src = cx.expand(state, src)?;
         shown_sources.push(src.clone());
         if is_add && crate::remote::is_url(&src) {
-            let item = url_item(cx, state, c, &src)?;
-            // Remote archives are extracted only with --unpack.
-            match local_archive(&item, c.unpack == Some(true)) {
-                Some(p) => archives.push((p, item.path.clone())),
-                None => items.push(item),
+            let (item, digest) = url_item(cx, state, c, &src)?;
+            if key_files {
+                // What the URL serves now: its content's digest.
+                let part = file_part(0o600, 0, 0, Some(&digest));
+                inputs.files.insert(src.clone(), part);
             }
+            // Remote archives are extracted only with --unpack.
+            sources.push(Source::Items(vec![(item, c.unpack == Some(true))]));
             continue;
         }
         if let Some(g) = crate::remote::git_source(&src).filter(|_| is_add) {
-            items.extend(git_items(cx, state, c, &src, g)?);
+            let (items, commit) = git_items(cx, state, c, &src, g)?;
+            if key_files {
+                inputs.files.insert(src.clone(), format!("git {commit}"));
+            }
+            sources.push(Source::Items(
+                items.into_iter().map(|i| (i, false)).collect(),
+            ));
             continue;
         }
-        for mut item in expand(sources.fs(), &src, c.parents).map_err(|e| cx.error(e))? {
-            if let Some(ex) = &excludes {
-                item.entries
-                    .retain(|e| e.rel.is_empty() || !ex.excluded(&e.rel));
+        if cx.copy_from.is_some() {
+            sources.push(Source::FromStage(src));
+            continue;
+        }
+        let mut items = expand(&cx.build.context, &src, c.parents).map_err(|e| cx.error(e))?;
+        exclude(&mut items, excludes.as_ref());
+        if key_files {
+            super::inputs::insert_entries(&mut inputs, &items).map_err(|e| cx.error(e))?;
+        }
+        let extracts = is_add && c.unpack != Some(false);
+        sources.push(Source::Items(
+            items.into_iter().map(|i| (i, extracts)).collect(),
+        ));
+    }
+    let resolved = ResolvedCopy {
+        args: c,
+        is_add,
+        raw_dest,
+        dest,
+        chmod,
+        excludes,
+        sources,
+        shown_sources,
+    };
+    Ok((resolved, inputs))
+}
+
+/// `--exclude`d entries dropped from the items.
+fn exclude(items: &mut [SourceItem], excludes: Option<&IgnoreMatcher>) {
+    if let Some(ex) = excludes {
+        for item in items {
+            item.entries
+                .retain(|e| e.rel.is_empty() || !ex.excluded(&e.rel));
+        }
+    }
+}
+
+/// Place what `resolve` read.
+pub(crate) fn apply(
+    cx: &StepCx,
+    state: &mut StageState,
+    r: ResolvedCopy,
+) -> Result<(), BuildError> {
+    let c = r.args;
+    let kw = if r.is_add { "ADD" } else { "COPY" };
+    let opts = copy_options(cx, state, c, r.chmod)?;
+    let from = match r.sources.iter().any(|s| matches!(s, Source::FromStage(_))) {
+        true => Some(sources(cx, c)?),
+        false => None,
+    };
+    let mut items: Vec<SourceItem> = Vec::new();
+    let mut archives: Vec<(PathBuf, String)> = Vec::new();
+    for source in r.sources {
+        let resolved = match (source, &from) {
+            (Source::Items(items), _) => items,
+            (Source::FromStage(src), Some(from)) => {
+                let mut read = expand(from.fs(), &src, c.parents).map_err(|e| cx.error(e))?;
+                exclude(&mut read, r.excludes.as_ref());
+                read.into_iter().map(|i| (i, false)).collect()
             }
-            match local_archive(&item, is_add && c.from.is_none() && c.unpack != Some(false)) {
+            (Source::FromStage(_), None) => Vec::new(),
+        };
+        for (item, extracts) in resolved {
+            match local_archive(&item, extracts) {
                 Some(p) => archives.push((p, item.path.clone())),
                 None => items.push(item),
             }
         }
     }
+    let shown_sources = r.shown_sources;
     if items.is_empty() && archives.is_empty() {
         return Err(cx.error(format!("{kw}: no file matches {}", shown_sources.join(" "))));
     }
     let placement = Placement {
         items: &items,
         archives: &archives,
-        dest: &dest,
+        dest: &r.dest,
         opts: &opts,
         parents: c.parents,
     };
-    let created_by = format!("{kw} {} {}", shown_sources.join(" "), raw_dest);
+    let created_by = format!("{kw} {} {}", shown_sources.join(" "), r.raw_dest);
     if c.link {
         // A layer of its own, made on an empty tree: independent of what is
         // below it (BuildKit's COPY --link), then laid over the stage.
@@ -144,16 +254,18 @@ pub fn copy(
     cx.commit_and_refresh(state, created_by)
 }
 
-fn copy_options(cx: &StepCx, state: &StageState, c: &CopyArgs) -> Result<CopyOptions, BuildError> {
+/// `--chown` looked up in the stage's files (they are there by now).
+fn copy_options(
+    cx: &StepCx,
+    state: &StageState,
+    c: &CopyArgs,
+    chmod: Option<Chmod>,
+) -> Result<CopyOptions, BuildError> {
     let chown = match &c.chown {
         Some(spec) => {
             let spec = cx.expand(state, spec)?;
             Some(resolve_chown(&state.tree, &spec).map_err(|e| cx.error(e))?)
         }
-        None => None,
-    };
-    let chmod = match &c.chmod {
-        Some(m) => Some(Chmod::parse(&cx.expand(state, m)?).map_err(|e| cx.error(e))?),
         None => None,
     };
     Ok(CopyOptions {
@@ -194,18 +306,22 @@ fn excludes(
     Ok(Some(matcher))
 }
 
-/// A heredoc source as one file (expanded unless its name was quoted).
-fn heredoc_item(cx: &StepCx, state: &StageState, h: &Heredoc) -> Result<SourceItem, BuildError> {
-    let mut content = h.effective_content();
-    if h.expand {
-        let mut lex = cx.build.lex;
-        lex.raw_quotes = true;
-        lex.raw_escapes = true;
-        content = lex
-            .process_word(&content, &|k: &str| state.lookup(k))
-            .map_err(|e| cx.error(e))?;
+/// A heredoc's content (expanded unless its name was quoted).
+fn heredoc_content(cx: &StepCx, state: &StageState, h: &Heredoc) -> Result<String, BuildError> {
+    let content = h.effective_content();
+    if !h.expand {
+        return Ok(content);
     }
-    Ok(SourceItem {
+    let mut lex = cx.build.lex;
+    lex.raw_quotes = true;
+    lex.raw_escapes = true;
+    lex.process_word(&content, &|k: &str| state.lookup(k))
+        .map_err(|e| cx.error(e))
+}
+
+/// A heredoc source as one file.
+fn heredoc_item(cx: &StepCx, h: &Heredoc, content: String) -> SourceItem {
+    SourceItem {
         name: h.name.clone(),
         path: h.name.clone(),
         parents: Vec::new(),
@@ -222,7 +338,7 @@ fn heredoc_item(cx: &StepCx, state: &StageState, h: &Heredoc) -> Result<SourceIt
             link_key: None,
             xattrs: BTreeMap::new(),
         }],
-    })
+    }
 }
 
 /// Where a COPY's sources go, applied to the stage's tree or, with
@@ -266,13 +382,14 @@ impl Placement<'_> {
     }
 }
 
-/// `ADD <URL>`: the downloaded file (checked against `--checksum`).
+/// `ADD <URL>`: the downloaded file (checked against `--checksum`), and
+/// its content's digest.
 fn url_item(
     cx: &StepCx,
     state: &StageState,
     c: &CopyArgs,
     url: &str,
-) -> Result<SourceItem, BuildError> {
+) -> Result<(SourceItem, String), BuildError> {
     let f = cx.build.remote.fetch(url).map_err(|e| cx.error(e))?;
     if let Some(want) = &c.checksum {
         let want = cx.expand(state, want)?;
@@ -284,7 +401,7 @@ fn url_item(
             }));
         }
     }
-    Ok(SourceItem {
+    let item = SourceItem {
         name: f.name.clone(),
         path: f.name,
         parents: Vec::new(),
@@ -301,18 +418,19 @@ fn url_item(
             link_key: None,
             xattrs: BTreeMap::new(),
         }],
-    })
+    };
+    Ok((item, f.digest))
 }
 
 /// `ADD <git repository>`: its files (the subdirectory named, `.git` only
-/// with `--keep-git-dir`); `--checksum` names the commit.
+/// with `--keep-git-dir`) and its commit; `--checksum` names the commit.
 fn git_items(
     cx: &StepCx,
     state: &StageState,
     c: &CopyArgs,
     src: &str,
     mut g: crate::remote::GitSource,
-) -> Result<Vec<SourceItem>, BuildError> {
+) -> Result<(Vec<SourceItem>, String), BuildError> {
     g.keep_git_dir |= c.keep_git_dir;
     let (dir, commit) = cx.build.remote.clone_git(&g).map_err(|e| cx.error(e))?;
     if let Some(want) = &c.checksum {
@@ -329,7 +447,8 @@ fn git_items(
         root: dir,
         ignore: crate::ignore::IgnoreMatcher::default(),
     };
-    expand_source(&fs, ".").map_err(|e| cx.error(e))
+    let items = expand_source(&fs, ".").map_err(|e| cx.error(e))?;
+    Ok((items, commit))
 }
 
 /// A local archive that ADD extracts (not for `--from` sources).

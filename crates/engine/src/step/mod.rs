@@ -1,11 +1,14 @@
 //! Steps: one free function per instruction family over a borrowed
-//! context (`StepCx`) and the stage's state. `dispatch` is the one match.
+//! context (`StepCx`) and the stage's state, in two phases (`resolve`,
+//! then `apply`; see `resolve.rs`).
 //! A step never sees the engine: what it may read (the plan, options,
 //! build context, the stage it copies from) is lent to it.
 
 mod config;
 mod copy;
+mod inputs;
 pub(crate) mod mounts;
+mod resolve;
 mod run;
 mod workdir;
 
@@ -26,7 +29,8 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc::Sender;
 
-pub(crate) use copy::{heredoc_for, Sources};
+pub(crate) use inputs::Inputs;
+pub(crate) use resolve::{apply, resolve, LayerClass, Resolved};
 
 /// What every step of a build may read.
 pub(crate) struct BuildCx<'a> {
@@ -218,49 +222,12 @@ impl StepCx<'_> {
     }
 }
 
-/// Run one instruction on the stage.
+/// Run one instruction on the stage (no key: nothing read for it only).
 pub(crate) fn dispatch(
     cx: &StepCx,
     state: &mut StageState,
     ins: &Instruction,
 ) -> Result<(), BuildError> {
-    // Steps that read or change files need the tree: base layers and
-    // cache hits are fetched and applied now, not before. COPY, ADD and
-    // WORKDIR read only what the files are, unless a user or group name
-    // must be looked up in the image's files.
-    let names = |spec: Option<&String>| spec.is_some_and(|s| crate::users::names_someone(s));
-    let prepared = match ins {
-        Instruction::Run(_) => state.force(&cx.build.layers()),
-        Instruction::Copy(c) | Instruction::Add(c) if names(c.chown.as_ref()) => {
-            state.force(&cx.build.layers())
-        }
-        Instruction::Workdir(_) if names(Some(&state.config.config.user)) => {
-            state.force(&cx.build.layers())
-        }
-        Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_) => {
-            state.describe(&cx.build.layers())
-        }
-        _ => Ok(()),
-    };
-    prepared.map_err(|e| cx.error(e))?;
-    match ins {
-        Instruction::From { .. } => Err(cx.error("FROM is not allowed here")),
-        Instruction::Run(r) => run::run(cx, state, r),
-        Instruction::Arg(decls) => config::arg(cx, state, decls),
-        Instruction::Env(pairs) => config::env(cx, state, pairs),
-        Instruction::Label(pairs) => config::label(cx, state, pairs),
-        Instruction::Maintainer(m) => config::maintainer(cx, state, m),
-        Instruction::Cmd(c) => config::cmd(cx, state, c),
-        Instruction::Entrypoint(c) => config::entrypoint(cx, state, c),
-        Instruction::Shell(s) => config::shell(cx, state, s),
-        Instruction::Expose(ports) => config::expose(cx, state, ports),
-        Instruction::Volume(vols) => config::volume(cx, state, vols),
-        Instruction::User(u) => config::user(cx, state, u),
-        Instruction::StopSignal(s) => config::stop_signal(cx, state, s),
-        Instruction::Healthcheck(h) => config::healthcheck(cx, state, h),
-        Instruction::Onbuild(t) => config::onbuild(state, t),
-        Instruction::Workdir(w) => workdir::workdir(cx, state, w),
-        Instruction::Copy(c) => copy::copy(cx, state, c, false),
-        Instruction::Add(c) => copy::copy(cx, state, c, true),
-    }
+    let resolved = resolve(cx, state, ins, false)?;
+    apply(cx, state, resolved)
 }

@@ -3,7 +3,7 @@
 //! `--secret`, tmpfs, and binds of the context or another stage. What a
 //! mount shows is never part of the step's layer.
 
-use super::StepCx;
+use super::{Inputs, StepCx};
 use crate::error::BuildError;
 use crate::ignore::clean;
 use crate::options::SecretSource;
@@ -390,4 +390,47 @@ fn bind(
         }
     };
     Ok(MountSource::Host { path, writable })
+}
+
+/// What a RUN's mounts bring in, as key inputs: the context files a bind
+/// shows, the key of the stage or image a bind or cache comes `from=`
+/// (BuildKit makes them inputs of the step). What cannot be read is an
+/// error, never a key that leaves it out.
+pub(crate) fn inputs(
+    cx: &StepCx,
+    state: &StageState,
+    run: &kiln_dockerfile::instructions::RunArgs,
+) -> Result<Inputs, BuildError> {
+    let mut inputs = Inputs::default();
+    for (n, m) in run.mounts.iter().enumerate() {
+        if !matches!(m.kind, MountKind::Bind | MountKind::Cache) {
+            continue;
+        }
+        let source = match option(m, &["source", "src"]) {
+            Some(s) => cx.expand(state, s)?,
+            None => String::new(),
+        };
+        let rel = clean(&format!("/{source}"));
+        let prefix = format!("mount {n} ");
+        match m.option("from") {
+            Some(from) => {
+                let s = from_state(cx, state, from)?;
+                inputs
+                    .files
+                    .insert(format!("{prefix}from"), format!("{} {rel}", s.cache_key));
+            }
+            None if m.kind == MountKind::Bind => {
+                let within = match rel.trim_start_matches('/') {
+                    "" => ".",
+                    r => r,
+                };
+                let items = crate::source::expand_source(&cx.build.context, within)
+                    .map_err(|e| cx.error(e))?;
+                super::inputs::insert_entries_under(&mut inputs, &prefix, &items)
+                    .map_err(|e| cx.error(e))?;
+            }
+            None => {}
+        }
+    }
+    Ok(inputs)
 }
