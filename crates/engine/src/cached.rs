@@ -5,33 +5,14 @@
 //! warning: never a failed or wrong build.
 
 use crate::clock::now_unclamped;
-use crate::engine::first_line;
 use crate::error::BuildError;
 use crate::events::{Event, StepRecord};
 use crate::stage::{Layer, StageState};
 use crate::step::{apply, resolve, LayerClass, Resolved, StepCx};
+use crate::text::first_line;
 use kiln_cache::{CacheEntry, CacheOutcome, KeyParts, LayerCache, NewEntry};
 use kiln_dockerfile::instructions::Instruction;
 use kiln_image::LayerBlob;
-
-/// Steps shared by builds in one process (the platforms of one
-/// `--platform a,b` build): a step whose key another build is running
-/// waits for it and takes its result, so a `FROM --platform=$BUILDPLATFORM`
-/// stage that does not depend on the target runs once.
-#[derive(Default)]
-pub struct SharedSteps {
-    slots: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Slot>>>,
-}
-
-/// A key's result once a build has it.
-type Slot = std::sync::Mutex<Option<CacheEntry>>;
-
-impl SharedSteps {
-    fn slot(&self, key: &str) -> std::sync::Arc<Slot> {
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        slots.entry(key.to_string()).or_default().clone()
-    }
-}
 
 /// Run one step through the cache; says what happened.
 pub(crate) fn step(

@@ -11,8 +11,9 @@ use crate::layerstore::LayerStore;
 use crate::locks::lock;
 use crate::options::{BuildOptions, CacheLocation};
 use crate::source::ContextFs;
-use crate::stage::StageState;
+use crate::stage::{Images, StageState, Stages};
 use crate::step::{dispatch, BuildCx, StepCx};
+use crate::text::first_line;
 use kiln_cache::{LayerCache, LayoutCache, RegistryCache};
 use kiln_dockerfile::instructions::{from_node, Instruction};
 use kiln_dockerfile::shell::Lex;
@@ -35,13 +36,8 @@ pub struct Services {
     pub isolation: Option<Isolation>,
     pub cache: Option<Box<dyn LayerCache>>,
     /// Shared with builds of other platforms in this process.
-    pub shared_steps: Option<Arc<crate::cached::SharedSteps>>,
+    pub shared_steps: Option<Arc<crate::shared::SharedSteps>>,
 }
-
-/// Stages built so far (shared by stages that run in parallel).
-pub(crate) type Stages = HashMap<usize, Arc<StageState>>;
-/// Images fetched for `COPY --from` and `RUN --mount from=`, by reference.
-pub(crate) type Images = HashMap<String, Arc<StageState>>;
 
 pub(crate) struct Engine<'a> {
     pub(crate) build: BuildCx<'a>,
@@ -187,16 +183,6 @@ fn copy_source<'s>(
         CopySource::Stage(i) => states.get(i).map(|s| &**s),
         CopySource::Image(r) => images.get(r).map(|s| &**s),
     }
-}
-
-/// The first line of an instruction, for messages.
-pub(crate) fn first_line(node: &AstNode) -> String {
-    node.original
-        .lines()
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_string()
 }
 
 impl<'a> Engine<'a> {

@@ -325,3 +325,8 @@ fn apply(tree: &mut FsTree, stored: &StoredLayer, digest: &str) -> Result<(), St
         None => Ok(()),
     }
 }
+
+/// Stages built so far (shared by stages that run in parallel).
+pub(crate) type Stages = std::collections::HashMap<usize, std::sync::Arc<StageState>>;
+/// Images fetched for `COPY --from` and `RUN --mount from=`, by reference.
+pub(crate) type Images = std::collections::HashMap<String, std::sync::Arc<StageState>>;

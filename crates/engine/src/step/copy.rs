@@ -244,7 +244,7 @@ pub(crate) fn apply(
         let entries = upper.take_changes();
         cx.commit_entries(state, entries, created_by)?;
         let laid = state.tree.merge(&upper).map_err(|e| cx.error(e))?;
-        crate::root::refresh(state, &laid, &[], super::run::fixed_root(cx))
+        crate::root::refresh(state, &laid, &[], cx.build.isolation.fixed_root())
             .map_err(|e| cx.error(e))?;
         return Ok(());
     }

@@ -59,7 +59,7 @@ pub(crate) struct BuildCx<'a> {
     /// The layer cache, until it fails.
     pub cache: std::sync::Mutex<Option<std::sync::Arc<dyn kiln_cache::LayerCache>>>,
     /// Steps shared with the other builds of this process (platforms).
-    pub shared_steps: Option<std::sync::Arc<crate::cached::SharedSteps>>,
+    pub shared_steps: Option<std::sync::Arc<crate::shared::SharedSteps>>,
     /// Layers being uploaded while they are written.
     pub uploads: std::sync::Mutex<Vec<FollowedUpload>>,
 }
@@ -117,8 +117,8 @@ pub(crate) struct StepCx<'a> {
     pub copy_from: Option<&'a StageState>,
     /// The stages built so far and the images fetched, for `RUN
     /// --mount=...,from=`.
-    pub stages: &'a crate::engine::Stages,
-    pub images: &'a crate::engine::Images,
+    pub stages: &'a crate::stage::Stages,
+    pub images: &'a crate::stage::Images,
     /// The stage's name (or index), for output lines.
     pub stage: &'a str,
     /// Whether the stage's layers go into the image as written (the
@@ -170,7 +170,7 @@ impl StepCx<'_> {
     ) -> Result<(), BuildError> {
         let (changed, deleted) = state.tree.pending();
         if self.commit(state, created_by)? {
-            crate::root::refresh(state, &changed, &deleted, run::fixed_root(self))
+            crate::root::refresh(state, &changed, &deleted, self.build.isolation.fixed_root())
                 .map_err(|e| self.error(e))?;
         }
         Ok(())

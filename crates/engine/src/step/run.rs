@@ -212,11 +212,6 @@ impl StageRootOnDisk<'_> {
     }
 }
 
-/// In-place mode's root.
-pub(crate) fn fixed_root<'a>(cx: &StepCx<'a>) -> Option<&'a kiln_sandbox::FixedRoot> {
-    cx.build.isolation.fixed_root()
-}
-
 /// The stage's layers as overlay lower directories, top first: stored
 /// and RUN layers as they are, other layers (COPY, ADD, WORKDIR)
 /// extracted from their blobs once. `None` when a layer cannot be used
