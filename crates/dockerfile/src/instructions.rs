@@ -4,7 +4,10 @@
 use crate::flags::Flags;
 use crate::parser::{Heredoc, Node};
 use crate::run_args::run_args;
-pub use crate::run_args::{Mount, MountKind, Network, RunArgs, Security};
+pub use crate::run_args::{
+    BindMount, CacheMount, Mount, MountKind, MountOwner, Network, RunArgs, SecretMount, Security,
+    SshMount, TmpfsMount,
+};
 use serde::Serialize;
 
 /// A command for RUN, CMD, ENTRYPOINT or HEALTHCHECK.

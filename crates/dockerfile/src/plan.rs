@@ -342,10 +342,9 @@ impl Plan {
                 let (copy_from, mount_froms): (Option<&String>, Vec<&str>) = match &step.instruction
                 {
                     Instruction::Copy(c) => (c.from.as_ref(), Vec::new()),
-                    Instruction::Run(r) => (
-                        None,
-                        r.mounts.iter().filter_map(|m| m.option("from")).collect(),
-                    ),
+                    Instruction::Run(r) => {
+                        (None, r.mounts.iter().filter_map(|m| m.from()).collect())
+                    }
                     _ => (None, Vec::new()),
                 };
                 let resolve = |r: &str| -> Result<CopySource, ParseError> {

@@ -8,7 +8,7 @@ use crate::error::BuildError;
 use crate::ignore::clean;
 use crate::options::SecretSource;
 use crate::stage::StageState;
-use kiln_dockerfile::instructions::{Mount, MountKind};
+use kiln_dockerfile::instructions::{BindMount, CacheMount, Mount, MountOwner, SecretMount};
 use kiln_layer::FileKind;
 use kiln_sandbox::{MountSource, StepMount};
 use kiln_snapshot::Change;
@@ -30,16 +30,6 @@ pub(crate) struct Mounts {
     _locks: Vec<File>,
 }
 
-fn option<'m>(m: &'m Mount, keys: &[&str]) -> Option<&'m str> {
-    keys.iter().find_map(|k| m.option(k))
-}
-
-fn flag(m: &Mount, key: &str) -> bool {
-    m.options
-        .iter()
-        .any(|(k, v)| k == key && (v.is_empty() || v == "true"))
-}
-
 pub(crate) fn prepare(
     cx: &StepCx,
     state: &StageState,
@@ -56,7 +46,7 @@ pub(crate) fn prepare(
     let workdir = super::workdir::working_dir(state);
     for (n, m) in mounts.iter().enumerate() {
         let expand = |v: &str| cx.expand(state, v);
-        let mut target = match option(m, &["target", "dst", "destination"]) {
+        let mut target = match m.target() {
             Some(t) => {
                 let t = expand(t)?;
                 Some(clean(&if t.starts_with('/') {
@@ -67,34 +57,35 @@ pub(crate) fn prepare(
             }
             None => None,
         };
-        let source = match m.kind {
-            MountKind::Cache => {
+        let source = match m {
+            Mount::Cache(c) => {
                 let target = target
                     .clone()
                     .ok_or_else(|| cx.error("RUN --mount=type=cache needs target="))?;
-                let id = option(m, &["id"])
-                    .map(expand)
-                    .transpose()?
-                    .unwrap_or(target.clone());
-                let seed = match option(m, &["from"]) {
+                let id =
+                    c.id.as_deref()
+                        .map(expand)
+                        .transpose()?
+                        .unwrap_or(target.clone());
+                let seed = match &c.from {
                     Some(from) => Some(from_state(cx, state, from)?),
                     None => None,
                 };
-                let (dir, lock) = cache_dir(cx, m, &id, seed, step_dir)?;
+                let (dir, lock) = cache_dir(cx, c, &id, seed, step_dir)?;
                 out._locks.extend(lock);
                 Some(MountSource::Host {
                     path: dir,
                     writable: true,
                 })
             }
-            MountKind::Tmpfs => {
-                let size = option(m, &["size"]).and_then(|s| s.parse::<u64>().ok());
+            Mount::Tmpfs(t) => {
+                let size = t.size.as_deref().and_then(|s| s.parse::<u64>().ok());
                 Some(MountSource::Tmpfs { size })
             }
-            MountKind::Secret => secret(cx, state, m, &target, step_dir, &mut out.env)?,
-            MountKind::Bind => Some(bind(cx, state, m, n, step_dir)?),
-            MountKind::Ssh => {
-                let id = option(m, &["id"]).unwrap_or("default");
+            Mount::Secret(s) => secret(cx, state, s, &target, step_dir, &mut out.env)?,
+            Mount::Bind(b) => Some(bind(cx, state, b, n, step_dir)?),
+            Mount::Ssh(s) => {
+                let id = s.id.as_deref().unwrap_or("default");
                 match cx.build.opts.ssh.iter().find(|(i, _)| i == id) {
                     Some((_, socket)) => {
                         let target =
@@ -107,7 +98,7 @@ pub(crate) fn prepare(
                             writable: true,
                         })
                     }
-                    None if flag(m, "required") => {
+                    None if s.required => {
                         return Err(cx.error(format!("RUN --mount=type=ssh: no SSH agent {id}: pass --ssh {id} (with $SSH_AUTH_SOCK set) or --ssh {id}=SOCKET")));
                     }
                     None => None,
@@ -133,10 +124,13 @@ pub(crate) fn prepare(
 /// A secret without `target=` goes to /run/secrets/ID (unless it is only
 /// an environment variable).
 fn default_target(cx: &StepCx, state: &StageState, m: &Mount) -> Option<String> {
-    if m.kind != MountKind::Secret || m.option("env").is_some() {
+    let Mount::Secret(s) = m else {
+        return None;
+    };
+    if s.env.is_some() {
         return None;
     }
-    let id = cx.expand(state, m.option("id")?).ok()?;
+    let id = cx.expand(state, s.id.as_deref()?).ok()?;
     Some(format!("/run/secrets/{id}"))
 }
 
@@ -182,13 +176,13 @@ pub(crate) fn without_empty_stubs(mut changes: Vec<Change>, stubs: &[String]) ->
 /// takes a fresh directory when another build holds it.
 fn cache_dir(
     cx: &StepCx,
-    m: &Mount,
+    m: &CacheMount,
     id: &str,
     seed: Option<&StageState>,
     step_dir: &Path,
 ) -> Result<(PathBuf, Option<File>), BuildError> {
     let err = |e: std::io::Error| cx.error(format!("cache mount {id}: {e}"));
-    let source = clean(&format!("/{}", option(m, &["source", "src"]).unwrap_or("")));
+    let source = clean(&format!("/{}", m.source.as_deref().unwrap_or("")));
     let key = match seed {
         Some(s) => format!("{id}\n{}\n{source}", s.cache_key),
         None => id.to_string(),
@@ -215,7 +209,7 @@ fn cache_dir(
                 "cache mount {id}: {source} is not a directory in from="
             )));
         }
-        set_owner_and_mode(m, &made, 0o755).map_err(err)?;
+        set_owner_and_mode(&m.owner, &made, 0o755).map_err(err)?;
         let renamed = std::fs::rename(&made, &dir);
         let _ = std::fs::remove_dir_all(&aside);
         if let Err(e) = renamed {
@@ -224,7 +218,7 @@ fn cache_dir(
             }
         }
     }
-    let sharing = option(m, &["sharing"]).unwrap_or("shared");
+    let sharing = m.sharing.as_deref().unwrap_or("shared");
     if sharing == "shared" {
         return Ok((dir, None));
     }
@@ -285,14 +279,14 @@ fn write_subtree(cx: &StepCx, from: &StageState, rel: &str, dir: &Path) -> Resul
 /// The mount's `uid=`/`gid=` (default 0) and `mode=` (octal) on `path`.
 /// The owner is best effort: unprivileged, chown to other IDs fails and
 /// the path keeps the caller's.
-fn set_owner_and_mode(m: &Mount, path: &Path, default_mode: u32) -> std::io::Result<()> {
-    let id_of = |k| {
-        option(m, &[k])
+fn set_owner_and_mode(owner: &MountOwner, path: &Path, default_mode: u32) -> std::io::Result<()> {
+    let id_of = |v: &Option<String>| {
+        v.as_deref()
             .and_then(|v| v.parse::<u32>().ok())
             .unwrap_or(0)
     };
-    let _ = std::os::unix::fs::chown(path, Some(id_of("uid")), Some(id_of("gid")));
-    let mode = option(m, &["mode"])
+    let _ = std::os::unix::fs::chown(path, Some(id_of(&owner.uid)), Some(id_of(&owner.gid)));
+    let mode = (owner.mode.as_deref())
         .and_then(|v| u32::from_str_radix(v, 8).ok())
         .unwrap_or(default_mode);
     use std::os::unix::fs::PermissionsExt;
@@ -304,12 +298,12 @@ fn set_owner_and_mode(m: &Mount, path: &Path, default_mode: u32) -> std::io::Res
 fn secret(
     cx: &StepCx,
     state: &StageState,
-    m: &Mount,
+    m: &SecretMount,
     target: &Option<String>,
     step_dir: &Path,
     env: &mut Vec<String>,
 ) -> Result<Option<MountSource>, BuildError> {
-    let id = match (m.option("id"), target) {
+    let id = match (m.id.as_deref(), target) {
         (Some(id), _) => cx.expand(state, id)?,
         (None, Some(t)) => t.rsplit('/').next().unwrap_or("").to_string(),
         (None, None) => return Err(cx.error("RUN --mount=type=secret needs id= or target=")),
@@ -323,14 +317,14 @@ fn secret(
         None => None,
     };
     let Some(value) = value else {
-        if flag(m, "required") {
+        if m.required {
             return Err(cx.error(format!(
                 "secret {id} is required: pass --secret id={id},src=FILE or id={id},env=VAR"
             )));
         }
         return Ok(None);
     };
-    if let Some(var) = m.option("env") {
+    if let Some(var) = &m.env {
         env.push(format!("{var}={}", String::from_utf8_lossy(&value)));
         if target.is_none() {
             return Ok(None);
@@ -340,7 +334,8 @@ fn secret(
     std::fs::create_dir_all(&dir).map_err(|e| cx.error(format!("secret {id}: {e}")))?;
     let file = dir.join(hex::encode(&Sha256::digest(id.as_bytes())[..8]));
     std::fs::write(&file, &value).map_err(|e| cx.error(format!("secret {id}: {e}")))?;
-    set_owner_and_mode(m, &file, 0o400).map_err(|e| cx.error(format!("secret {id}: {e}")))?;
+    set_owner_and_mode(&m.owner, &file, 0o400)
+        .map_err(|e| cx.error(format!("secret {id}: {e}")))?;
     Ok(Some(MountSource::Host {
         path: file,
         writable: false,
@@ -352,17 +347,17 @@ fn secret(
 fn bind(
     cx: &StepCx,
     state: &StageState,
-    m: &Mount,
+    m: &BindMount,
     n: usize,
     step_dir: &Path,
 ) -> Result<MountSource, BuildError> {
-    let source = option(m, &["source", "src"])
+    let source = (m.source.as_deref())
         .map(|s| cx.expand(state, s))
         .transpose()?;
     let rel = clean(&format!("/{}", source.unwrap_or_default()));
-    let writable = flag(m, "rw") || flag(m, "readwrite");
+    let writable = m.readwrite;
     let copy_dir = step_dir.join(format!("bind-{n}"));
-    let path = match option(m, &["from"]) {
+    let path = match &m.from {
         None => {
             // Inside the context: symlinks resolved within it, never out
             // (Buildah's CVE-2024-1753).
@@ -403,23 +398,25 @@ pub(crate) fn inputs(
 ) -> Result<Inputs, BuildError> {
     let mut inputs = Inputs::default();
     for (n, m) in run.mounts.iter().enumerate() {
-        if !matches!(m.kind, MountKind::Bind | MountKind::Cache) {
-            continue;
-        }
-        let source = match option(m, &["source", "src"]) {
+        let (source, is_bind) = match m {
+            Mount::Bind(b) => (&b.source, true),
+            Mount::Cache(c) => (&c.source, false),
+            _ => continue,
+        };
+        let source = match source {
             Some(s) => cx.expand(state, s)?,
             None => String::new(),
         };
         let rel = clean(&format!("/{source}"));
         let prefix = format!("mount {n} ");
-        match m.option("from") {
+        match m.from() {
             Some(from) => {
                 let s = from_state(cx, state, from)?;
                 inputs
                     .files
                     .insert(format!("{prefix}from"), format!("{} {rel}", s.cache_key));
             }
-            None if m.kind == MountKind::Bind => {
+            None if is_bind => {
                 let within = match rel.trim_start_matches('/') {
                     "" => ".",
                     r => r,
