@@ -2,6 +2,7 @@
 //! takes (BuildKit's BFlags): unknown, duplicate and valueless flags are
 //! errors.
 
+use crate::invalid::Invalid;
 use crate::parser::Node;
 
 /// Parsed `--name[=value]` flags of one instruction.
@@ -10,7 +11,7 @@ pub(crate) struct Flags {
 }
 
 impl Flags {
-    pub(crate) fn parse(node: &Node, allowed: &[&str]) -> Result<Flags, String> {
+    pub(crate) fn parse(node: &Node, allowed: &[&str]) -> Result<Flags, Invalid> {
         let mut items = Vec::new();
         for raw in &node.flags {
             let body = raw.strip_prefix("--").unwrap_or(raw);
@@ -19,53 +20,54 @@ impl Flags {
                 None => (body, None),
             };
             if !allowed.contains(&name) {
-                return Err(format!(
-                    "unknown flag: --{name} (for {})",
-                    node.keyword.to_uppercase()
-                ));
+                return Err(Invalid::UnknownFlag {
+                    flag: name.to_string(),
+                    instruction: node.keyword.to_uppercase(),
+                });
             }
             items.push((name.to_string(), value));
         }
         Ok(Flags { items })
     }
 
-    pub(crate) fn string(&self, name: &str) -> Result<Option<String>, String> {
+    pub(crate) fn string(&self, name: &str) -> Result<Option<String>, Invalid> {
         let mut found = None;
         for (n, v) in &self.items {
             if n == name {
                 if found.is_some() {
-                    return Err(format!("duplicate flag specified: --{name}"));
+                    return Err(Invalid::DuplicateFlag(name.to_string()));
                 }
                 found = Some(
                     v.clone()
-                        .ok_or_else(|| format!("missing a value on flag: --{name}"))?,
+                        .ok_or_else(|| Invalid::FlagWithoutValue(name.to_string()))?,
                 );
             }
         }
         Ok(found)
     }
 
-    pub(crate) fn strings(&self, name: &str) -> Result<Vec<String>, String> {
+    pub(crate) fn strings(&self, name: &str) -> Result<Vec<String>, Invalid> {
         self.items
             .iter()
             .filter(|(n, _)| n == name)
             .map(|(_, v)| {
                 v.clone()
-                    .ok_or_else(|| format!("missing a value on flag: --{name}"))
+                    .ok_or_else(|| Invalid::FlagWithoutValue(name.to_string()))
             })
             .collect()
     }
 
-    pub(crate) fn bool(&self, name: &str) -> Result<bool, String> {
+    pub(crate) fn bool(&self, name: &str) -> Result<bool, Invalid> {
         match self.string_or_flag(name) {
             None => Ok(false),
             Some(None) => Ok(true),
             Some(Some(v)) => match v.to_ascii_lowercase().as_str() {
                 "true" | "1" => Ok(true),
                 "false" | "0" => Ok(false),
-                _ => Err(format!(
-                    "expecting boolean value for flag --{name}, not: {v}"
-                )),
+                _ => Err(Invalid::NotBool {
+                    flag: name.to_string(),
+                    value: v,
+                }),
             },
         }
     }

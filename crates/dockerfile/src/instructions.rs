@@ -2,6 +2,7 @@
 //! words stay unexpanded (expansion needs the environment of each step).
 
 use crate::flags::Flags;
+use crate::invalid::Invalid;
 use crate::parser::{Heredoc, Node};
 use crate::run_args::run_args;
 pub use crate::run_args::{
@@ -133,15 +134,16 @@ fn command_of(node: &Node) -> Command {
     }
 }
 
-fn need_args(node: &Node, min: usize) -> Result<(), String> {
+fn need_args(node: &Node, min: usize) -> Result<(), Invalid> {
     if node.args.len() < min {
         let kw = node.keyword.to_uppercase();
         return Err(match min {
-            1 => format!("{kw} requires at least one argument"),
-            _ => format!(
-                "{kw} requires at least {min} arguments, but only {} provided",
-                node.args.len()
-            ),
+            1 => Invalid::NeedsArgument(kw),
+            _ => Invalid::NeedsArguments {
+                instruction: kw,
+                min,
+                given: node.args.len(),
+            },
         });
     }
     Ok(())
@@ -154,11 +156,11 @@ fn pairs(args: &[String]) -> Vec<(String, String)> {
 }
 
 /// Parses Go-style durations: `1h2m3s`, `500ms`, `0s`, `10us`.
-pub fn parse_duration(s: &str) -> Result<i64, String> {
+pub fn parse_duration(s: &str) -> Result<i64, Invalid> {
     if s == "0" {
         return Ok(0);
     }
-    let bad = || format!("time: invalid duration {s:?}");
+    let bad = || Invalid::Duration(s.to_string());
     let mut total: f64 = 0.0;
     let mut rest = s;
     if rest.is_empty() {
@@ -191,7 +193,7 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
     Ok(total as i64)
 }
 
-fn healthcheck(node: &Node) -> Result<HealthcheckArgs, String> {
+fn healthcheck(node: &Node) -> Result<HealthcheckArgs, Invalid> {
     let flags = Flags::parse(
         node,
         &[
@@ -210,16 +212,16 @@ fn healthcheck(node: &Node) -> Result<HealthcheckArgs, String> {
     let test = match typ.as_str() {
         "NONE" => {
             if node.args.len() > 1 {
-                return Err("HEALTHCHECK NONE takes no arguments".into());
+                return Err(Invalid::HealthcheckNoneArguments);
             }
             if !node.flags.is_empty() {
-                return Err("HEALTHCHECK NONE takes no flags".into());
+                return Err(Invalid::HealthcheckNoneFlags);
             }
             vec!["NONE".to_string()]
         }
         "CMD" => {
             if node.args.len() < 2 {
-                return Err("Missing command after HEALTHCHECK CMD".into());
+                return Err(Invalid::HealthcheckNoCommand);
             }
             if node.json {
                 let mut t = vec!["CMD".to_string()];
@@ -229,16 +231,19 @@ fn healthcheck(node: &Node) -> Result<HealthcheckArgs, String> {
                 vec!["CMD-SHELL".to_string(), node.args[1].clone()]
             }
         }
-        "" => return Err("HEALTHCHECK requires an argument (CMD or NONE)".into()),
-        other => return Err(format!("Unknown type {other:?} in HEALTHCHECK (try CMD)")),
+        "" => return Err(Invalid::HealthcheckNoType),
+        other => return Err(Invalid::HealthcheckType(other.to_string())),
     };
-    let dur = |name: &str| -> Result<i64, String> {
+    let dur = |name: &str| -> Result<i64, Invalid> {
         match flags.string(name)? {
             None => Ok(0),
             Some(v) => {
-                let d = parse_duration(&v).map_err(|e| format!("--{name}: {e}"))?;
+                let d = parse_duration(&v).map_err(|_| Invalid::DurationFlag {
+                    flag: name.to_string(),
+                    value: v.clone(),
+                })?;
                 if d != 0 && d < 1_000_000 {
-                    return Err(format!("Interval {name:?} cannot be less than 1ms"));
+                    return Err(Invalid::IntervalTooShort(name.to_string()));
                 }
                 Ok(d)
             }
@@ -247,11 +252,9 @@ fn healthcheck(node: &Node) -> Result<HealthcheckArgs, String> {
     let retries = match flags.string("retries")? {
         None => 0,
         Some(v) => {
-            let r: i64 = v
-                .parse()
-                .map_err(|_| format!("--retries: invalid number {v:?}"))?;
+            let r: i64 = v.parse().map_err(|_| Invalid::Retries(v.clone()))?;
             if r < 0 {
-                return Err("--retries cannot be negative".into());
+                return Err(Invalid::NegativeRetries);
             }
             r
         }
@@ -266,7 +269,7 @@ fn healthcheck(node: &Node) -> Result<HealthcheckArgs, String> {
     })
 }
 
-fn copy_args(node: &Node, is_add: bool) -> Result<CopyArgs, String> {
+fn copy_args(node: &Node, is_add: bool) -> Result<CopyArgs, Invalid> {
     let allowed: &[&str] = if is_add {
         &[
             "chown",
@@ -306,7 +309,7 @@ fn copy_args(node: &Node, is_add: bool) -> Result<CopyArgs, String> {
 
 /// Makes a typed instruction from a node; the error is a message without
 /// location (the caller adds file and line).
-pub fn from_node(node: &Node) -> Result<Instruction, String> {
+pub fn from_node(node: &Node) -> Result<Instruction, Invalid> {
     let kw = node.keyword.as_str();
     let no_flags = |n: &Node| Flags::parse(n, &[]).map(|_| ());
     Ok(match kw {
@@ -316,15 +319,15 @@ pub fn from_node(node: &Node) -> Result<Instruction, String> {
             let name = match a.len() {
                 1 => None,
                 3 if a[1].eq_ignore_ascii_case("as") => Some(a[2].to_ascii_lowercase()),
-                0 => return Err("FROM requires at least one argument".into()),
-                _ => return Err("FROM requires either one or three arguments".into()),
+                0 => return Err(Invalid::NeedsArgument("FROM".into())),
+                _ => return Err(Invalid::FromOneOrThree),
             };
             if let Some(n) = &name {
                 let ok = n.chars().next().is_some_and(|c| c.is_ascii_lowercase())
                     && n.chars()
                         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
                 if !ok {
-                    return Err(format!("invalid name for build stage: {n:?}, name can't start with a number or contain symbols"));
+                    return Err(Invalid::StageName(n.to_string()));
                 }
             }
             Instruction::From {
@@ -349,7 +352,7 @@ pub fn from_node(node: &Node) -> Result<Instruction, String> {
         "shell" => {
             no_flags(node)?;
             if !node.json {
-                return Err("SHELL requires the arguments to be in JSON form".into());
+                return Err(Invalid::ShellNotJson);
             }
             need_args(node, 1)?;
             Instruction::Shell(node.args.clone())
@@ -357,10 +360,7 @@ pub fn from_node(node: &Node) -> Result<Instruction, String> {
         "env" | "label" => {
             no_flags(node)?;
             if node.args.is_empty() {
-                return Err(format!(
-                    "{} requires at least one argument",
-                    kw.to_uppercase()
-                ));
+                return Err(Invalid::NeedsArgument(kw.to_uppercase()));
             }
             let p = pairs(&node.args);
             if kw == "env" {
@@ -385,7 +385,7 @@ pub fn from_node(node: &Node) -> Result<Instruction, String> {
             no_flags(node)?;
             need_args(node, 1)?;
             if node.args.iter().any(|v| v.trim().is_empty()) {
-                return Err("VOLUME specified can not be an empty string".into());
+                return Err(Invalid::EmptyVolume);
             }
             Instruction::Volume(node.args.clone())
         }
@@ -409,7 +409,7 @@ pub fn from_node(node: &Node) -> Result<Instruction, String> {
                     None => (w.clone(), None),
                 };
                 if k.is_empty() {
-                    return Err(format!("ARG names can not be blank: {w:?}"));
+                    return Err(Invalid::BlankArg(w.clone()));
                 }
                 decls.push((k, v));
             }
@@ -418,17 +418,12 @@ pub fn from_node(node: &Node) -> Result<Instruction, String> {
         "onbuild" => {
             no_flags(node)?;
             let Some(sub) = &node.sub else {
-                return Err("ONBUILD requires at least one argument".into());
+                return Err(Invalid::NeedsArgument("ONBUILD".into()));
             };
             match sub.keyword.as_str() {
-                "onbuild" => {
-                    return Err("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".into())
-                }
+                "onbuild" => return Err(Invalid::OnbuildChain),
                 "from" | "maintainer" => {
-                    return Err(format!(
-                        "{} isn't allowed as an ONBUILD trigger",
-                        sub.keyword.to_uppercase()
-                    ))
+                    return Err(Invalid::OnbuildTrigger(sub.keyword.to_uppercase()))
                 }
                 _ => {}
             }
@@ -438,7 +433,7 @@ pub fn from_node(node: &Node) -> Result<Instruction, String> {
             Instruction::Onbuild(text.to_string())
         }
         "healthcheck" => Instruction::Healthcheck(healthcheck(node)?),
-        other => return Err(format!("unknown instruction: {}", other.to_uppercase())),
+        other => return Err(Invalid::UnknownInstruction(other.to_uppercase())),
     })
 }
 
@@ -448,7 +443,7 @@ mod tests {
 
     fn one(src: &str) -> Result<Instruction, String> {
         let ast = crate::parse("D", src).map_err(|e| e.to_string())?;
-        from_node(&ast.nodes[0])
+        from_node(&ast.nodes[0]).map_err(|e| e.to_string())
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod dump;
 pub mod error;
 mod flags;
 pub mod instructions;
+pub mod invalid;
 mod line_parsers;
 pub mod parser;
 pub mod plan;

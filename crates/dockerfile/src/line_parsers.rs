@@ -2,6 +2,8 @@
 //! `frontend/dockerfile/parser/line_parsers.go` so that the tree (and its
 //! `result` dump) is the same byte for byte.
 
+use crate::invalid::Invalid;
+
 /// Arguments of one instruction as the parser produces them.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Parsed {
@@ -134,7 +136,7 @@ pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<String> {
 
 /// ENV and LABEL: `KEY value` (legacy) or `k=v k2=v2`. Each pair yields
 /// key, value and separator.
-pub(crate) fn parse_name_val(rest: &str, key: &str, escape: char) -> Result<Parsed, String> {
+pub(crate) fn parse_name_val(rest: &str, key: &str, escape: char) -> Result<Parsed, Invalid> {
     let words = parse_words(rest, escape);
     if words.is_empty() {
         return Ok(Parsed::default());
@@ -142,7 +144,7 @@ pub(crate) fn parse_name_val(rest: &str, key: &str, escape: char) -> Result<Pars
     if !words[0].contains('=') {
         let parts = split_ws(rest, Some(2));
         if parts.len() < 2 {
-            return Err(format!("{key} must have two arguments"));
+            return Err(Invalid::NeedsTwoArguments(key.to_string()));
         }
         return Ok(Parsed {
             args: vec![parts[0].clone(), parts[1].clone(), String::new()],
@@ -152,9 +154,7 @@ pub(crate) fn parse_name_val(rest: &str, key: &str, escape: char) -> Result<Pars
     let mut args = Vec::new();
     for word in words {
         let Some((k, v)) = word.split_once('=') else {
-            return Err(format!(
-                "Syntax error - can't find = in {word:?}. Must be of the form: name=value"
-            ));
+            return Err(Invalid::NoEquals(word));
         };
         args.extend([k.to_string(), v.to_string(), "=".to_string()]);
     }
@@ -216,16 +216,13 @@ pub(crate) fn parse_json(rest: &str) -> JsonOutcome {
     }
 }
 
-pub(crate) const NOT_STRING_ARRAY: &str =
-    "when using JSON array syntax, arrays must be comprised of strings only";
-
-pub(crate) fn parse_maybe_json(rest: &str) -> Result<Parsed, String> {
+pub(crate) fn parse_maybe_json(rest: &str) -> Result<Parsed, Invalid> {
     if rest.is_empty() {
         return Ok(Parsed::default());
     }
     match parse_json(rest) {
         JsonOutcome::Array(args) => Ok(Parsed { args, json: true }),
-        JsonOutcome::NotStringArray => Err(NOT_STRING_ARRAY.to_string()),
+        JsonOutcome::NotStringArray => Err(Invalid::NotStringArray),
         JsonOutcome::NotJson => Ok(Parsed {
             args: vec![rest.to_string()],
             json: false,
@@ -233,16 +230,16 @@ pub(crate) fn parse_maybe_json(rest: &str) -> Result<Parsed, String> {
     }
 }
 
-pub(crate) fn parse_maybe_json_to_list(rest: &str) -> Result<Parsed, String> {
+pub(crate) fn parse_maybe_json_to_list(rest: &str) -> Result<Parsed, Invalid> {
     match parse_json(rest) {
         JsonOutcome::Array(args) => Ok(Parsed { args, json: true }),
-        JsonOutcome::NotStringArray => Err(NOT_STRING_ARRAY.to_string()),
+        JsonOutcome::NotStringArray => Err(Invalid::NotStringArray),
         JsonOutcome::NotJson => Ok(parse_strings_whitespace_delimited(rest)),
     }
 }
 
 /// HEALTHCHECK: a type word (`CMD`, `NONE`) then a maybe-JSON command.
-pub(crate) fn parse_health_config(rest: &str) -> Result<Parsed, String> {
+pub(crate) fn parse_health_config(rest: &str) -> Result<Parsed, Invalid> {
     let sep = rest.find(is_space).unwrap_or(rest.len());
     if sep == 0 {
         return Ok(Parsed::default());

@@ -4,6 +4,7 @@
 //! later with the environment each step sees.
 
 use crate::error::ParseError;
+use crate::invalid::Invalid;
 use crate::line_parsers::{self as lp, Parsed};
 use crate::shell::Lex;
 use regex::Regex;
@@ -256,7 +257,7 @@ pub fn parse(file: &str, src: &str) -> Result<Ast, ParseError> {
         let mut node = node_from_line(&line, d.escape).map_err(|m| {
             let src = ast.source_line(start_line);
             let col = src.chars().take_while(|c| c.is_whitespace()).count() + 1;
-            ast.error_at(start_line, col, m)
+            ast.error_at(start_line, col, m.to_string())
         })?;
         node.start_line = start_line;
         node.end_line = end_line;
@@ -264,7 +265,8 @@ pub fn parse(file: &str, src: &str) -> Result<Ast, ParseError> {
         node.empty_continuation = empty_continuation;
 
         if can_contain_heredoc(&node) && line.contains("<<") {
-            let docs = heredocs_from_line(&line).map_err(|m| ast.error_at(start_line, 1, m))?;
+            let docs = heredocs_from_line(&line)
+                .map_err(|m| ast.error_at(start_line, 1, m.to_string()))?;
             for mut doc in docs {
                 let mut terminated = false;
                 while i < raw.len() {
@@ -312,7 +314,7 @@ fn can_contain_heredoc(node: &Node) -> bool {
     matches!(n.keyword.as_str(), "run" | "copy" | "add") && !n.json
 }
 
-fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, String> {
+fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, Invalid> {
     let lex = Lex {
         escape: '\\',
         raw_quotes: true,
@@ -327,7 +329,7 @@ fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, String> {
         };
         let (open, close) = (&caps[3], &caps[5]);
         if open != close {
-            return Err("quoted heredoc quotes do not match".to_string());
+            return Err(Invalid::HeredocQuotes);
         }
         docs.push(Heredoc {
             name: caps[4].to_string(),
@@ -341,7 +343,7 @@ fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, String> {
 }
 
 /// Builds a node from one logical line (continuations joined).
-fn node_from_line(line: &str, escape: char) -> Result<Node, String> {
+fn node_from_line(line: &str, escape: char) -> Result<Node, Invalid> {
     let trimmed = line.trim();
     let mut parts = lp::split_ws(trimmed, Some(2)).into_iter();
     let cmd = parts.next().unwrap_or_default();

@@ -4,6 +4,7 @@
 
 use crate::error::ParseError;
 use crate::instructions::{self, Instruction};
+use crate::invalid::Invalid;
 use crate::parser::{Ast, Node};
 use crate::shell::Lex;
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,12 +43,10 @@ impl Platform {
     }
 
     /// Parses `os/arch[/variant]`.
-    pub fn parse(s: &str) -> Result<Platform, String> {
+    pub fn parse(s: &str) -> Result<Platform, Invalid> {
         let parts: Vec<&str> = s.split('/').collect();
         if parts.len() < 2 || parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
-            return Err(format!(
-                "invalid platform {s:?}: expected os/arch[/variant]"
-            ));
+            return Err(Invalid::Platform(s.to_string()));
         }
         Ok(Platform {
             os: parts[0].to_ascii_lowercase(),
@@ -211,7 +210,8 @@ impl Plan {
         let mut stages: Vec<Stage> = Vec::new();
 
         for node in &ast.nodes {
-            let instruction = instructions::from_node(node).map_err(|m| ast.error_in(node, m))?;
+            let instruction =
+                instructions::from_node(node).map_err(|m| ast.error_in(node, m.to_string()))?;
             match instruction {
                 Instruction::From {
                     image,

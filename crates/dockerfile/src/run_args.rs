@@ -3,6 +3,7 @@
 
 use crate::flags::Flags;
 use crate::instructions::Command;
+use crate::invalid::Invalid;
 use crate::parser::{Heredoc, Node};
 use serde::Serialize;
 
@@ -110,7 +111,7 @@ pub struct SshMount {
 }
 
 impl Mount {
-    pub fn parse(spec: &str) -> Result<Mount, String> {
+    pub fn parse(spec: &str) -> Result<Mount, Invalid> {
         let mut kind = MountKind::Bind;
         let mut options: Vec<(String, String)> = Vec::new();
         for field in spec.split(',').filter(|f| !f.is_empty()) {
@@ -123,7 +124,7 @@ impl Mount {
                     "tmpfs" => MountKind::Tmpfs,
                     "secret" => MountKind::Secret,
                     "ssh" => MountKind::Ssh,
-                    other => return Err(format!("unsupported mount type {other:?}")),
+                    other => return Err(Invalid::MountType(other.to_string())),
                 };
             } else {
                 options.push((k, v.to_string()));
@@ -215,7 +216,7 @@ impl Mount {
 }
 
 /// RUN's arguments: its command and typed flags.
-pub(crate) fn run_args(node: &Node, command: Command) -> Result<RunArgs, String> {
+pub(crate) fn run_args(node: &Node, command: Command) -> Result<RunArgs, Invalid> {
     let flags = Flags::parse(node, &["mount", "network", "security"])?;
     Ok(RunArgs {
         command,
@@ -228,20 +229,12 @@ pub(crate) fn run_args(node: &Node, command: Command) -> Result<RunArgs, String>
             None | Some("default") => Network::Default,
             Some("none") => Network::None,
             Some("host") => Network::Host,
-            Some(other) => {
-                return Err(format!(
-                    "RUN --network={other}: expected default, none or host"
-                ))
-            }
+            Some(other) => return Err(Invalid::Network(other.to_string())),
         },
         security: match flags.string("security")?.as_deref() {
             None | Some("sandbox") => Security::Sandbox,
             Some("insecure") => Security::Insecure,
-            Some(other) => {
-                return Err(format!(
-                    "RUN --security={other}: expected sandbox or insecure"
-                ))
-            }
+            Some(other) => return Err(Invalid::Security(other.to_string())),
         },
         heredocs: node.heredocs.clone(),
     })

@@ -8,10 +8,42 @@ use regex::Regex;
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("failed to process {word:?}: {message}")]
+#[error("failed to process {word:?}: {problem}")]
 pub struct ExpandError {
     pub word: String,
-    pub message: String,
+    pub problem: ExpandProblem,
+}
+
+/// What is wrong with a word (BuildKit's `shell/lex.go` messages).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExpandProblem {
+    #[error("unexpected end of statement while looking for matching {0}")]
+    UnexpectedEnd(String),
+    #[error("syntax error: missing '}}'")]
+    MissingBrace,
+    #[error("syntax error: missing '/' in ${{}}")]
+    MissingSlash,
+    #[error("syntax error: bad substitution")]
+    BadSubstitution,
+    #[error("unsupported modifier ({0}) in substitution")]
+    UnsupportedModifier(String),
+    /// `${name:?message}` (or its default message) on an unset or empty
+    /// variable.
+    #[error("{name}: {message}")]
+    Required { name: String, message: String },
+    #[error("invalid pattern ({pattern}) in substitution: {message}")]
+    Pattern { pattern: String, message: String },
+}
+
+/// A glob that cannot be a pattern.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum PatternError {
+    #[error("invalid escape '\\{0}'")]
+    Escape(char),
+    #[error("invalid escape at end of pattern")]
+    EscapeAtEnd,
+    #[error("{0}")]
+    Regex(String),
 }
 
 /// The expander's settings.
@@ -63,9 +95,9 @@ impl Lex {
             raw_escapes: self.raw_escapes,
         };
         sw.process_stop_on(None, self.raw_escapes)
-            .map_err(|message| ExpandError {
+            .map_err(|problem| ExpandError {
                 word: word.to_string(),
-                message,
+                problem,
             })
     }
 }
@@ -132,7 +164,7 @@ impl ShellWord<'_> {
         &mut self,
         stop: Option<char>,
         raw_escapes: bool,
-    ) -> Result<(String, Vec<String>), String> {
+    ) -> Result<(String, Vec<String>), ExpandProblem> {
         let saved = self.raw_escapes;
         self.raw_escapes = raw_escapes;
         let r = self.process_stop_on_inner(stop);
@@ -143,7 +175,7 @@ impl ShellWord<'_> {
     fn process_stop_on_inner(
         &mut self,
         stop: Option<char>,
-    ) -> Result<(String, Vec<String>), String> {
+    ) -> Result<(String, Vec<String>), ExpandProblem> {
         let mut result = String::new();
         let mut words = Words::default();
         while let Some(ch) = self.peek() {
@@ -188,14 +220,12 @@ impl ShellWord<'_> {
             }
         }
         if let Some(stop) = stop {
-            return Err(format!(
-                "unexpected end of statement while looking for matching {stop}"
-            ));
+            return Err(ExpandProblem::UnexpectedEnd(stop.to_string()));
         }
         Ok((result, words.finish()))
     }
 
-    fn process_single_quote(&mut self) -> Result<String, String> {
+    fn process_single_quote(&mut self) -> Result<String, ExpandProblem> {
         let mut result = String::new();
         let open = self.next();
         if self.raw_quotes {
@@ -203,12 +233,7 @@ impl ShellWord<'_> {
         }
         loop {
             match self.next() {
-                None => {
-                    return Err(
-                        "unexpected end of statement while looking for matching single-quote"
-                            .into(),
-                    )
-                }
+                None => return Err(ExpandProblem::UnexpectedEnd("single-quote".into())),
                 Some('\'') => {
                     if self.raw_quotes {
                         result.push('\'');
@@ -220,7 +245,7 @@ impl ShellWord<'_> {
         }
     }
 
-    fn process_double_quote(&mut self) -> Result<String, String> {
+    fn process_double_quote(&mut self) -> Result<String, ExpandProblem> {
         let mut result = String::new();
         let open = self.next();
         if self.raw_quotes {
@@ -228,12 +253,7 @@ impl ShellWord<'_> {
         }
         loop {
             match self.peek() {
-                None => {
-                    return Err(
-                        "unexpected end of statement while looking for matching double-quote"
-                            .into(),
-                    )
-                }
+                None => return Err(ExpandProblem::UnexpectedEnd("double-quote".into())),
                 Some('"') => {
                     self.next();
                     if self.raw_quotes {
@@ -270,7 +290,7 @@ impl ShellWord<'_> {
         (self.env)(name)
     }
 
-    fn process_dollar(&mut self) -> Result<String, String> {
+    fn process_dollar(&mut self) -> Result<String, ExpandProblem> {
         self.next(); // '$'
         if self.peek() != Some('{') {
             let name = self.process_name();
@@ -281,15 +301,13 @@ impl ShellWord<'_> {
         }
         self.next(); // '{'
         match self.peek() {
-            None => return Err("syntax error: missing '}'".into()),
-            Some('{') | Some('}') | Some(':') => {
-                return Err("syntax error: bad substitution".into())
-            }
+            None => return Err(ExpandProblem::MissingBrace),
+            Some('{') | Some('}') | Some(':') => return Err(ExpandProblem::BadSubstitution),
             _ => {}
         }
         let name = self.process_name();
         let Some(mut ch) = self.next() else {
-            return Err("syntax error: missing '}'".into());
+            return Err(ExpandProblem::MissingBrace);
         };
         let mut chs = ch.to_string();
         match ch {
@@ -299,23 +317,23 @@ impl ShellWord<'_> {
                 if ch == ':' {
                     null_is_unset = true;
                     let Some(c) = self.next() else {
-                        return Err("syntax error: missing '}'".into());
+                        return Err(ExpandProblem::MissingBrace);
                     };
                     ch = c;
                     chs.push(c);
                 }
                 let raw = ch == '#' || ch == '%';
                 if null_is_unset && raw {
-                    return Err(format!("unsupported modifier ({chs}) in substitution"));
+                    return Err(ExpandProblem::UnsupportedModifier(chs.to_string()));
                 }
                 if !matches!(ch, '+' | '-' | '?' | '#' | '%') {
-                    return Err(format!("unsupported modifier ({chs}) in substitution"));
+                    return Err(ExpandProblem::UnsupportedModifier(chs.to_string()));
                 }
                 let word = match self.process_stop_on(Some('}'), raw) {
                     Ok((w, _)) => w,
                     Err(e) => {
                         if self.peek().is_none() {
-                            return Err("syntax error: missing '}'".into());
+                            return Err(ExpandProblem::MissingBrace);
                         }
                         return Err(e);
                     }
@@ -330,22 +348,20 @@ impl ShellWord<'_> {
                     }),
                     '+' => Ok(if unset { String::new() } else { word }),
                     '?' => match value {
-                        None => Err(format!(
-                            "{name}: {}",
-                            if word.is_empty() {
-                                "is not allowed to be unset"
-                            } else {
-                                &word
-                            }
-                        )),
-                        Some(v) if null_is_unset && v.is_empty() => Err(format!(
-                            "{name}: {}",
-                            if word.is_empty() {
-                                "is not allowed to be empty"
-                            } else {
-                                &word
-                            }
-                        )),
+                        None => Err(ExpandProblem::Required {
+                            name,
+                            message: match word.is_empty() {
+                                true => "is not allowed to be unset".into(),
+                                false => word,
+                            },
+                        }),
+                        Some(v) if null_is_unset && v.is_empty() => Err(ExpandProblem::Required {
+                            name,
+                            message: match word.is_empty() {
+                                true => "is not allowed to be empty".into(),
+                                false => word,
+                            },
+                        }),
                         Some(v) => Ok(v),
                     },
                     _ => {
@@ -371,7 +387,7 @@ impl ShellWord<'_> {
                     Ok((p, _)) => p,
                     Err(e) => {
                         if self.peek().is_none() {
-                            return Err("syntax error: missing '/' in ${}".into());
+                            return Err(ExpandProblem::MissingSlash);
                         }
                         return Err(e);
                     }
@@ -380,14 +396,14 @@ impl ShellWord<'_> {
                     Ok((r, _)) => r,
                     Err(e) => {
                         if self.peek().is_none() {
-                            return Err("syntax error: missing '}'".into());
+                            return Err(ExpandProblem::MissingBrace);
                         }
                         return Err(e);
                     }
                 };
                 let value = self.get_env(&name).unwrap_or_default();
-                let re = shell_pattern_to_regex(&pattern, true, false)
-                    .map_err(|e| format!("invalid pattern ({pattern}) in substitution: {e}"))?;
+                let re =
+                    shell_pattern_to_regex(&pattern, true, false).map_err(bad_pattern(&pattern))?;
                 if replace_all {
                     Ok(re
                         .replace_all(&value, regex::NoExpand(&replacement))
@@ -398,7 +414,7 @@ impl ShellWord<'_> {
                         .into_owned())
                 }
             }
-            _ => Err(format!("unsupported modifier ({chs}) in substitution")),
+            _ => Err(ExpandProblem::UnsupportedModifier(chs.to_string())),
         }
     }
 
@@ -427,7 +443,11 @@ impl ShellWord<'_> {
 }
 
 /// Converts a shell glob (`*`, `?`, `\` escapes) to a regex.
-fn shell_pattern_to_regex(pattern: &str, greedy: bool, anchored: bool) -> Result<Regex, String> {
+fn shell_pattern_to_regex(
+    pattern: &str,
+    greedy: bool,
+    anchored: bool,
+) -> Result<Regex, PatternError> {
     let mut out = String::with_capacity(pattern.len() + 4);
     if anchored {
         out.push('^');
@@ -447,19 +467,26 @@ fn shell_pattern_to_regex(pattern: &str, greedy: bool, anchored: bool) -> Result
                         out.push('\\');
                         out.push(c);
                     }
-                    Some(c) => return Err(format!("invalid escape '\\{c}'")),
-                    None => return Err("invalid escape at end of pattern".into()),
+                    Some(c) => return Err(PatternError::Escape(c)),
+                    None => return Err(PatternError::EscapeAtEnd),
                 }
             }
             c => out.push_str(&regex::escape(&c.to_string())),
         }
     }
-    Regex::new(&out).map_err(|e| e.to_string())
+    Regex::new(&out).map_err(|e| PatternError::Regex(e.to_string()))
 }
 
-fn trim_prefix(pattern: &str, value: &str, greedy: bool) -> Result<String, String> {
-    let re = shell_pattern_to_regex(pattern, greedy, true)
-        .map_err(|e| format!("invalid pattern ({pattern}) in substitution: {e}"))?;
+/// A pattern that cannot be used, as the substitution reports it.
+fn bad_pattern(pattern: &str) -> impl FnOnce(PatternError) -> ExpandProblem + '_ {
+    move |e| ExpandProblem::Pattern {
+        pattern: pattern.to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn trim_prefix(pattern: &str, value: &str, greedy: bool) -> Result<String, ExpandProblem> {
+    let re = shell_pattern_to_regex(pattern, greedy, true).map_err(bad_pattern(pattern))?;
     Ok(match re.find(value) {
         Some(m) => value[m.end()..].to_string(),
         None => value.to_string(),
@@ -468,7 +495,7 @@ fn trim_prefix(pattern: &str, value: &str, greedy: bool) -> Result<String, Strin
 
 /// Regexes find leftmost matches, so the shortest/longest suffix is found by
 /// reversing both the value and the pattern (keeping escapes attached).
-fn trim_suffix(pattern: &str, value: &str, greedy: bool) -> Result<String, String> {
+fn trim_suffix(pattern: &str, value: &str, greedy: bool) -> Result<String, ExpandProblem> {
     let rev_value: String = value.chars().rev().collect();
     let rev = trim_prefix(&reverse_pattern(pattern), &rev_value, greedy)?;
     Ok(rev.chars().rev().collect())
@@ -525,6 +552,6 @@ mod tests {
     #[test]
     fn unset_vs_empty_error_messages() {
         let e = expand("${NOPE:?must be set}").unwrap_err();
-        assert!(e.message.contains("NOPE: must be set"), "{e}");
+        assert!(e.problem.to_string().contains("NOPE: must be set"), "{e}");
     }
 }

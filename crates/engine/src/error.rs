@@ -40,6 +40,8 @@ pub enum StepFailure {
     Port(#[from] crate::metadata::PortError),
     #[error(transparent)]
     Emulation(#[from] kiln_sandbox::emulation::EmulationError),
+    #[error(transparent)]
+    Invalid(#[from] kiln_dockerfile::invalid::Invalid),
 }
 
 impl From<String> for StepFailure {

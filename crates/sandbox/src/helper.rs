@@ -1,6 +1,9 @@
 //! The helper process (`kiln __run SPEC`): sets up the step's namespaces
 //! and root, becomes the step's user and execs its command. It runs alone
 //! in its own process (single-threaded), so forking here is safe.
+//! Its setup errors are text on purpose: each ends as one `kiln sandbox:`
+//! line on the stderr of a process about to exit 125, which the parent
+//! shows as the step's output; no caller ever matches on them.
 
 use crate::spec::{RootSpec, RunSpec};
 use crate::sys;
