@@ -441,3 +441,33 @@ fn each_familys_key_changes_with_each_of_its_inputs_and_nothing_else() {
         }
     }
 }
+
+/// Every `RUN --mount` option is expanded, as BuildKit's parseMount
+/// expands each value: a tmpfs `size=$SIZE` gets its number, a bind's
+/// `source=$DIR` its directory.
+#[test]
+fn mount_options_expand_their_args() {
+    use kiln_sandbox::MountSource;
+    use std::sync::Mutex;
+    static SEEN: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+    let f = Fixture::new(
+        "FROM scratch\nARG SIZE=4096\nARG DIR=m\n\
+         RUN --mount=type=tmpfs,target=/t,size=$SIZE --mount=source=$DIR,target=/m make\n",
+        &[("m/f", "M")],
+    );
+    let exec = fake(|step| {
+        for m in &step.mounts {
+            let what = match &m.source {
+                MountSource::Tmpfs { size } => format!("tmpfs {size:?}"),
+                MountSource::Host { path, .. } => format!("host {}", path.display()),
+            };
+            SEEN.lock().unwrap().push((m.target.clone(), what));
+        }
+        make_file(step)
+    });
+    f.build("1", services(&exec, None), false);
+    let seen = SEEN.lock().unwrap().clone();
+    assert_eq!(seen[0], ("/t".to_string(), "tmpfs Some(4096)".to_string()));
+    assert_eq!(seen[1].0, "/m");
+    assert!(seen[1].1.ends_with("/m"), "{seen:?}");
+}

@@ -8,7 +8,9 @@ use crate::error::BuildError;
 use crate::ignore::clean;
 use crate::options::SecretSource;
 use crate::stage::StageState;
-use kiln_dockerfile::instructions::{BindMount, CacheMount, Mount, MountOwner, SecretMount};
+use kiln_dockerfile::instructions::{
+    BindMount, CacheMount, Mount, MountOwner, SecretMount, SshMount, TmpfsMount,
+};
 use kiln_layer::FileKind;
 use kiln_sandbox::{MountSource, StepMount};
 use kiln_snapshot::Change;
@@ -45,10 +47,9 @@ pub(crate) fn prepare(
     };
     let workdir = super::workdir::working_dir(state);
     for (n, m) in mounts.iter().enumerate() {
-        let expand = |v: &str| cx.expand(state, v);
         let mut target = match m.target() {
             Some(t) => {
-                let t = expand(t)?;
+                let t = t.to_string();
                 Some(clean(&if t.starts_with('/') {
                     t
                 } else {
@@ -62,13 +63,9 @@ pub(crate) fn prepare(
                 let target = target
                     .clone()
                     .ok_or_else(|| cx.error("RUN --mount=type=cache needs target="))?;
-                let id =
-                    c.id.as_deref()
-                        .map(expand)
-                        .transpose()?
-                        .unwrap_or(target.clone());
+                let id = c.id.clone().unwrap_or(target.clone());
                 let seed = match &c.from {
-                    Some(from) => Some(from_state(cx, state, from)?),
+                    Some(from) => Some(stage_named(cx, from)?),
                     None => None,
                 };
                 let (dir, lock) = cache_dir(cx, c, &id, seed, step_dir)?;
@@ -82,8 +79,8 @@ pub(crate) fn prepare(
                 let size = t.size.as_deref().and_then(|s| s.parse::<u64>().ok());
                 Some(MountSource::Tmpfs { size })
             }
-            Mount::Secret(s) => secret(cx, state, s, &target, step_dir, &mut out.env)?,
-            Mount::Bind(b) => Some(bind(cx, state, b, n, step_dir)?),
+            Mount::Secret(s) => secret(cx, s, &target, step_dir, &mut out.env)?,
+            Mount::Bind(b) => Some(bind(cx, b, n, step_dir)?),
             Mount::Ssh(s) => {
                 let id = s.id.as_deref().unwrap_or("default");
                 match cx.build.opts.ssh.iter().find(|(i, _)| i == id) {
@@ -105,9 +102,7 @@ pub(crate) fn prepare(
                 }
             }
         };
-        let (Some(source), Some(target)) =
-            (source, target.or_else(|| default_target(cx, state, m)))
-        else {
+        let (Some(source), Some(target)) = (source, target.or_else(|| default_target(m))) else {
             continue;
         };
         if target == "/" {
@@ -123,14 +118,14 @@ pub(crate) fn prepare(
 
 /// A secret without `target=` goes to /run/secrets/ID (unless it is only
 /// an environment variable).
-fn default_target(cx: &StepCx, state: &StageState, m: &Mount) -> Option<String> {
+fn default_target(m: &Mount) -> Option<String> {
     let Mount::Secret(s) = m else {
         return None;
     };
     if s.env.is_some() {
         return None;
     }
-    let id = cx.expand(state, s.id.as_deref()?).ok()?;
+    let id = s.id.clone()?;
     Some(format!("/run/secrets/{id}"))
 }
 
@@ -244,15 +239,10 @@ fn cache_dir(
 
 /// What a mount's `from=` names: an earlier stage, else an image fetched
 /// before the stage began.
-pub(crate) fn from_state<'c>(
-    cx: &'c StepCx,
-    state: &StageState,
-    from: &str,
-) -> Result<&'c StageState, BuildError> {
-    let from = cx.expand(state, from)?;
-    let found = match cx.build.plan.stage_index(&from) {
+pub(crate) fn stage_named<'c>(cx: &'c StepCx, from: &str) -> Result<&'c StageState, BuildError> {
+    let found = match cx.build.plan.stage_index(from) {
         Some(i) => cx.stages.get(&i),
-        None => cx.images.get(&from),
+        None => cx.images.get(from),
     };
     found.map(|s| &**s).ok_or_else(|| {
         cx.error(format!(
@@ -297,14 +287,13 @@ fn set_owner_and_mode(owner: &MountOwner, path: &Path, default_mode: u32) -> std
 /// an environment variable (`env=`). Missing: an error when `required`.
 fn secret(
     cx: &StepCx,
-    state: &StageState,
     m: &SecretMount,
     target: &Option<String>,
     step_dir: &Path,
     env: &mut Vec<String>,
 ) -> Result<Option<MountSource>, BuildError> {
     let id = match (m.id.as_deref(), target) {
-        (Some(id), _) => cx.expand(state, id)?,
+        (Some(id), _) => id.to_string(),
         (None, Some(t)) => t.rsplit('/').next().unwrap_or("").to_string(),
         (None, None) => return Err(cx.error("RUN --mount=type=secret needs id= or target=")),
     };
@@ -344,17 +333,8 @@ fn secret(
 
 /// A bind of the context (default) or another stage's files: `source`
 /// stays inside what it names; `rw` writes to a throwaway copy.
-fn bind(
-    cx: &StepCx,
-    state: &StageState,
-    m: &BindMount,
-    n: usize,
-    step_dir: &Path,
-) -> Result<MountSource, BuildError> {
-    let source = (m.source.as_deref())
-        .map(|s| cx.expand(state, s))
-        .transpose()?;
-    let rel = clean(&format!("/{}", source.unwrap_or_default()));
+fn bind(cx: &StepCx, m: &BindMount, n: usize, step_dir: &Path) -> Result<MountSource, BuildError> {
+    let rel = clean(&format!("/{}", m.source.as_deref().unwrap_or_default()));
     let writable = m.readwrite;
     let copy_dir = step_dir.join(format!("bind-{n}"));
     let path = match &m.from {
@@ -379,7 +359,7 @@ fn bind(
             }
         }
         Some(from) => {
-            let from = from_state(cx, state, from)?;
+            let from = stage_named(cx, from)?;
             write_subtree(cx, from, &rel, &copy_dir)?;
             copy_dir.join(rel.trim_start_matches('/'))
         }
@@ -391,27 +371,19 @@ fn bind(
 /// shows, the key of the stage or image a bind or cache comes `from=`
 /// (BuildKit makes them inputs of the step). What cannot be read is an
 /// error, never a key that leaves it out.
-pub(crate) fn inputs(
-    cx: &StepCx,
-    state: &StageState,
-    run: &kiln_dockerfile::instructions::RunArgs,
-) -> Result<Inputs, BuildError> {
+pub(crate) fn inputs(cx: &StepCx, mounts: &[Mount]) -> Result<Inputs, BuildError> {
     let mut inputs = Inputs::default();
-    for (n, m) in run.mounts.iter().enumerate() {
+    for (n, m) in mounts.iter().enumerate() {
         let (source, is_bind) = match m {
             Mount::Bind(b) => (&b.source, true),
             Mount::Cache(c) => (&c.source, false),
             _ => continue,
         };
-        let source = match source {
-            Some(s) => cx.expand(state, s)?,
-            None => String::new(),
-        };
-        let rel = clean(&format!("/{source}"));
+        let rel = clean(&format!("/{}", source.as_deref().unwrap_or_default()));
         let prefix = format!("mount {n} ");
         match m.from() {
             Some(from) => {
-                let s = from_state(cx, state, from)?;
+                let s = stage_named(cx, from)?;
                 inputs
                     .files
                     .insert(format!("{prefix}from"), format!("{} {rel}", s.cache_key));
@@ -430,4 +402,60 @@ pub(crate) fn inputs(
         }
     }
     Ok(inputs)
+}
+
+/// The mounts with every option's words expanded, once, as BuildKit's
+/// `parseMount` (instructions/commands_runmount.go) expands each value.
+pub(crate) fn expanded(
+    cx: &StepCx,
+    state: &StageState,
+    mounts: &[Mount],
+) -> Result<Vec<Mount>, BuildError> {
+    let word = |w: &Option<String>| -> Result<Option<String>, BuildError> {
+        w.as_deref().map(|w| cx.expand(state, w)).transpose()
+    };
+    let owner = |o: &MountOwner| -> Result<MountOwner, BuildError> {
+        Ok(MountOwner {
+            mode: word(&o.mode)?,
+            uid: word(&o.uid)?,
+            gid: word(&o.gid)?,
+        })
+    };
+    mounts
+        .iter()
+        .map(|m| {
+            Ok(match m {
+                Mount::Bind(b) => Mount::Bind(BindMount {
+                    target: word(&b.target)?,
+                    source: word(&b.source)?,
+                    from: word(&b.from)?,
+                    readwrite: b.readwrite,
+                }),
+                Mount::Cache(c) => Mount::Cache(CacheMount {
+                    target: word(&c.target)?,
+                    id: word(&c.id)?,
+                    source: word(&c.source)?,
+                    from: word(&c.from)?,
+                    sharing: word(&c.sharing)?,
+                    owner: owner(&c.owner)?,
+                }),
+                Mount::Tmpfs(t) => Mount::Tmpfs(TmpfsMount {
+                    target: word(&t.target)?,
+                    size: word(&t.size)?,
+                }),
+                Mount::Secret(s) => Mount::Secret(SecretMount {
+                    target: word(&s.target)?,
+                    id: word(&s.id)?,
+                    env: word(&s.env)?,
+                    required: s.required,
+                    owner: owner(&s.owner)?,
+                }),
+                Mount::Ssh(s) => Mount::Ssh(SshMount {
+                    target: word(&s.target)?,
+                    id: word(&s.id)?,
+                    required: s.required,
+                }),
+            })
+        })
+        .collect()
 }

@@ -37,7 +37,11 @@ pub(crate) struct Rules {
 
 /// The work left once resolved.
 pub(crate) enum Work<'i> {
-    Run(&'i kiln_dockerfile::instructions::RunArgs),
+    /// RUN, its mounts' words expanded.
+    Run(
+        &'i kiln_dockerfile::instructions::RunArgs,
+        Vec<kiln_dockerfile::instructions::Mount>,
+    ),
     Copy(copy::ResolvedCopy<'i>),
     /// Steps that read nothing but the stage (ENV, WORKDIR, ...).
     Other(&'i Instruction),
@@ -68,19 +72,22 @@ pub(crate) fn resolve<'i>(
         work: Work::Other(ins),
     };
     Ok(match ins {
-        Instruction::Run(r) => Resolved {
-            rules: Rules {
-                runs: true,
-                sees_all_args: true,
-                layers: LayerClass::Run,
-                shared_across_platforms: true,
-            },
-            inputs: match keyed {
-                true => super::mounts::inputs(cx, state, r)?,
-                false => Inputs::default(),
-            },
-            work: Work::Run(r),
-        },
+        Instruction::Run(r) => {
+            let mounts = super::mounts::expanded(cx, state, &r.mounts)?;
+            Resolved {
+                rules: Rules {
+                    runs: true,
+                    sees_all_args: true,
+                    layers: LayerClass::Run,
+                    shared_across_platforms: true,
+                },
+                inputs: match keyed {
+                    true => super::mounts::inputs(cx, &mounts)?,
+                    false => Inputs::default(),
+                },
+                work: Work::Run(r, mounts),
+            }
+        }
         Instruction::Copy(c) | Instruction::Add(c) => {
             let is_add = matches!(ins, Instruction::Add(_));
             let (resolved, inputs) = copy::resolve(cx, state, c, is_add, keyed)?;
@@ -107,7 +114,7 @@ pub(crate) fn apply(
 ) -> Result<(), BuildError> {
     prepare(cx, state, &resolved.work)?;
     match resolved.work {
-        Work::Run(r) => run::run(cx, state, r),
+        Work::Run(r, mounts) => run::run(cx, state, r, &mounts),
         Work::Copy(c) => copy::apply(cx, state, c),
         Work::Other(ins) => other(cx, state, ins),
     }
@@ -121,7 +128,7 @@ fn prepare(cx: &StepCx, state: &mut StageState, work: &Work) -> Result<(), Build
     let names = |spec: Option<&String>| spec.is_some_and(|s| crate::users::names_someone(s));
     let layers = cx.build.layers();
     let prepared = match work {
-        Work::Run(_) => state.force(&layers),
+        Work::Run(..) => state.force(&layers),
         Work::Copy(c) if names(c.args.chown.as_ref()) => state.force(&layers),
         Work::Copy(_) => state.describe(&layers),
         Work::Other(Instruction::Workdir(_)) if names(Some(&state.config.config.user)) => {

@@ -15,7 +15,13 @@ use kiln_sandbox::{Process, SandboxError, StageRoot, StepRequest};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
-pub fn run(cx: &StepCx, state: &mut StageState, r: &RunArgs) -> Result<(), BuildError> {
+/// Run `r` with its `mounts` (their words expanded).
+pub fn run(
+    cx: &StepCx,
+    state: &mut StageState,
+    r: &RunArgs,
+    mounts: &[kiln_dockerfile::instructions::Mount],
+) -> Result<(), BuildError> {
     if r.security == Security::Insecure {
         return Err(cx.error("RUN --security=insecure is not supported"));
     }
@@ -30,7 +36,7 @@ pub fn run(cx: &StepCx, state: &mut StageState, r: &RunArgs) -> Result<(), Build
     let n = cx.build.steps_run.fetch_add(1, Ordering::Relaxed) + 1;
     let work_dir = &cx.build.opts.work_dir;
     let step_dir = work_dir.join(step_dir_name(n));
-    let mounts = super::mounts::prepare(cx, state, &r.mounts, &step_dir)?;
+    let mounts = super::mounts::prepare(cx, state, mounts, &step_dir)?;
     process.env.extend(mounts.env.iter().cloned());
     let (mut ignore, mut stubs) = ignored_paths(cx, state);
     ignore.extend(mounts.ignore.iter().cloned());
