@@ -471,3 +471,13 @@ fn mount_options_expand_their_args() {
     assert_eq!(seen[1].0, "/m");
     assert!(seen[1].1.ends_with("/m"), "{seen:?}");
 }
+
+/// An ARG's default sees the names declared before it in the same ARG
+/// (BuildKit's dispatchArg expands each in turn).
+#[test]
+fn an_arg_default_sees_the_args_declared_before_it() {
+    let f = Fixture::new("FROM scratch\nARG A=1 B=${A}2\nENV C=$B\n", &[]);
+    let (image, _) = f.build("1", services(&fake(make_file), None), false);
+    let env = image.config.config.env.clone().unwrap_or_default();
+    assert!(env.contains(&"C=12".to_string()), "{env:?}");
+}

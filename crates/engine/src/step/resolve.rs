@@ -8,7 +8,7 @@
 //! the step itself resolved.
 
 use super::inputs::Inputs;
-use super::{config, copy, run, workdir, StepCx};
+use super::{config, copy, run, StepCx};
 use crate::error::BuildError;
 use crate::stage::StageState;
 use kiln_dockerfile::instructions::Instruction;
@@ -43,8 +43,9 @@ pub(crate) enum Work<'i> {
         Vec<kiln_dockerfile::instructions::Mount>,
     ),
     Copy(copy::ResolvedCopy<'i>),
-    /// Steps that read nothing but the stage (ENV, WORKDIR, ...).
-    Other(&'i Instruction),
+    /// Steps that change the config (and ARG, WORKDIR), their words
+    /// expanded.
+    Config(config::Change<'i>),
 }
 
 pub(crate) struct Resolved<'i> {
@@ -61,16 +62,6 @@ pub(crate) fn resolve<'i>(
     ins: &'i Instruction,
     keyed: bool,
 ) -> Result<Resolved<'i>, BuildError> {
-    let other = |ins| Resolved {
-        rules: Rules {
-            runs: false,
-            sees_all_args: false,
-            layers: LayerClass::None,
-            shared_across_platforms: false,
-        },
-        inputs: Inputs::default(),
-        work: Work::Other(ins),
-    };
     Ok(match ins {
         Instruction::Run(r) => {
             let mounts = super::mounts::expanded(cx, state, &r.mounts)?;
@@ -102,7 +93,16 @@ pub(crate) fn resolve<'i>(
                 work: Work::Copy(resolved),
             }
         }
-        _ => other(ins),
+        _ => Resolved {
+            rules: Rules {
+                runs: false,
+                sees_all_args: false,
+                layers: LayerClass::None,
+                shared_across_platforms: false,
+            },
+            inputs: Inputs::default(),
+            work: Work::Config(config::resolve(cx, state, ins)?),
+        },
     })
 }
 
@@ -116,7 +116,7 @@ pub(crate) fn apply(
     match resolved.work {
         Work::Run(r, mounts) => run::run(cx, state, r, &mounts),
         Work::Copy(c) => copy::apply(cx, state, c),
-        Work::Other(ins) => other(cx, state, ins),
+        Work::Config(change) => config::apply(cx, state, change),
     }
 }
 
@@ -131,34 +131,11 @@ fn prepare(cx: &StepCx, state: &mut StageState, work: &Work) -> Result<(), Build
         Work::Run(..) => state.force(&layers),
         Work::Copy(c) if names(c.args.chown.as_ref()) => state.force(&layers),
         Work::Copy(_) => state.describe(&layers),
-        Work::Other(Instruction::Workdir(_)) if names(Some(&state.config.config.user)) => {
+        Work::Config(config::Change::Workdir(_)) if names(Some(&state.config.config.user)) => {
             state.force(&layers)
         }
-        Work::Other(Instruction::Workdir(_)) => state.describe(&layers),
-        Work::Other(_) => Ok(()),
+        Work::Config(config::Change::Workdir(_)) => state.describe(&layers),
+        Work::Config(_) => Ok(()),
     };
     prepared.map_err(|e| cx.error(e))
-}
-
-fn other(cx: &StepCx, state: &mut StageState, ins: &Instruction) -> Result<(), BuildError> {
-    match ins {
-        Instruction::From { .. } => Err(cx.error("FROM is not allowed here")),
-        Instruction::Arg(decls) => config::arg(cx, state, decls),
-        Instruction::Env(pairs) => config::env(cx, state, pairs),
-        Instruction::Label(pairs) => config::label(cx, state, pairs),
-        Instruction::Maintainer(m) => config::maintainer(cx, state, m),
-        Instruction::Cmd(c) => config::cmd(cx, state, c),
-        Instruction::Entrypoint(c) => config::entrypoint(cx, state, c),
-        Instruction::Shell(s) => config::shell(cx, state, s),
-        Instruction::Expose(ports) => config::expose(cx, state, ports),
-        Instruction::Volume(vols) => config::volume(cx, state, vols),
-        Instruction::User(u) => config::user(cx, state, u),
-        Instruction::StopSignal(s) => config::stop_signal(cx, state, s),
-        Instruction::Healthcheck(h) => config::healthcheck(cx, state, h),
-        Instruction::Onbuild(t) => config::onbuild(state, t),
-        Instruction::Workdir(w) => workdir::workdir(cx, state, w),
-        Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) => {
-            Err(cx.error("a step that reads files was not resolved"))
-        }
-    }
 }

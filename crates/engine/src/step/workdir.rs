@@ -16,14 +16,18 @@ pub(crate) fn working_dir(state: &StageState) -> String {
     }
 }
 
-pub fn workdir(cx: &StepCx, state: &mut StageState, w: &str) -> Result<(), BuildError> {
-    let w = cx.expand(state, w)?;
+/// The working directory `WORKDIR w` (expanded) sets: absolute, clean.
+pub(crate) fn resolve(state: &StageState, w: &str) -> String {
     let joined = if w.starts_with('/') {
-        w.clone()
+        w.to_string()
     } else {
         format!("{}/{w}", working_dir(state))
     };
-    let path = clean(&joined);
+    clean(&joined)
+}
+
+/// Set and create the working directory `path` (from `resolve`).
+pub fn workdir(cx: &StepCx, state: &mut StageState, path: String) -> Result<(), BuildError> {
     state.config.config.working_dir = path.clone();
     // Owned by the current USER, as BuildKit's mkdir file operation owns it.
     let (uid, gid) = file_owner(&state.tree, &state.config.config.user);
