@@ -67,6 +67,8 @@ pub(crate) struct ResolvedCopy<'i> {
     is_add: bool,
     raw_dest: String,
     dest: String,
+    /// `--chown`, expanded; looked up in the stage's files when applied.
+    pub chown: Option<String>,
     chmod: Option<Chmod>,
     excludes: Option<IgnoreMatcher>,
     /// The sources in their order.
@@ -107,6 +109,11 @@ pub(crate) fn resolve<'i>(
         Some(m) => Some(Chmod::parse(&cx.expand(state, m)?).map_err(|e| cx.error(e))?),
         None => None,
     };
+    let chown = c
+        .chown
+        .as_deref()
+        .map(|s| cx.expand(state, s))
+        .transpose()?;
     let raw_dest = cx.expand(state, &c.dest)?;
     let dest = destination(state, &raw_dest);
     let excludes = excludes(cx, state, c)?;
@@ -172,6 +179,7 @@ pub(crate) fn resolve<'i>(
         is_add,
         raw_dest,
         dest,
+        chown,
         chmod,
         excludes,
         sources,
@@ -198,7 +206,7 @@ pub(crate) fn apply(
 ) -> Result<(), BuildError> {
     let c = r.args;
     let kw = if r.is_add { "ADD" } else { "COPY" };
-    let opts = copy_options(cx, state, c, r.chmod)?;
+    let opts = copy_options(cx, state, r.chown.as_deref(), r.chmod)?;
     let from = match r.sources.iter().any(|s| matches!(s, Source::FromStage(_))) {
         true => Some(sources(cx, c)?),
         false => None,
@@ -258,14 +266,11 @@ pub(crate) fn apply(
 fn copy_options(
     cx: &StepCx,
     state: &StageState,
-    c: &CopyArgs,
+    chown: Option<&str>,
     chmod: Option<Chmod>,
 ) -> Result<CopyOptions, BuildError> {
-    let chown = match &c.chown {
-        Some(spec) => {
-            let spec = cx.expand(state, spec)?;
-            Some(resolve_chown(&state.tree, &spec).map_err(|e| cx.error(e))?)
-        }
+    let chown = match chown {
+        Some(spec) => Some(resolve_chown(&state.tree, spec).map_err(|e| cx.error(e))?),
         None => None,
     };
     Ok(CopyOptions {

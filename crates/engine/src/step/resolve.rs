@@ -129,7 +129,7 @@ fn prepare(cx: &StepCx, state: &mut StageState, work: &Work) -> Result<(), Build
     let layers = cx.build.layers();
     let prepared = match work {
         Work::Run(..) => state.force(&layers),
-        Work::Copy(c) if names(c.args.chown.as_ref()) => state.force(&layers),
+        Work::Copy(c) if names(c.chown.as_ref()) => state.force(&layers),
         Work::Copy(_) => state.describe(&layers),
         Work::Config(config::Change::Workdir(_)) if names(Some(&state.config.config.user)) => {
             state.force(&layers)
