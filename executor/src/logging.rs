@@ -6,18 +6,23 @@ use crate::cli::LogFormat;
 use std::io::IsTerminal;
 use tracing_subscriber::filter::LevelFilter;
 
-pub fn init(verbosity: &str, format: LogFormat, timestamp: Option<bool>) -> Result<(), String> {
+/// A `-v` level that is not one.
+#[derive(Debug, thiserror::Error)]
+#[error("-v {0:?}: expected panic, fatal, error, warn, info, debug or trace")]
+pub struct UnknownLevel(String);
+
+pub fn init(
+    verbosity: &str,
+    format: LogFormat,
+    timestamp: Option<bool>,
+) -> Result<(), UnknownLevel> {
     let level = match verbosity.to_ascii_lowercase().as_str() {
         "panic" | "fatal" | "error" => LevelFilter::ERROR,
         "warn" | "warning" => LevelFilter::WARN,
         "info" => LevelFilter::INFO,
         "debug" => LevelFilter::DEBUG,
         "trace" => LevelFilter::TRACE,
-        other => {
-            return Err(format!(
-                "-v {other:?}: expected panic, fatal, error, warn, info, debug or trace"
-            ))
-        }
+        other => return Err(UnknownLevel(other.to_string())),
     };
     // A CI job's log is plain text even where the runner gives it a pty.
     let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");

@@ -457,19 +457,45 @@ pub fn warn_meaningless(args: &BuildArgs) {
     }
 }
 
+/// A flag's value that is not one the flag takes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlagValueError {
+    #[error("--compression-level {level}: {algorithm} takes {min} to {max}")]
+    CompressionLevel {
+        level: i32,
+        algorithm: &'static str,
+        min: i32,
+        max: i32,
+    },
+    #[error("--kiln-dir-max-size {0:?}: expected a size such as 10GiB")]
+    Size(String),
+    #[error("--kiln-dir-max-size {text:?}: unknown unit {unit:?}")]
+    SizeUnit { text: String, unit: String },
+}
+
 /// `--compression` and `--compression-level` (each algorithm's own range).
-fn compression(args: &BuildArgs) -> Result<Compression, String> {
+fn compression(args: &BuildArgs) -> Result<Compression, FlagValueError> {
     let level = args.compression_level;
     match args.compression {
         // Level 3 by measurement (docs/benchmarks.md): W3's layer is as
         // small as at 6, and written faster.
         CompressionArg::Gzip => match level.unwrap_or(3) {
             l @ 0..=9 => Ok(Compression::Gzip(l as u32)),
-            l => Err(format!("--compression-level {l}: gzip takes 0 to 9")),
+            l => Err(FlagValueError::CompressionLevel {
+                level: l,
+                algorithm: "gzip",
+                min: 0,
+                max: 9,
+            }),
         },
         CompressionArg::Zstd => match level.unwrap_or(3) {
             l @ 1..=19 => Ok(Compression::Zstd(l)),
-            l => Err(format!("--compression-level {l}: zstd takes 1 to 19")),
+            l => Err(FlagValueError::CompressionLevel {
+                level: l,
+                algorithm: "zstd",
+                min: 1,
+                max: 19,
+            }),
         },
         CompressionArg::None => Ok(Compression::None),
     }
@@ -478,13 +504,13 @@ fn compression(args: &BuildArgs) -> Result<Compression, String> {
 /// `--kiln-dir-max-size`: bytes, with an optional unit (`KB`, `MB`, `GB`,
 /// `TB` in powers of 1000; `KiB`, `MiB`, `GiB`, `TiB` in powers of 1024);
 /// 0 means no limit.
-pub fn max_size(text: &str) -> Result<Option<u64>, String> {
+pub fn max_size(text: &str) -> Result<Option<u64>, FlagValueError> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
     let n: u64 = number
         .parse()
-        .map_err(|_| format!("--kiln-dir-max-size {text:?}: expected a size such as 10GiB"))?;
+        .map_err(|_| FlagValueError::Size(text.to_string()))?;
     let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" => 1000,
@@ -495,7 +521,12 @@ pub fn max_size(text: &str) -> Result<Option<u64>, String> {
         "mib" => 1 << 20,
         "gib" => 1 << 30,
         "tib" => 1 << 40,
-        u => return Err(format!("--kiln-dir-max-size {text:?}: unknown unit {u:?}")),
+        u => {
+            return Err(FlagValueError::SizeUnit {
+                text: text.to_string(),
+                unit: u.to_string(),
+            })
+        }
     };
     Ok((n > 0).then(|| n.saturating_mul(factor)))
 }
