@@ -138,7 +138,7 @@ pub fn copy_blob(
     push_blob(client, dest, digest, size, data, from.as_ref(), &counters)
 }
 
-fn call<'a>(dest: &'a Reference, from: Option<&Reference>, what: String) -> Call<'a> {
+pub(crate) fn call<'a>(dest: &'a Reference, from: Option<&Reference>, what: String) -> Call<'a> {
     let mut scopes = vec![dest.scope(Access::Push)];
     if let Some(f) = from {
         scopes.push(f.scope(Access::Pull));
@@ -165,9 +165,7 @@ fn push_blob(
     let from = from.filter(|f| f.registry == dest.registry && f.repository != dest.repository);
     let what = format!("blob {digest} to {}", dest.name());
     let c = call(dest, from, what.clone());
-    let head_path = format!("/v2/{}/blobs/{digest}", dest.repository);
-    let head = client.send(&c, &|h, base| h.head(format!("{base}{head_path}")))?;
-    if head.status().is_success() {
+    if has_blob(client, &c, dest, digest)? {
         counters.existing.fetch_add(1, Ordering::Relaxed);
         tracing::debug!("{what}: already there");
         return Ok(());
@@ -217,6 +215,18 @@ fn push_blob(
     counters.uploaded.fetch_add(1, Ordering::Relaxed);
     tracing::debug!("{what}: uploaded");
     Ok(())
+}
+
+/// Whether `dest`'s repository has blob `digest` (HEAD).
+pub(crate) fn has_blob(
+    client: &Client,
+    c: &Call,
+    dest: &Reference,
+    digest: &str,
+) -> Result<bool, RegistryError> {
+    let path = format!("/v2/{}/blobs/{digest}", dest.repository);
+    let head = client.send(c, &|h, base| h.head(format!("{base}{path}")))?;
+    Ok(head.status().is_success())
 }
 
 pub(crate) fn upload_url(

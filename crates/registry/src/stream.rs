@@ -16,7 +16,8 @@
 //! connection drops, the writer fails), the push uploads the blob from its
 //! file as before.
 
-use crate::client::{status_error, Access, Call, Client};
+use crate::client::{status_error, Client};
+use crate::push::call;
 use crate::reference::Reference;
 use crate::RegistryError;
 use reqwest::blocking::Body;
@@ -228,28 +229,15 @@ impl Read for FileFollower {
     }
 }
 
-fn push_call(dest: &Reference, what: String) -> Call<'_> {
-    Call {
-        registry: &dest.registry,
-        api_host: dest.api_host(),
-        scopes: vec![dest.scope(Access::Push)],
-        access: Access::Push,
-        what,
-    }
-}
-
 fn has_blob(client: &Client, dest: &Reference, digest: &str) -> bool {
-    let call = push_call(dest, format!("blob {digest} in {}", dest.name()));
-    let path = format!("/v2/{}/blobs/{digest}", dest.repository);
-    client
-        .send(&call, &|h, base| h.head(format!("{base}{path}")))
-        .is_ok_and(|r| r.status().is_success())
+    let c = call(dest, None, format!("blob {digest} in {}", dest.name()));
+    crate::push::has_blob(client, &c, dest, digest).unwrap_or(false)
 }
 
 fn upload(client: &Client, dest: &Reference, body: FileFollower) -> Result<String, RegistryError> {
     let shared = body.shared.clone();
     let what = format!("a layer streamed to {}", dest.name());
-    let call = push_call(dest, what.clone());
+    let call = call(dest, None, what.clone());
     let start_path = format!("/v2/{}/blobs/uploads/", dest.repository);
     let started = client.send(&call, &|h, base| {
         h.post(format!("{base}{start_path}"))
@@ -259,8 +247,8 @@ fn upload(client: &Client, dest: &Reference, body: FileFollower) -> Result<Strin
         return Err(status_error(&what, started));
     }
     let location = crate::push::upload_url(client, dest, &started, &what)?;
-    let forget = || {
-        let _ = client.send(&call, &|h, _| h.delete(&location));
+    let forget = |location: &str| {
+        let _ = client.send(&call, &|h, _| h.delete(location));
     };
     // The body can be sent once: a second request (after an auth
     // challenge) sends nothing, and the digest check at the end refuses it.
@@ -278,11 +266,11 @@ fn upload(client: &Client, dest: &Reference, body: FileFollower) -> Result<Strin
     let patched = match patched {
         Ok(p) if p.status().is_success() => p,
         Ok(p) => {
-            forget();
+            forget(&location);
             return Err(status_error(&what, p));
         }
         Err(e) => {
-            forget();
+            forget(&location);
             return Err(e);
         }
     };
@@ -299,7 +287,7 @@ fn upload(client: &Client, dest: &Reference, body: FileFollower) -> Result<Strin
         s.end.clone()
     };
     let End::Written(digest) = end else {
-        let _ = client.send(&call, &|h, _| h.delete(&location));
+        forget(&location);
         return Err(RegistryError::Transport {
             what,
             message: "the blob was not finished".into(),

@@ -12,7 +12,7 @@ use crate::copy::{
 use crate::error::BuildError;
 use crate::fstree::join;
 use crate::ignore::{clean, IgnoreMatcher};
-use crate::source::{expand, expand_source, ContextFs, SourceFs, SourceItem, SrcEntry, TreeFs};
+use crate::source::{expand, expand_source, ContextFs, SourceItem, SrcEntry, TreeFs};
 use crate::stage::StageState;
 use crate::users::resolve_chown;
 use kiln_cache::file_part;
@@ -25,32 +25,16 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// The file system a COPY reads: the stage or image `--from` names, else
-/// the build context.
-pub(crate) enum Sources<'a> {
-    From(TreeFs<'a>),
-    Context(&'a ContextFs),
-}
-
-impl Sources<'_> {
-    pub fn fs(&self) -> &dyn SourceFs {
-        match self {
-            Sources::From(t) => t,
-            Sources::Context(c) => *c,
-        }
-    }
-}
-
-/// What a COPY reads: the build context, or the files of the stage or
-/// image `--from` names (its waiting layers applied first).
-pub(crate) fn sources<'a>(cx: &'a StepCx, c: &CopyArgs) -> Result<Sources<'a>, BuildError> {
-    Ok(match cx.copy_from {
-        Some(from) => Sources::From(TreeFs {
-            tree: from.files(&cx.build.layers()).map_err(|e| cx.error(e))?,
-            name: c.from.clone().unwrap_or_default(),
-        }),
-        None => Sources::Context(&cx.build.context),
-    })
+/// The files of the stage or image `--from` names (its waiting layers
+/// applied first); `None` without `--from`.
+fn from_stage_files<'a>(cx: &'a StepCx, c: &CopyArgs) -> Result<Option<TreeFs<'a>>, BuildError> {
+    let Some(from) = cx.copy_from else {
+        return Ok(None);
+    };
+    Ok(Some(TreeFs {
+        tree: from.files(&cx.build.layers()).map_err(|e| cx.error(e))?,
+        name: c.from.clone().unwrap_or_default(),
+    }))
 }
 
 /// The heredoc a COPY source word (`<<EOF`, `<<-"EOF"`) names.
@@ -208,7 +192,7 @@ pub(crate) fn apply(
     let kw = if r.is_add { "ADD" } else { "COPY" };
     let opts = copy_options(cx, state, r.chown.as_deref(), r.chmod)?;
     let from = match r.sources.iter().any(|s| matches!(s, Source::FromStage(_))) {
-        true => Some(sources(cx, c)?),
+        true => from_stage_files(cx, c)?,
         false => None,
     };
     let mut items: Vec<SourceItem> = Vec::new();
@@ -217,7 +201,7 @@ pub(crate) fn apply(
         let resolved = match (source, &from) {
             (Source::Items(items), _) => items,
             (Source::FromStage(src), Some(from)) => {
-                let mut read = expand(from.fs(), &src, c.parents).map_err(|e| cx.error(e))?;
+                let mut read = expand(from, &src, c.parents).map_err(|e| cx.error(e))?;
                 exclude(&mut read, r.excludes.as_ref());
                 read.into_iter().map(|i| (i, false)).collect()
             }
