@@ -4,7 +4,60 @@
 //! not to be mixed).
 
 use crate::manifest::{MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
-use crate::oci::{descriptor, media_type_of, Descriptor, Index, Platform};
+use crate::oci::{descriptor, digest_of, media_type_of, Descriptor, Platform};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// BuildKit's annotations on an attestation manifest's index entry.
+pub const REFERENCE_TYPE: &str = "vnd.docker.reference.type";
+pub const REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
+pub const ATTESTATION_MANIFEST: &str = "attestation-manifest";
+
+/// Whether an index entry is an attestation manifest (not an image).
+pub fn is_attestation(d: &Descriptor) -> bool {
+    d.annotations()
+        .as_ref()
+        .and_then(|a| a.get(REFERENCE_TYPE))
+        .is_some_and(|t| t == ATTESTATION_MANIFEST)
+}
+
+/// The index as written: oci-spec's field order, annotations sorted (a
+/// map's order would change the bytes, and so the digest, run to run).
+#[derive(Serialize)]
+struct IndexOut<'a> {
+    #[serde(rename = "schemaVersion")]
+    schema_version: u32,
+    #[serde(rename = "mediaType")]
+    media_type: &'a str,
+    manifests: Vec<DescriptorOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct DescriptorOut<'a> {
+    #[serde(rename = "mediaType")]
+    media_type: String,
+    digest: String,
+    size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    annotations: Option<BTreeMap<&'a str, &'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    platform: Option<&'a Platform>,
+}
+
+impl<'a> DescriptorOut<'a> {
+    fn of(d: &'a Descriptor) -> DescriptorOut<'a> {
+        DescriptorOut {
+            media_type: media_type_of(d),
+            digest: digest_of(d),
+            size: d.size(),
+            annotations: d
+                .annotations()
+                .as_ref()
+                .map(|a| a.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()),
+            platform: d.platform().as_ref(),
+        }
+    }
+}
 use crate::{sha256_digest, BuiltImage, ImageError};
 
 pub const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -26,7 +79,8 @@ impl ImageIndex {
     /// images for one platform.
     pub fn new(manifests: Vec<Descriptor>) -> Result<ImageIndex, ImageError> {
         let mut seen: Vec<&Platform> = Vec::new();
-        for m in &manifests {
+        // Attestation manifests all say unknown/unknown: not images.
+        for m in manifests.iter().filter(|m| !is_attestation(m)) {
             let p = m.platform().as_ref().ok_or_else(|| {
                 ImageError::invalid("image index", format!("{} has no platform", m.digest()))
             })?;
@@ -47,11 +101,12 @@ impl ImageIndex {
         } else {
             MEDIA_TYPE_INDEX
         };
-        let mut index = Index::default();
-        index.set_media_type(Some(media_type.into()));
-        index.set_manifests(manifests.clone());
-        let bytes = serde_json::to_vec(&index)
-            .map_err(|e| ImageError::invalid("serialising image index", e.to_string()))?;
+        let bytes = serde_json::to_vec(&IndexOut {
+            schema_version: 2,
+            media_type,
+            manifests: manifests.iter().map(DescriptorOut::of).collect(),
+        })
+        .map_err(|e| ImageError::invalid("serialising image index", e.to_string()))?;
         Ok(ImageIndex {
             digest: sha256_digest(&bytes),
             bytes,
@@ -64,6 +119,7 @@ impl ImageIndex {
     pub fn platforms(&self) -> Vec<String> {
         self.manifests
             .iter()
+            .filter(|m| !is_attestation(m))
             .filter_map(|m| m.platform().as_ref())
             .map(platform_text)
             .collect()
@@ -73,6 +129,26 @@ impl ImageIndex {
     pub fn of_built(images: &[BuiltImage]) -> Result<ImageIndex, ImageError> {
         ImageIndex::new(images.iter().map(descriptor_of).collect::<Result<_, _>>()?)
     }
+}
+
+/// The index entry of an attestation manifest for the image whose
+/// manifest is `image_digest`, as BuildKit writes it.
+pub fn attestation_descriptor(
+    digest: &str,
+    size: u64,
+    image_digest: &str,
+) -> Result<Descriptor, ImageError> {
+    let mut d = descriptor(MEDIA_TYPE_MANIFEST, digest, size)?;
+    d.set_platform(Some(crate::oci::platform("unknown", "unknown", None)));
+    d.set_annotations(Some(
+        [
+            (REFERENCE_DIGEST.to_string(), image_digest.to_string()),
+            (REFERENCE_TYPE.to_string(), ATTESTATION_MANIFEST.to_string()),
+        ]
+        .into_iter()
+        .collect(),
+    ));
+    Ok(d)
 }
 
 /// A built image's manifest as an index names it.
