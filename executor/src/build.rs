@@ -5,7 +5,7 @@ use crate::exit::usage;
 use crate::options;
 use crate::Error;
 use kiln_dockerfile::{Plan, Platform};
-use kiln_engine::{Built, DigestFiles, Services, SharedSteps, StepRecord};
+use kiln_engine::{Built, DigestFiles, Finished, Services, SharedSteps, StepRecord};
 use kiln_image::BuiltImage;
 use kiln_registry::Reference;
 
@@ -34,11 +34,16 @@ pub fn build(args: BuildArgs) -> Result<(), Error> {
         .tempdir_in(&tmp)
         .map_err(|e| format!("creating a work directory in {}: {e}", tmp.display()))?;
     kiln_layer::spread::spread_subdirectories(work.path());
-    let context = source.prepare(work.path(), &git, args.context_sub_path.as_deref())?;
+    let (context, git_context) =
+        source.prepare_traced(work.path(), &git, args.context_sub_path.as_deref())?;
     let dockerfile = options::dockerfile(&args, &context);
     let src = crate::read_dockerfile(&dockerfile).map_err(usage)?;
     let ast = kiln_dockerfile::parse(&dockerfile.display().to_string(), &src)?;
     let several = platforms.len() > 1;
+    let pushing = outputs
+        .iter()
+        .any(|o| matches!(o, kiln_engine::Output::Registry(_)));
+    let attest = crate::attest::request(&args, pushing).map_err(usage)?;
     let mut targets = Vec::new();
     for platform in &platforms {
         let plan_options = options::plan_options(&args, platform).map_err(usage)?;
@@ -62,6 +67,7 @@ pub fn build(args: BuildArgs) -> Result<(), Error> {
             &work_dir,
         )
         .map_err(usage)?;
+        build_options.attest = attest.clone();
         // Platforms build at once and one may fail while another is
         // done: the registry hears nothing until all are.
         if several {
@@ -80,8 +86,25 @@ pub fn build(args: BuildArgs) -> Result<(), Error> {
         return Ok(());
     }
     let started = std::time::Instant::now();
+    let started_at = std::time::SystemTime::now();
     let mode = crate::render::mode(args.progress);
-    let (built, records) = build_all(&targets, mode)?;
+    let (finished, records) = build_all(&targets, mode)?;
+    let names = options::names(&args);
+    let run = crate::attest::RunFacts {
+        args: &args,
+        request: &targets[0].2.attest,
+        dockerfile: &dockerfile,
+        context: &context,
+        git_context: git_context.clone(),
+        started: started_at,
+        clamp: targets[0]
+            .2
+            .source_date_epoch
+            .or(args.reproducible.then_some(0)),
+        names: names.clone(),
+        work: work.path(),
+    };
+    let built = assemble(&run, finished)?;
     let files = DigestFiles {
         digest: args.digest_file.clone(),
         name_with_digest: args.image_name_with_digest_file.clone(),
@@ -115,12 +138,51 @@ pub fn build(args: BuildArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// Builds each platform's image (at once, unless `--jobs 1`); several
-/// make an index. Steps with the same key run once across platforms.
+/// The images and their attestations as the outputs take them: one
+/// image alone, or an index of each platform's image and, after them,
+/// their attestation manifests.
+fn assemble(run: &crate::attest::RunFacts, finished: Vec<Finished>) -> Result<Built, Error> {
+    let attestations = match run.request.any() {
+        true => {
+            let pairs: Vec<(BuiltImage, Finished)> = finished
+                .iter()
+                .map(|f| (f.image.clone(), f.clone()))
+                .collect();
+            crate::attest::attach(run, &pairs)?
+        }
+        false => Vec::new(),
+    };
+    let mut images: Vec<BuiltImage> = finished.into_iter().map(|f| f.image).collect();
+    if images.len() == 1 && attestations.is_empty() {
+        let image = images.pop().ok_or("nothing was built")?;
+        return Ok(Built::Image(Box::new(image)));
+    }
+    let mut descriptors = Vec::new();
+    for image in &images {
+        descriptors.push(kiln_image::index::descriptor_of(image)?);
+    }
+    for (a, image) in attestations.iter().zip(&images) {
+        descriptors.push(kiln_image::index::attestation_descriptor(
+            &a.manifest_digest,
+            a.manifest_bytes.len() as u64,
+            &image.manifest_digest,
+        )?);
+    }
+    let index = kiln_image::ImageIndex::new(descriptors)
+        .map_err(|e| format!("making the image index: {e}"))?;
+    Ok(Built::Index {
+        images,
+        attestations,
+        index,
+    })
+}
+
+/// Builds each platform's image (at once, unless `--jobs 1`). Steps with
+/// the same key run once across platforms.
 fn build_all(
     targets: &[(Platform, Plan, kiln_engine::BuildOptions)],
     mode: crate::render::Mode,
-) -> Result<(Built, Vec<StepRecord>), Error> {
+) -> Result<(Vec<Finished>, Vec<StepRecord>), Error> {
     let several = targets.len() > 1;
     let shared = several.then(|| std::sync::Arc::new(SharedSteps::default()));
     // Chosen once, before any platform's stage starts; they share it.
@@ -141,9 +203,9 @@ fn build_all(
                 r.stage = format!("{platform} {}", r.stage);
             }
         }
-        built.map(|(image, _)| (image, records))
+        built.map(|finished| (finished, records))
     };
-    let results: Vec<Result<(BuiltImage, Vec<StepRecord>), kiln_engine::BuildError>> =
+    let results: Vec<Result<(Finished, Vec<StepRecord>), kiln_engine::BuildError>> =
         if several && targets[0].2.jobs > 1 {
             std::thread::scope(|s| {
                 let handles: Vec<_> = targets.iter().map(|t| s.spawn(move || one(t))).collect();
@@ -171,23 +233,17 @@ fn build_all(
     let mut images = Vec::new();
     let mut records = Vec::new();
     for ((platform, _, _), r) in targets.iter().zip(results) {
-        let (image, recs) = r.map_err(|e| match several {
+        let (finished, recs) = r.map_err(|e| match several {
             true => Error::from(kiln_engine::BuildError::Platform {
                 platform: platform.to_string(),
                 source: Box::new(e),
             }),
             false => Error::from(e),
         })?;
-        images.push(image);
+        images.push(finished);
         records.extend(recs);
     }
-    if !several {
-        let image = images.pop().ok_or("nothing was built")?;
-        return Ok((Built::Image(Box::new(image)), records));
-    }
-    let index = kiln_image::ImageIndex::of_built(&images)
-        .map_err(|e| format!("making the image index: {e}"))?;
-    Ok((Built::Index { images, index }, records))
+    Ok((images, records))
 }
 
 /// `--kiln-dir-max-size`: a failure to evict is a warning, never a failed

@@ -40,6 +40,12 @@ pub fn with_default_command(
     if invoked_as_executor || is_flag {
         args.insert(1.min(args.len()), "build".into());
     }
+    // Kaniko's job lines push what Kaniko pushed: an image, no index of
+    // attestations (a --provenance given on the line still wins: the
+    // last of a flag given twice counts).
+    if invoked_as_executor {
+        args.insert(2.min(args.len()), "--provenance=false".into());
+    }
     args
 }
 
@@ -237,6 +243,28 @@ pub struct BuildArgs {
     #[arg(long = "no-push", num_args = 0..=1, require_equals = true, default_missing_value = "true",
           default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
     pub no_push: bool,
+    /// Attach an SBOM (SPDX 2.3, scanned by kiln itself): `--sbom`,
+    /// `--sbom=true|false`.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          value_name = "BOOL")]
+    pub sbom: Option<String>,
+    /// SLSA provenance: `--provenance=false`, `--provenance=mode=min|max`
+    /// (`,version=v0.2`, `,builder-id=URI`). On (mode=min) by default when
+    /// pushing, as buildx does.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          value_name = "VALUE")]
+    pub provenance: Option<String>,
+    /// buildx's spelling: `type=sbom` or `type=provenance[,mode=max,...]`
+    /// (repeatable).
+    #[arg(long = "attest", value_name = "type=sbom|provenance[,...]")]
+    pub attest: Vec<String>,
+    /// Also write the SBOM statements (in-toto JSON) into this directory.
+    #[arg(long = "sbom-output", value_name = "DIR")]
+    pub sbom_output: Option<PathBuf>,
+    /// Also write the provenance statements (in-toto JSON) into this
+    /// directory.
+    #[arg(long = "provenance-output", value_name = "DIR")]
+    pub provenance_output: Option<PathBuf>,
     /// Write the image as an OCI image layout in this directory.
     #[arg(long = "oci-layout-path", value_name = "DIR")]
     pub oci_layout_path: Option<PathBuf>,

@@ -1,6 +1,7 @@
 //! The `kiln` binary: parses flags into the engine's options, renders its
 //! events, prints errors with their causes.
 
+mod attest;
 mod build;
 mod checks;
 mod cli;

@@ -191,6 +191,7 @@ pub fn build_options(
             true => None,
             false => destinations(args)?.into_iter().next(),
         },
+        attest: Default::default(),
     })
 }
 

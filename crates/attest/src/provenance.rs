@@ -156,41 +156,37 @@ pub fn predicate(f: &BuildFacts, mode: Mode, version: Version) -> (&'static str,
         kiln_meta["source"] = source_info(f);
     }
     match version {
-        Version::V1 => {
-            let mut request = request(f, mode);
-            request["configSource"] = config_source(f, "path");
-            (
-                crate::statement::SLSA_V1_PREDICATE,
-                json!({
-                    "buildDefinition": {
-                        "buildType": BUILD_TYPE_V1,
-                        "externalParameters": {
-                            "configSource": config_source(f, "path"),
-                            "request": request,
-                        },
-                        "internalParameters": {
-                            "builderPlatform": f.builder_platform,
-                            "kilnVersion": f.kiln_version,
-                        },
-                        "resolvedDependencies": deps,
+        Version::V1 => (
+            crate::statement::SLSA_V1_PREDICATE,
+            json!({
+                "buildDefinition": {
+                    "buildType": BUILD_TYPE_V1,
+                    "externalParameters": {
+                        "configSource": config_source(f, "path"),
+                        "request": request(f, mode),
                     },
-                    "runDetails": {
-                        "builder": { "id": f.builder_id },
-                        "metadata": {
-                            "invocationId": f.invocation_id,
-                            "startedOn": f.started,
-                            "finishedOn": f.finished,
-                            "buildkit_completeness": {
-                                "request": mode == Mode::Max,
-                                "resolvedDependencies": complete_materials,
-                            },
-                            "buildkit_hermetic": complete_materials && !f.network,
-                            "buildkit_metadata": kiln_meta,
-                        },
+                    "internalParameters": {
+                        "builderPlatform": f.builder_platform,
+                        "kilnVersion": f.kiln_version,
                     },
-                }),
-            )
-        }
+                    "resolvedDependencies": deps,
+                },
+                "runDetails": {
+                    "builder": { "id": f.builder_id },
+                    "metadata": {
+                        "invocationId": f.invocation_id,
+                        "startedOn": f.started,
+                        "finishedOn": f.finished,
+                        "buildkit_completeness": {
+                            "request": mode == Mode::Max,
+                            "resolvedDependencies": complete_materials,
+                        },
+                        "buildkit_hermetic": complete_materials && !f.network,
+                        "buildkit_metadata": kiln_meta,
+                    },
+                },
+            }),
+        ),
         Version::V02 => (
             crate::statement::SLSA_V02_PREDICATE,
             json!({

@@ -133,6 +133,18 @@ impl ContextSource {
         git: &GitOptions,
         sub_path: Option<&str>,
     ) -> Result<PathBuf, ContextError> {
+        self.prepare_traced(work, git, sub_path).map(|(dir, _)| dir)
+    }
+
+    /// As [`ContextSource::prepare`], with a git context's URL and the
+    /// commit checked out (provenance's config source).
+    pub fn prepare_traced(
+        &self,
+        work: &Path,
+        git: &GitOptions,
+        sub_path: Option<&str>,
+    ) -> Result<(PathBuf, Option<(String, String)>), ContextError> {
+        let mut origin = None;
         let dir = match self {
             ContextSource::Dir(d) => {
                 if !d.is_dir() {
@@ -155,17 +167,19 @@ impl ContextSource {
                 subdir,
             } => {
                 let reference = git.branch.as_ref().or(reference.as_ref());
-                let dir = clone(url, reference, commit.as_deref(), git, work)?;
+                let (dir, checked_out) = clone(url, reference, commit.as_deref(), git, work)?;
+                origin = Some((url.clone(), checked_out));
                 match subdir {
                     Some(s) => within(&dir, s)?,
                     None => dir,
                 }
             }
         };
-        match sub_path {
-            Some(s) => within(&dir, s),
-            None => Ok(dir),
-        }
+        let dir = match sub_path {
+            Some(s) => within(&dir, s)?,
+            None => dir,
+        };
+        Ok((dir, origin))
     }
 }
 
@@ -207,13 +221,13 @@ fn clone(
     commit: Option<&str>,
     options: &GitOptions,
     work: &Path,
-) -> Result<PathBuf, ContextError> {
+) -> Result<(PathBuf, String), ContextError> {
     let dir = work.join("context");
     let fetched = clone_into(url, reference.map(String::as_str), commit, options, &dir)?;
     // As BuildKit does by default: the repository's metadata is no source.
     let _ = std::fs::remove_dir_all(dir.join(".git"));
     tracing::info!("context cloned from {url} at {fetched}");
-    Ok(dir)
+    Ok((dir, fetched))
 }
 
 /// `git clone` of `url` (at a branch or tag, then a commit) into `dir`;

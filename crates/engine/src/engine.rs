@@ -50,14 +50,25 @@ pub(crate) struct Engine<'a> {
     started: AtomicUsize,
 }
 
-/// Build the plan's target stage; progress goes to `events`. Returns the
-/// image and what happened to each step.
+/// A finished build: the image, what happened to each step, and what the
+/// attestations need.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub image: BuiltImage,
+    pub records: Vec<StepRecord>,
+    /// Base images, URLs and git sources the build resolved.
+    pub materials: Vec<kiln_attest::Material>,
+    /// The SBOM scans asked for (`opts.attest.sbom`): the image first.
+    pub scanned: Vec<crate::sbom::Scanned>,
+}
+
+/// Build the plan's target stage; progress goes to `events`.
 pub fn build(
     plan: &Plan,
     opts: &BuildOptions,
     services: Services,
     events: Sender<Event>,
-) -> Result<(BuiltImage, Vec<StepRecord>), BuildError> {
+) -> Result<Finished, BuildError> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -114,13 +125,28 @@ pub fn build(
         labels.extend(opts.labels.iter().cloned());
     }
     last.config.created = Some(rfc3339(engine.build.now));
+    let scanned = match &opts.attest.sbom {
+        Some(request) => engine.scan(&mut last, request)?,
+        None => Vec::new(),
+    };
     let image = BuiltImage::new(last.config.clone(), last.blobs())?;
+    let mut materials = engine.build.remote.materials();
+    materials.extend(lock(&engine.images).iter().filter_map(|(key, state)| {
+        let reference = key.split(" (").next().unwrap_or(key);
+        crate::sbom::image_material(reference, state)
+    }));
+    materials.sort();
     let mut records = engine
         .records
         .into_inner()
         .unwrap_or_else(|e| e.into_inner());
     records.sort_by_key(|(place, _)| *place);
-    Ok((image, records.into_iter().map(|(_, r)| r).collect()))
+    Ok(Finished {
+        image,
+        records: records.into_iter().map(|(_, r)| r).collect(),
+        materials,
+        scanned,
+    })
 }
 
 /// The cache `--cache` asks for.
@@ -186,6 +212,62 @@ fn copy_source<'s>(
 }
 
 impl<'a> Engine<'a> {
+    /// The SBOM scans: the target's files (its waiting layers extracted
+    /// first), then each other stage that asks (`BUILDKIT_SBOM_SCAN_STAGE`
+    /// as a build arg or the stage's own ARG), then the context when
+    /// `BUILDKIT_SBOM_SCAN_CONTEXT` asks.
+    fn scan(
+        &self,
+        last: &mut StageState,
+        request: &kiln_attest::SbomRequest,
+    ) -> Result<Vec<crate::sbom::Scanned>, BuildError> {
+        let plan = self.build.plan;
+        let target = &plan.stages[plan.target];
+        last.force(&self.build.layers())
+            .map_err(|e| self.error(&target.from, e))?;
+        let mut out = vec![crate::sbom::scan_tree("", &last.tree)];
+        let asks = |state: &StageState| {
+            request.scan_stages
+                || state
+                    .args
+                    .get("BUILDKIT_SBOM_SCAN_STAGE")
+                    .is_some_and(|v| truthy(v))
+        };
+        let states = lock(&self.states);
+        for index in &plan.order {
+            let Some(state) = states.get(index).filter(|_| *index != plan.target) else {
+                continue;
+            };
+            if !asks(state) {
+                continue;
+            }
+            let stage = &plan.stages[*index];
+            let tree = state
+                .files(&self.build.layers())
+                .map_err(|e| self.error(&stage.from, e))?;
+            let name = stage
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("stage-{index}"));
+            out.push(crate::sbom::scan_tree(&name, tree));
+        }
+        if request.scan_context {
+            let started = std::time::Instant::now();
+            let inventory =
+                kiln_attest::scan(&kiln_attest::DirFiles::new(&self.build.opts.context_dir));
+            tracing::info!(
+                "sbom: {} packages found in the context in {:.3}s",
+                inventory.packages.len(),
+                started.elapsed().as_secs_f64()
+            );
+            out.push(crate::sbom::Scanned {
+                name: "context".into(),
+                inventory,
+            });
+        }
+        Ok(out)
+    }
+
     fn error(&self, node: &AstNode, cause: impl Into<crate::error::StepFailure>) -> BuildError {
         BuildError::at(&self.build.plan.ast, node, cause)
     }
@@ -456,4 +538,12 @@ impl<'a> Engine<'a> {
         images.insert(key, state.clone());
         Ok(state)
     }
+}
+
+/// A build arg's "true" as BuildKit reads booleans.
+fn truthy(v: &str) -> bool {
+    matches!(
+        v.to_ascii_lowercase().as_str(),
+        "1" | "true" | "t" | "yes" | "on"
+    )
 }

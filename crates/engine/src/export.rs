@@ -61,6 +61,12 @@ pub enum ExportError {
         #[source]
         source: std::io::Error,
     },
+    #[error("pushing {destination}: the registry refused the image index that carries the attestations; --provenance=false (and no --sbom) pushes the image alone")]
+    IndexRefused {
+        destination: String,
+        #[source]
+        source: Box<kiln_registry::RegistryError>,
+    },
     #[error("fetching a base layer the outputs need")]
     Fetch(#[source] kiln_registry::RegistryError),
     #[error("describing what was built")]
@@ -75,6 +81,8 @@ pub enum Built {
     Image(Box<BuiltImage>),
     Index {
         images: Vec<BuiltImage>,
+        /// Each image's attestation manifest (none, or one per image).
+        attestations: Vec<BuiltImage>,
         index: kiln_image::ImageIndex,
     },
 }
@@ -84,6 +92,19 @@ impl Built {
         match self {
             Built::Image(i) => std::slice::from_ref(i.as_ref()),
             Built::Index { images, .. } => images,
+        }
+    }
+
+    /// The images, then their attestation manifests: every manifest the
+    /// index names.
+    fn manifests(&self) -> Vec<&BuiltImage> {
+        match self {
+            Built::Image(i) => vec![i.as_ref()],
+            Built::Index {
+                images,
+                attestations,
+                ..
+            } => images.iter().chain(attestations).collect(),
         }
     }
 
@@ -124,7 +145,10 @@ pub fn export(
                 let layout = kiln_image::OciLayout::new(dir);
                 match built {
                     Built::Image(image) => layout.write_image(image, ref_name),
-                    Built::Index { images, index } => layout.write_index(images, index, ref_name),
+                    Built::Index { index, .. } => {
+                        let all: Vec<BuiltImage> = built.manifests().into_iter().cloned().collect();
+                        layout.write_index(&all, index, ref_name)
+                    }
                 }
                 .map_err(|source| ExportError::Layout {
                     dir: dir.clone(),
@@ -133,8 +157,18 @@ pub fn export(
                 tracing::info!("wrote OCI layout {} (ref {ref_name})", dir.display());
             }
             Output::DockerArchive { path, tags } => {
-                let Built::Image(image) = built else {
-                    return Err(ExportError::ArchiveOfIndex);
+                let image = match built {
+                    Built::Image(image) => image.as_ref(),
+                    // One image with its attestations: the archive keeps
+                    // the image (docker load has no place for the rest).
+                    Built::Index { images, .. } if images.len() == 1 => {
+                        tracing::info!(
+                            "{}: attestations are not kept in a docker archive (--oci-layout-path or a push keeps them)",
+                            path.display()
+                        );
+                        &images[0]
+                    }
+                    Built::Index { .. } => return Err(ExportError::ArchiveOfIndex),
                 };
                 write_archive(image, path, tags)?;
                 tracing::info!("wrote docker archive {}", path.display());
@@ -228,11 +262,12 @@ fn push_all(
             digest: None,
             ..dest.clone()
         };
-        let (images, target) = match built {
-            Built::Image(image) => (std::slice::from_ref(image.as_ref()), dest),
-            Built::Index { images, .. } => (images.as_slice(), &by_digest),
+        let target = match built {
+            Built::Image(_) => dest,
+            Built::Index { .. } => &by_digest,
         };
-        for image in images {
+        let images = built.manifests();
+        for image in &images {
             let report = kiln_registry::push(&client, target, image).map_err(failed)?;
             tracing::info!(
                 "pushed {target}@{} ({} blobs uploaded, {} mounted, {} already there)",
@@ -242,7 +277,12 @@ fn push_all(
                 report.existing
             );
         }
-        if let Built::Index { index, .. } = built {
+        if let Built::Index {
+            index,
+            images,
+            attestations,
+        } = built
+        {
             kiln_registry::push::push_manifest(
                 &client,
                 dest,
@@ -250,11 +290,20 @@ fn push_all(
                 &index.media_type,
                 &index.digest,
             )
-            .map_err(failed)?;
+            .map_err(|source| match attestations.is_empty() {
+                true => failed(source),
+                // An index only because of the attestations: say how to
+                // push the image alone.
+                false => ExportError::IndexRefused {
+                    destination: dest.to_string(),
+                    source: Box::new(source),
+                },
+            })?;
             tracing::info!(
-                "pushed {dest}@{} (an index of {} images)",
+                "pushed {dest}@{} (an index of {} images, {} attestation manifests)",
                 index.digest,
-                images.len()
+                images.len(),
+                attestations.len()
             );
         }
     }

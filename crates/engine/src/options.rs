@@ -44,6 +44,9 @@ pub struct BuildOptions {
     /// The push destination the target stage's new layers are uploaded
     /// to while they are written (the push then finds them there).
     pub upload_layers_to: Option<Reference>,
+    /// `--sbom`, `--provenance`, `--attest`: the engine scans for the SBOM
+    /// (provenance needs nothing more than the build's own record).
+    pub attest: kiln_attest::Request,
 }
 
 /// Where the cache lives.

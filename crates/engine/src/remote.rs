@@ -130,6 +130,30 @@ impl Remote {
         Ok((source, commit))
     }
 
+    /// What was downloaded and cloned: URLs with their sha256, git
+    /// repositories with their commit (provenance's materials).
+    pub fn materials(&self) -> Vec<kiln_attest::Material> {
+        let mut out: Vec<kiln_attest::Material> = crate::locks::lock(&self.fetched)
+            .iter()
+            .map(|(url, f)| kiln_attest::Material {
+                uri: url.clone(),
+                digest: (
+                    "sha256".into(),
+                    f.digest.trim_start_matches("sha256:").into(),
+                ),
+            })
+            .collect();
+        out.extend(
+            crate::locks::lock(&self.cloned)
+                .iter()
+                .map(|(g, (_, commit))| kiln_attest::Material {
+                    uri: g.url.clone(),
+                    digest: ("sha1".into(), commit.clone()),
+                }),
+        );
+        out
+    }
+
     /// The file at `url`, downloaded at its first use in the build.
     pub fn fetch(&self, url: &str) -> Result<Fetched, RemoteError> {
         let mut fetched = crate::locks::lock(&self.fetched);

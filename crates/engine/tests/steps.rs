@@ -64,6 +64,7 @@ impl Fixture {
             }),
             cache_dir: None,
             upload_layers_to: None,
+            attest: Default::default(),
         }
     }
 
@@ -92,6 +93,7 @@ impl Fixture {
         let plan = Plan::new(ast, options).unwrap();
         let (events, _rx) = std::sync::mpsc::channel();
         kiln_engine::build(&plan, &self.options(run, cache), services, events)
+            .map(|f| (f.image, f.records))
     }
 
     fn build(&self, run: &str, services: Services, cache: bool) -> (BuiltImage, Vec<StepRecord>) {
