@@ -39,7 +39,9 @@ pub fn code(e: &(dyn std::error::Error + 'static)) -> u8 {
             StepFailure::Registry(_) | StepFailure::Reference(_) => REGISTRY,
             _ => FAILED,
         },
-        Some(BuildError::Export(ExportError::Push { .. } | ExportError::IndexRefused { .. })) => REGISTRY,
+        Some(BuildError::Export(ExportError::Push { .. } | ExportError::IndexRefused { .. })) => {
+            REGISTRY
+        }
         _ => match e.downcast_ref::<ExportError>() {
             Some(ExportError::Push { .. } | ExportError::IndexRefused { .. }) => REGISTRY,
             _ => FAILED,

@@ -12,6 +12,9 @@ use std::process::Command;
 /// A tar of a minbase bookworm root, made once and kept in the target dir.
 pub(crate) fn debian_rootfs_tar() -> PathBuf {
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("debian-bookworm-minbase.tar");
+    // Tests that want it at once: one makes it, the others wait for it.
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _making = MAKING.lock().unwrap_or_else(|e| e.into_inner());
     if cache.is_file() {
         return cache;
     }

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `kiln` binary builds real contexts; skopeo,
 //! umoci and (where an engine answers) docker check what it wrote.
 
+mod attest;
 mod cache;
 mod checks;
 mod ci_examples;

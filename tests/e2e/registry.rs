@@ -59,7 +59,11 @@ pub fn push_busybox_base(reg: &TestRegistry, name: &str, extra: &str) -> String 
     let ctx = tempfile::tempdir().unwrap();
     busybox_context(ctx.path(), extra);
     let base = format!("{}/base/{name}:1", reg.addr);
-    build(ctx.path(), &base, &reg_args(reg));
+    // A single manifest, as most third-party bases are (no index of
+    // attestations: tests read its manifest and its one platform).
+    let mut args = reg_args(reg);
+    args.push("--provenance=false".into());
+    build(ctx.path(), &base, &args);
     base
 }
 

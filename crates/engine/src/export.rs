@@ -208,6 +208,12 @@ pub fn export(
             kiln_image::manifest::MEDIA_TYPE_MANIFEST,
             i.manifest_bytes.len(),
         ),
+        // One image with its attestations: docker's ID is still its config's.
+        Built::Index { index, images, .. } if images.len() == 1 => (
+            &images[0].config_digest,
+            index.media_type.as_str(),
+            index.bytes.len(),
+        ),
         Built::Index { index, .. } => (&index.digest, index.media_type.as_str(), index.bytes.len()),
     };
     if let Some(path) = &files.iid {
@@ -220,8 +226,14 @@ pub fn export(
             "containerimage.digest": digest,
             "containerimage.descriptor": descriptor,
         });
-        if let Built::Image(i) = built {
-            meta["containerimage.config.digest"] = i.config_digest.clone().into();
+        match built {
+            Built::Image(i) => {
+                meta["containerimage.config.digest"] = i.config_digest.clone().into()
+            }
+            Built::Index { images, .. } if images.len() == 1 => {
+                meta["containerimage.config.digest"] = images[0].config_digest.clone().into()
+            }
+            Built::Index { .. } => {}
         }
         if !files.names.is_empty() {
             meta["image.name"] = files.names.join(",").into();
