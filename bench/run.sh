@@ -16,7 +16,8 @@
 # then times cold builds+pushes of W1 to W4: kiln as root, buildah
 # (--isolation chroot --layers) and, with BUILDKIT_SH naming BuildKit
 # v0.32.2's buildkit.sh, BuildKit as buildctl-daemonless.sh runs it;
-# BENCH_TMPFS=1 puts every tool's state on a tmpfs, BENCH_WORKLOADS
+# BENCH_TMPFS=1 puts every tool's state on a tmpfs, BENCH_SBOM=1 adds
+# kiln with --sbom beside, BENCH_WORKLOADS
 # chooses workloads, BENCH_ONLY_TABLE=1 stops after the table.
 # It also measures the snapshot of a one-file RUN on a 10k-file and a
 # 200k-file root. Prints a Markdown report.
@@ -289,11 +290,14 @@ measured() {
 # run's state was deleted pays for it (docs/benchmarks.md). 61 measures
 # without that.
 settle() { sync; [ "${BENCH_SETTLE:-0}" -gt 0 ] && sleep "$BENCH_SETTLE"; return 0; }
-kiln_cold() { # workload [binary]
+kiln_cold() { # workload [binary [flags...]]
+    w=$1; bin=${2:-$KILN}; shift; [ $# -gt 0 ] && shift
     rm -rf "$TOOLSTATE/kiln"; settle
-    measured "${2:-$KILN}" build -c "$WORKLOADS/$1" -d "$REG/bench/$(echo $1 | tr A-Z a-z):kiln" --insecure-registry $REG \
-        --kiln-dir "$TOOLSTATE/kiln" --build-arg REGISTRY=$REG -v warn
+    measured "$bin" build -c "$WORKLOADS/$w" -d "$REG/bench/$(echo $w | tr A-Z a-z):kiln" --insecure-registry $REG \
+        --kiln-dir "$TOOLSTATE/kiln" --build-arg REGISTRY=$REG -v warn "$@"
 }
+# BENCH_SBOM=1: kiln with --sbom measured beside (what the scan costs).
+sbom_cold() { kiln_cold "$1" "$KILN" --sbom; }
 # KILN_BASELINE=/path/to/an/older/kiln: measured beside, for before/after.
 baseline_cold() { kiln_cold "$1" "$KILN_BASELINE"; }
 buildah_cold() { # workload: bud, then push; seconds and blocks add up, the peak is the larger
@@ -319,6 +323,7 @@ cell() { set -- $1; echo "$1 s, $2 MiB, $3 MiB written"; }
 
 TOOLS="kiln"
 [ -n "${KILN_BASELINE:-}" ] && TOOLS="$TOOLS baseline"
+[ "${BENCH_SBOM:-0}" = 1 ] && TOOLS="$TOOLS sbom"
 command -v buildah >/dev/null && TOOLS="$TOOLS buildah"
 [ -n "${BUILDKIT_SH:-}" ] && [ -f "$BUILDKIT_SH" ] && TOOLS="$TOOLS buildkit"
 where=disk; [ "${BENCH_TMPFS:-0}" = 1 ] && where=tmpfs
@@ -326,6 +331,7 @@ echo "Cold builds with every tool's state on the $where ($TOOLSTATE), $(date -u 
 echo
 header="| workload | kiln (root) |"; rule="|---|---|"
 [ -n "${KILN_BASELINE:-}" ] && { header="$header kiln baseline |"; rule="$rule---|"; }
+[ "${BENCH_SBOM:-0}" = 1 ] && { header="$header kiln --sbom |"; rule="$rule---|"; }
 echo "$header buildah | BuildKit (daemonless) | kiln / faster anchor |"
 echo "$rule---|---|---|"
 for w in $WORKLOADS_TIMED; do
@@ -338,6 +344,7 @@ for w in $WORKLOADS_TIMED; do
     k=$(summary "$STATE/$w-kiln")
     best=""; row="| $w | $(cell "$k") |"
     if [ -n "${KILN_BASELINE:-}" ]; then row="$row $(cell "$(summary "$STATE/$w-baseline")") |"; fi
+    if [ "${BENCH_SBOM:-0}" = 1 ]; then row="$row $(cell "$(summary "$STATE/$w-sbom")") |"; fi
     for t in buildah buildkit; do
         if [ -s "$STATE/$w-$t" ]; then
             a=$(summary "$STATE/$w-$t")
