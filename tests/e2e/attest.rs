@@ -485,3 +485,63 @@ fn attestations_are_reproducible() {
     let (fs, _) = docker_archive_fs(&tar);
     assert!(fs.contains_key("made"));
 }
+
+/// BUILDKIT_SBOM_SCAN_STAGE and BUILDKIT_SBOM_SCAN_CONTEXT: one SPDX
+/// statement per stage and one for the context beside the image's;
+/// `version=v0.2` writes the older provenance format.
+#[test]
+fn other_stages_the_context_and_provenance_v0_2() {
+    let ctx = tempfile::tempdir().unwrap();
+    busybox_context(
+        ctx.path(),
+        "FROM scratch AS deps\nCOPY build/ /build/\nFROM scratch\nCOPY --from=deps /build/out.txt /\n",
+    );
+    write(
+        &ctx.path()
+            .join("build/node_modules/builder-only/package.json"),
+        r#"{"name":"builder-only","version":"0.0.1"}"#,
+    );
+    write(&ctx.path().join("build/out.txt"), "out\n");
+    write(
+        &ctx.path()
+            .join("ctx-only/node_modules/in-context/package.json"),
+        r#"{"name":"in-context","version":"9.9.9"}"#,
+    );
+    let out = tempfile::tempdir().unwrap();
+    kiln_build(ctx.path())
+        .oci_layout(&out.path().join("l"))
+        .args(["--sbom", "--provenance=mode=min,version=v0.2"])
+        .args(["--build-arg", "BUILDKIT_SBOM_SCAN_STAGE=true"])
+        .args(["--build-arg", "BUILDKIT_SBOM_SCAN_CONTEXT=true"])
+        .arg("--sbom-output")
+        .arg(out.path().join("s"))
+        .arg("--provenance-output")
+        .arg(out.path().join("p"))
+        .ok();
+    let image = read_json(&out.path().join("s/sbom.spdx.json"));
+    let stage = read_json(&out.path().join("s/sbom-1.spdx.json"));
+    let context = read_json(&out.path().join("s/sbom-2.spdx.json"));
+    assert!(!purls(&image).iter().any(|p| p.contains("builder-only")));
+    assert_eq!(stage["predicate"]["name"], "deps");
+    assert!(purls(&stage).contains("pkg:npm/builder-only@0.0.1"));
+    assert_eq!(context["predicate"]["name"], "context");
+    assert!(purls(&context).contains("pkg:npm/in-context@9.9.9"));
+    for s in [&image, &stage, &context] {
+        assert_valid_spdx(s);
+    }
+    let p = read_json(&out.path().join("p/provenance.json"));
+    assert_eq!(p["predicateType"], "https://slsa.dev/provenance/v0.2");
+    assert_eq!(
+        p["predicate"]["buildType"],
+        "https://mobyproject.org/buildkit@v1"
+    );
+    let dockerfile = std::fs::read(ctx.path().join("Dockerfile")).unwrap();
+    assert_eq!(
+        p["predicate"]["invocation"]["configSource"]["digest"]["sha256"],
+        kiln_image::sha256_hex(&dockerfile)
+    );
+    // No registry, no pull: mode=min has no build args.
+    assert!(p["predicate"]["invocation"]["parameters"]["args"]
+        .get("build-arg:BUILDKIT_SBOM_SCAN_STAGE")
+        .is_none());
+}

@@ -112,11 +112,16 @@ fn request(f: &BuildFacts, mode: Mode) -> Value {
     r
 }
 
+/// The Dockerfile's path; for a git context the repository and commit,
+/// else the Dockerfile's own sha256.
 fn config_source(f: &BuildFacts, path_key: &str) -> Value {
     let mut c = json!({ path_key: f.config_source.path });
-    if let Some((url, commit)) = &f.config_source.git {
-        c["uri"] = url.clone().into();
-        c["digest"] = json!({"sha1": commit});
+    match &f.config_source.git {
+        Some((url, commit)) => {
+            c["uri"] = url.clone().into();
+            c["digest"] = json!({"sha1": commit});
+        }
+        None => c["digest"] = json!({"sha256": crate::sha256_hex(&f.dockerfile)}),
     }
     c
 }
