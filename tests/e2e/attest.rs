@@ -58,6 +58,16 @@ fn purls(statement: &Value) -> BTreeSet<String> {
         .collect()
 }
 
+/// The SPDX package `pick` chooses.
+fn spdx_package(statement: &Value, pick: impl Fn(&Value) -> bool) -> &Value {
+    statement["predicate"]["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| pick(p))
+        .unwrap()
+}
+
 /// A blob of an OCI layout.
 fn blob(layout: &Path, digest: &str) -> Vec<u8> {
     std::fs::read(
@@ -170,23 +180,13 @@ fn sbom_of_a_debian_image_lists_what_dpkg_lists() {
         .any(|p| p.starts_with("pkg:deb/debian/hello@")));
     assert!(expected.len() > 80, "{}", expected.len());
     // hello's files, as its .list names them, with dpkg's MD5s.
-    let hello = sbom["predicate"]["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "hello")
-        .unwrap();
+    let hello = spdx_package(&sbom, |p| p["name"] == "hello");
     let comment = hello["comment"].as_str().unwrap();
     assert!(comment.contains("/usr/bin/hello MD5:"), "{comment}");
     // Licenses where the package states them machine-readably (bash's
     // DEP-5 copyright), none guessed where it does not (hello's prose).
     assert_eq!(hello["licenseDeclared"], "NOASSERTION");
-    let bash = sbom["predicate"]["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "bash")
-        .unwrap();
+    let bash = spdx_package(&sbom, |p| p["name"] == "bash");
     assert!(
         bash["licenseDeclared"]
             .as_str()
@@ -195,12 +195,7 @@ fn sbom_of_a_debian_image_lists_what_dpkg_lists() {
         "{bash}"
     );
     // The operating system, from /etc/os-release.
-    let os = sbom["predicate"]["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["primaryPackagePurpose"] == "OPERATING-SYSTEM")
-        .unwrap();
+    let os = spdx_package(&sbom, |p| p["primaryPackagePurpose"] == "OPERATING-SYSTEM");
     assert_eq!(os["name"], "debian");
     assert_eq!(os["versionInfo"], "12");
 

@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 fn arm64_busybox() -> PathBuf {
     let deps = repo_root().join("target/test-deps");
     let bin = deps.join("busybox-arm64");
+    // Tests that want it at once: one unpacks it, the others wait.
+    static UNPACKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _unpacking = UNPACKING.lock().unwrap_or_else(|e| e.into_inner());
     if bin.is_file() {
         return bin;
     }
@@ -141,9 +144,49 @@ fn index_of(reference: &str) -> (String, Vec<String>) {
             .as_array()
             .unwrap()
             .iter()
+            .filter(|m| !is_attestation(m))
             .map(|m| m["platform"]["architecture"].as_str().unwrap().to_string())
             .collect(),
     )
+}
+
+fn is_attestation(entry: &serde_json::Value) -> bool {
+    entry["annotations"]["vnd.docker.reference.type"] == "attestation-manifest"
+}
+
+/// The image digests `reference`'s attestation manifests are for, in the
+/// index's order (BuildKit's unknown/unknown entries).
+fn attested(reference: &str) -> Vec<String> {
+    let raw = json(&run_ok(tool("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{reference}"),
+    ])));
+    let entries = raw["manifests"].as_array().unwrap();
+    let images: Vec<&str> = entries
+        .iter()
+        .filter(|m| !is_attestation(m))
+        .map(|m| m["digest"].as_str().unwrap())
+        .collect();
+    let out: Vec<String> = entries
+        .iter()
+        .filter(|m| is_attestation(m))
+        .map(|m| {
+            assert_eq!(m["platform"]["os"], "unknown");
+            m["annotations"]["vnd.docker.reference.digest"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for d in &out {
+        assert!(
+            images.contains(&d.as_str()),
+            "{d} names no image of {reference}"
+        );
+    }
+    out
 }
 
 /// File `path` of `reference`'s image for `arch` (copied out with
@@ -214,6 +257,8 @@ fn two_platforms_in_one_build_make_an_index() {
             "lines name their platform:\n{log}"
         );
         assert_eq!(index_of(&dest).1, ["amd64", "arm64"]);
+        // Pushed with buildx's default: each image's provenance after them.
+        assert_eq!(attested(&dest).len(), 2);
         assert_eq!(
             file_in(&dest, "amd64", "arch"),
             "x86_64 amd64\n",
@@ -300,18 +345,22 @@ fn manifest_push_joins_images_built_apart() {
         return;
     };
     write(&ctx.path().join("app.txt"), "app\n");
-    let build = |dest: &str, platforms: &str| {
+    let build_with = |dest: &str, platforms: &str, provenance: &str| {
         kiln_build(ctx.path())
             .args([
                 "-d",
                 &format!("{}/{dest}", reg.addr),
                 "--platform",
                 platforms,
+                provenance,
             ])
             .args(reg_args(&reg))
             .env("SOURCE_DATE_EPOCH", "1700000000")
             .ok()
     };
+    // Plain images first: their index is byte for byte the one a build of
+    // both platforms pushes (provenance would name each push's own tag).
+    let build = |dest: &str, platforms: &str| build_with(dest, platforms, "--provenance=false");
     // One runner per platform, then the index.
     build("app/joined:amd64", "linux/amd64");
     build("app/joined:arm64", "linux/arm64");
@@ -365,6 +414,30 @@ fn manifest_push_joins_images_built_apart() {
         ),
         "app\n"
     );
+    // Images pushed with their provenance (an index of one image each):
+    // the joined index names both images, then both attestations.
+    build_with("app/attested:amd64", "linux/amd64", "--provenance=mode=min");
+    build_with("app/attested:arm64", "linux/arm64", "--provenance=mode=min");
+    let out = manifest_push(
+        "other/attested:1",
+        &["app/attested:amd64", "app/attested:arm64"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let attested_joined = format!("{}/other/attested:1", reg.addr);
+    assert_eq!(index_of(&attested_joined).1, ["amd64", "arm64"]);
+    assert_eq!(attested(&attested_joined).len(), 2);
+    let copied = tempfile::tempdir().unwrap();
+    run_ok(tool("skopeo").args([
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        &format!("docker://{attested_joined}"),
+        &format!("oci:{}:x", copied.path().display()),
+    ]));
     if let Some(mut docker) = docker_cli_reading_oci() {
         let listed = run_ok(docker.args(["manifest", "inspect", "--insecure", &joined]));
         assert!(
