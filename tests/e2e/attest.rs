@@ -540,3 +540,47 @@ fn other_stages_the_context_and_provenance_v0_2() {
         .get("build-arg:BUILDKIT_SBOM_SCAN_STAGE")
         .is_none());
 }
+
+/// A registry that refuses image indexes: the push fails, naming
+/// `--provenance=false`, with no tag pushed; with it, the image alone goes.
+#[test]
+fn a_registry_refusing_indexes_is_told_to_push_without_provenance() {
+    let reg = TestRegistry::start(Options::default());
+    let proxy = crate::support::FaultProxy::start(
+        &reg.addr,
+        "PUT /v2/apps/noindex/manifests/1 ",
+        crate::support::Fault::IndexRefused,
+        100,
+    );
+    let ctx = tempfile::tempdir().unwrap();
+    busybox_context(ctx.path(), "");
+    let dest = format!("{}/apps/noindex:1", proxy.addr);
+    let (code, log) = kiln_build(ctx.path())
+        .args(["-d", &dest, "--insecure-registry", &proxy.addr])
+        .fails();
+    assert_eq!(code, Some(4), "{log}");
+    assert!(log.contains("--provenance=false"), "{log}");
+    assert!(log.contains("MANIFEST_INVALID"), "{log}");
+    // The tag was never written.
+    let inspect = tool("skopeo")
+        .args(["inspect", "--tls-verify=false", "--raw"])
+        .arg(format!("docker://{}/apps/noindex:1", reg.addr))
+        .output()
+        .unwrap();
+    assert!(!inspect.status.success());
+    // Without provenance: one manifest, which the proxy lets through.
+    kiln_build(ctx.path())
+        .args(["-d", &dest, "--insecure-registry", &proxy.addr])
+        .arg("--provenance=false")
+        .ok();
+    let raw = json(&run_ok(tool("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{}/apps/noindex:1", reg.addr),
+    ])));
+    assert_eq!(
+        raw["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+}

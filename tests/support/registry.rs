@@ -241,6 +241,9 @@ pub enum Fault {
     /// Half the request's body read, then the connection reset (an
     /// upload cut off).
     ResetMidUpload,
+    /// `400 MANIFEST_INVALID` for an OCI image index (by its Content-Type;
+    /// other requests pass), as a registry without index support answers.
+    IndexRefused,
 }
 
 impl FaultProxy {
@@ -295,12 +298,20 @@ fn proxy_one(
     }
     let text = String::from_utf8_lossy(&head).into_owned();
     let line = text.lines().next().unwrap_or("").to_string();
-    let fault = fault_for(&line);
+    let mut fault = fault_for(&line);
+    // Only an index is refused: an image manifest goes through.
+    let index = text
+        .to_ascii_lowercase()
+        .contains("content-type: application/vnd.oci.image.index");
+    if matches!(fault, Some(Fault::IndexRefused)) && !index {
+        fault = None;
+    }
     let reply: Option<&[u8]> = match fault {
         Some(Fault::Status503) => Some(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
         Some(Fault::Status500) => Some(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
         Some(Fault::TooManyRequests) => Some(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
         Some(Fault::DropConnection) => Some(b""),
+        Some(Fault::IndexRefused) => Some(b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: 108\r\nConnection: close\r\n\r\n{\"errors\":[{\"code\":\"MANIFEST_INVALID\",\"message\":\"manifest invalid\",\"detail\":\"unsupported: an image index\"}]}"),
         _ => None,
     };
     if let Some(reply) = reply {
