@@ -15,6 +15,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("dockerignore", dockerignore),
     ("layer_apply", layer_apply),
     ("image_json", image_json),
+    ("sbom_scan", sbom_scan),
 ];
 
 /// A Dockerfile: parsed, planned (with its build checks' inputs), dumped.
@@ -107,4 +108,65 @@ pub fn image_json(data: &[u8]) {
     if let Ok(index) = serde_json::from_slice::<kiln_image::layout::Index>(data) {
         let _ = kiln_image::ImageIndex::new(index.manifests().clone());
     }
+}
+
+/// Files held in memory, as the scanners read an image's.
+struct MemFiles(std::collections::BTreeMap<String, Vec<u8>>);
+
+impl kiln_attest::ImageFiles for MemFiles {
+    fn walk(&self, visit: &mut dyn FnMut(&str, &kiln_attest::Kind, u32)) {
+        for (path, bytes) in &self.0 {
+            let size = bytes.len() as u64;
+            visit(path, &kiln_attest::Kind::File { size }, 0o755);
+        }
+    }
+
+    fn kind(&self, path: &str) -> Option<kiln_attest::Kind> {
+        self.0.get(path).map(|b| kiln_attest::Kind::File {
+            size: b.len() as u64,
+        })
+    }
+
+    fn open(&self, path: &str) -> std::io::Result<Box<dyn kiln_attest::files::ReadSeek + '_>> {
+        match self.0.get(path) {
+            Some(b) => Ok(Box::new(std::io::Cursor::new(b.as_slice()))),
+            None => Err(std::io::ErrorKind::NotFound.into()),
+        }
+    }
+}
+
+/// A package database or manifest from a hostile base image: the bytes
+/// are every database the scanners read at once (the SQLite rpmdb, a
+/// jar, an executable, dpkg's status and file lists, apk's database,
+/// Python's METADATA and RECORD, a package.json), scanned, then made into
+/// an SPDX document.
+pub fn sbom_scan(data: &[u8]) {
+    let paths = [
+        "/var/lib/rpm/rpmdb.sqlite",
+        "/app/lib/x.jar",
+        "/usr/bin/tool",
+        "/var/lib/dpkg/status",
+        "/var/lib/dpkg/info/x.list",
+        "/var/lib/dpkg/info/x.md5sums",
+        "/lib/apk/db/installed",
+        "/usr/lib/python3/dist-packages/x-1.dist-info/METADATA",
+        "/usr/lib/python3/dist-packages/x-1.dist-info/RECORD",
+        "/app/node_modules/x/package.json",
+        "/etc/os-release",
+    ];
+    let files = MemFiles(
+        paths
+            .iter()
+            .map(|p| (p.to_string(), data.to_vec()))
+            .collect(),
+    );
+    let inventory = kiln_attest::scan(&files);
+    let _ = kiln_attest::spdx::document(
+        &inventory,
+        &kiln_attest::spdx::DocumentInfo {
+            name: "fuzz",
+            created: "1970-01-01T00:00:00Z",
+            tool: "kiln-fuzz",
+        },
+    );
 }
