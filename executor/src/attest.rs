@@ -147,16 +147,19 @@ fn ci_builder_id() -> String {
     var("CI_JOB_URL").unwrap_or_default()
 }
 
-fn steps(records: &[StepRecord]) -> Vec<StepFact> {
+/// The steps; whether each hit the cache unless the build is
+/// reproducible (the same inputs must give the same bytes, whatever a
+/// cache held).
+fn steps(records: &[StepRecord], reproducible: bool) -> Vec<StepFact> {
     records
         .iter()
         .map(|r| StepFact {
             line: r.line,
             instruction: r.instruction.clone(),
-            cached: matches!(
+            cached: (!reproducible).then_some(matches!(
                 r.cache,
                 kiln_engine::CacheOutcome::Hit | kiln_engine::CacheOutcome::Shared
-            ),
+            )),
         })
         .collect()
 }
@@ -249,7 +252,7 @@ fn statements(
                 .collect(),
             materials: finished.materials.clone(),
             dockerfile,
-            steps: steps(&finished.records),
+            steps: steps(&finished.records, run.clamp.is_some()),
             network: true,
             kiln_version: env!("CARGO_PKG_VERSION").into(),
         };

@@ -427,6 +427,8 @@ fn attestations_are_laid_out_as_buildkit_lays_them_out() {
     assert!(steps
         .iter()
         .any(|s| s["instruction"].as_str().unwrap().starts_with("RUN")));
+    // Not reproducible: whether the cache served each step is said.
+    assert!(steps.iter().all(|s| s["cached"].is_boolean()), "{steps:?}");
     // The same bytes --provenance-output wrote.
     assert_eq!(
         std::fs::read(provenance.join("provenance.json")).unwrap(),

@@ -40,9 +40,6 @@ fn cached_build(reg: &TestRegistry, ctx: &Path, base: &str, extra: &[&str]) -> R
             "--cache-copy-layers",
             "--explain-cache",
             "--reproducible",
-            // The image's digest is compared run to run; provenance says
-            // which steps hit, so an index carrying it differs by design.
-            "--provenance=false",
         ])
         .arg("--cache-repo")
         .arg(format!("{}/app/cache", reg.addr))

@@ -50,7 +50,9 @@ pub struct ConfigSource {
 pub struct StepFact {
     pub line: usize,
     pub instruction: String,
-    pub cached: bool,
+    /// Whether the cache served it; `None` in reproducible builds, whose
+    /// attestations must not depend on what a cache held.
+    pub cached: Option<bool>,
 }
 
 /// What the provenance says about one platform's build.
@@ -129,7 +131,13 @@ fn config_source(f: &BuildFacts, path_key: &str) -> Value {
 fn steps(f: &BuildFacts) -> Value {
     f.steps
         .iter()
-        .map(|s| json!({"line": s.line, "instruction": s.instruction, "cached": s.cached}))
+        .map(|s| {
+            let mut step = json!({"line": s.line, "instruction": s.instruction});
+            if let Some(cached) = s.cached {
+                step["cached"] = cached.into();
+            }
+            step
+        })
         .collect::<Vec<_>>()
         .into()
 }
