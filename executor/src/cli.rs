@@ -37,13 +37,12 @@ pub fn with_default_command(
         .is_some_and(|n| n == "executor");
     let first = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
     let is_flag = first.starts_with('-') && !matches!(first, "-h" | "--help" | "-V" | "--version");
+    // Kaniko's job lines (as `executor`, or flags with no command) push
+    // what Kaniko pushed: an image, no index of attestations (a
+    // --provenance given on the line still wins: the last of a flag given
+    // twice counts).
     if invoked_as_executor || is_flag {
         args.insert(1.min(args.len()), "build".into());
-    }
-    // Kaniko's job lines push what Kaniko pushed: an image, no index of
-    // attestations (a --provenance given on the line still wins: the
-    // last of a flag given twice counts).
-    if invoked_as_executor {
         args.insert(2.min(args.len()), "--provenance=false".into());
     }
     args

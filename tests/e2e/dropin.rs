@@ -42,6 +42,36 @@ fn the_kaniko_gitlab_job_line_builds_and_pushes_both_tags() {
     assert!(digest.starts_with("sha256:"), "{digest}");
     assert_eq!(registry_digest(&format!("{image}:{sha}")), digest);
     assert_eq!(registry_digest(&format!("{image}:latest")), digest);
+    // What Kaniko pushed: an image manifest, no index of attestations.
+    let raw = json(&run_ok(tool("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{image}:{sha}"),
+    ])));
+    assert_eq!(
+        raw["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    // The same line asking for provenance gets buildx's index.
+    let out = kiln()
+        .args(&line)
+        .args(["--provenance=mode=min", "--destination"])
+        .arg(format!("{image}:attested"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let raw = json(&run_ok(tool("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{image}:attested"),
+    ])));
+    assert_eq!(raw["mediaType"], "application/vnd.oci.image.index.v1+json");
 }
 
 /// A `docker build` line: -t, --push, --iidfile, --metadata-file, the
