@@ -218,6 +218,18 @@ fn sbom_of_a_debian_image_lists_what_dpkg_lists() {
         blob(&layout, layer["digest"].as_str().unwrap()),
         std::fs::read(statements.join("sbom.spdx.json")).unwrap()
     );
+    // In chroot mode (where namespaces are blocked) the RUN's files reach
+    // the scan another way (a diffed root, not an overlay's upper
+    // directory): the same packages.
+    let chroot = out.path().join("chroot");
+    kiln_build(ctx.path())
+        .oci_layout(&out.path().join("chroot-layout"))
+        .args(["--isolation", "chroot", "--sbom", "--sbom-output"])
+        .arg(&chroot)
+        .env("KILN_DIR", out.path().join("chroot-state"))
+        .ok();
+    let again = read_json(&chroot.join("sbom.spdx.json"));
+    assert_eq!(purls(&again), purls(&sbom), "chroot mode's SBOM");
 }
 
 /// Python distributions and Node packages as installed (dist-info and
