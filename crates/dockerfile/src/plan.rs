@@ -441,8 +441,12 @@ impl Plan {
         self.options
             .build_args
             .keys()
+            // BUILDKIT_* args are the builder's own options (the SBOM's
+            // BUILDKIT_SBOM_SCAN_STAGE, ...), read without an ARG.
             .filter(|k| {
-                !declared.contains(k.as_str()) && !PREDEFINED_PROXY_ARGS.contains(&k.as_str())
+                !declared.contains(k.as_str())
+                    && !PREDEFINED_PROXY_ARGS.contains(&k.as_str())
+                    && !k.starts_with("BUILDKIT_")
             })
             .cloned()
             .collect()
@@ -571,7 +575,13 @@ mod tests {
     fn unused_build_args_reported() {
         let p = plan(
             "ARG A\nFROM scratch\nARG B\n",
-            &[("A", "1"), ("B", "2"), ("C", "3"), ("HTTP_PROXY", "x")],
+            &[
+                ("A", "1"),
+                ("B", "2"),
+                ("C", "3"),
+                ("HTTP_PROXY", "x"),
+                ("BUILDKIT_SBOM_SCAN_STAGE", "true"),
+            ],
             None,
         )
         .unwrap();
