@@ -275,22 +275,20 @@ fn secret_id(item: &str) -> Option<String> {
 
 /// Each image's attestation manifest (in the images' order), and the
 /// statement files asked for.
-pub fn attach(run: &RunFacts, built: &[(BuiltImage, Finished)]) -> Result<Vec<BuiltImage>, Error> {
+pub fn attach(run: &RunFacts, built: &[Finished]) -> Result<Vec<BuiltImage>, Error> {
     let mut manifests = Vec::new();
-    for (i, (image, finished)) in built.iter().enumerate() {
+    let several = built.len() > 1;
+    for (i, finished) in built.iter().enumerate() {
+        let image = &finished.image;
         let attached = statements(run, image, finished)?;
         let platform = format!("{}-{}", image.config.os, image.config.architecture);
-        let several = built.len() > 1;
-        for (dir, wanted) in [
-            (&run.args.sbom_output, SPDX_PREDICATE),
-            (&run.args.provenance_output, ""),
-        ] {
-            let Some(dir) = dir else { continue };
-            let chosen = attached.iter().filter(|a| match wanted {
-                "" => a.predicate_type != SPDX_PREDICATE,
-                w => a.predicate_type == w,
-            });
-            write_statements(dir, several.then_some(platform.as_str()), chosen)?;
+        let sub = several.then_some(platform.as_str());
+        let is_sbom = |a: &&Attached| a.predicate_type == SPDX_PREDICATE;
+        if let Some(dir) = &run.args.sbom_output {
+            write_statements(dir, sub, attached.iter().filter(is_sbom))?;
+        }
+        if let Some(dir) = &run.args.provenance_output {
+            write_statements(dir, sub, attached.iter().filter(|a| !is_sbom(a)))?;
         }
         let dir = run.work.join(format!("attestations-{i}"));
         manifests.push(kiln_attest::attestation_manifest(image, &attached, &dir)?);

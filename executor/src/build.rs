@@ -143,13 +143,7 @@ pub fn build(args: BuildArgs) -> Result<(), Error> {
 /// their attestation manifests.
 fn assemble(run: &crate::attest::RunFacts, finished: Vec<Finished>) -> Result<Built, Error> {
     let attestations = match run.request.any() {
-        true => {
-            let pairs: Vec<(BuiltImage, Finished)> = finished
-                .iter()
-                .map(|f| (f.image.clone(), f.clone()))
-                .collect();
-            crate::attest::attach(run, &pairs)?
-        }
+        true => crate::attest::attach(run, &finished)?,
         false => Vec::new(),
     };
     let mut images: Vec<BuiltImage> = finished.into_iter().map(|f| f.image).collect();

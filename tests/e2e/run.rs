@@ -824,3 +824,70 @@ fn a_repeated_layer_is_a_runs_root_in_every_isolation() {
         assert_eq!(ids[n + 1], ids[n + 3], "{isolation}: the two COPY layers");
     }
 }
+
+/// A RUN's layer holds what the step changed, not the folder kiln put
+/// /etc/resolv.conf and a mount target in: a base whose /etc has no
+/// resolv.conf, made long ago (its mtime far from the build's), gets the
+/// same one-file layer in every isolation. (It used to hold `etc/` or not
+/// as the clock's second fell, and the image's digest with it.)
+#[test]
+fn a_runs_layer_holds_no_folder_only_kiln_touched() {
+    let base = tempfile::tempdir().unwrap();
+    let rootfs = base.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    std::fs::create_dir_all(rootfs.join("opt")).unwrap();
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
+    write(
+        &rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\n",
+    );
+    let (work, ctx) = context_open_to_nobody(
+        "FROM scratch\nADD rootfs.tar /\n\
+         RUN --mount=type=tmpfs,target=/opt/scratch echo made > /made\n",
+    );
+    run_ok(
+        std::process::Command::new("tar")
+            .args([
+                "--owner=0",
+                "--group=0",
+                "--numeric-owner",
+                "--mtime=@1000000000",
+                "-C",
+            ])
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(ctx.join("rootfs.tar"))
+            .arg("."),
+    );
+    chmod(&ctx.join("rootfs.tar"), 0o644);
+    for isolation in ISOLATIONS {
+        let out = open_dir(&work.path().join(format!("out-{isolation}")));
+        kiln_build_isolated(isolation, &ctx, work.path())
+            .oci_layout(&out.join("l"))
+            .ok();
+        let layout = out.join("l");
+        let index = json(&std::fs::read_to_string(layout.join("index.json")).unwrap());
+        let blob = |d: &str| {
+            layout
+                .join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:"))
+        };
+        let manifest = json(
+            &std::fs::read_to_string(blob(index["manifests"][0]["digest"].as_str().unwrap()))
+                .unwrap(),
+        );
+        let layers = manifest["layers"].as_array().unwrap();
+        let last = blob(layers[layers.len() - 1]["digest"].as_str().unwrap());
+        let listing = run_ok(std::process::Command::new("tar").arg("-tzf").arg(&last));
+        let entries: Vec<&str> = listing.lines().collect();
+        assert!(entries.contains(&"made"), "{isolation}: {entries:?}");
+        for touched in ["etc/", "opt/"] {
+            assert!(
+                !entries.contains(&touched),
+                "{isolation}: the RUN's layer holds {touched}: {entries:?}"
+            );
+        }
+    }
+}

@@ -164,6 +164,52 @@ pub(crate) fn without_empty_stubs(mut changes: Vec<Change>, stubs: &[String]) ->
     changes
 }
 
+/// The step's changes without the folders whose only change is kiln's:
+/// an existing folder (`touched`) that kiln put a mount target or stub in
+/// has a new mtime when the stub is gone, or not, as the clock's second
+/// happens to fall. It is the layer's only when the step changed
+/// something in it or its owner, mode or attributes.
+pub(crate) fn without_touched_parents(
+    mut changes: Vec<Change>,
+    touched: &[String],
+    tree: &crate::fstree::FsTree,
+) -> Vec<Change> {
+    for dir in touched {
+        let below = format!("{dir}/");
+        if changes.iter().any(|c| c.path().starts_with(&below)) {
+            continue;
+        }
+        let Some(before) = tree.get(dir) else {
+            continue;
+        };
+        changes.retain(|c| match c {
+            Change::Upsert(p, meta) if p == dir && meta.kind == FileKind::Dir => {
+                !(before.is_dir()
+                    && before.mode == meta.mode
+                    && before.uid == meta.uid
+                    && before.gid == meta.gid
+                    && before.xattrs.same_as(&meta.xattrs))
+            }
+            _ => true,
+        });
+    }
+    changes
+}
+
+/// The existing folders kiln makes something in for a step: the parents
+/// of the mount targets, stubs and sandbox files (`made`) the tree lacks.
+pub(crate) fn touched_parents(tree: &crate::fstree::FsTree, made: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = made
+        .iter()
+        .filter(|p| tree.get(p).is_none())
+        .map(|p| crate::fstree::parent_of(p).to_string())
+        .filter(|parent| parent != "/" && tree.is_dir(parent) == Some(true))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// A cache's directory under kiln's directory, made the first time with
 /// mode/uid/gid and, with `from=`, the files of `source` in that stage or
 /// image (BuildKit keys such a cache by its id and its base, so each base

@@ -41,6 +41,13 @@ pub fn run(
     let (mut ignore, mut stubs) = ignored_paths(cx, state);
     ignore.extend(mounts.ignore.iter().cloned());
     stubs.extend(mounts.stubs.iter().cloned());
+    let made: Vec<String> = ["/etc/resolv.conf", "/etc/hosts"]
+        .map(|p| super::mounts::stub_paths(state, p).0)
+        .into_iter()
+        .chain(mounts.ignore.iter().cloned())
+        .chain(stubs.iter().cloned())
+        .collect();
+    let touched = super::mounts::touched_parents(&state.tree, &made);
     let step = StepRequest {
         process,
         mounts: mounts.mounts.clone(),
@@ -78,6 +85,7 @@ pub fn run(
         )));
     }
     let changes = super::mounts::without_empty_stubs(outcome.changes, &stubs);
+    let changes = super::mounts::without_touched_parents(changes, &touched, &state.tree);
     apply_changes(&mut state.tree, changes).map_err(|e| cx.error(e))?;
     if let (Some(upper), Some(fs)) = (&outcome.upper, state.rootfs.as_mut()) {
         fs.uppers.push(upper.clone());
