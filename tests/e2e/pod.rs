@@ -122,6 +122,7 @@ fn kilns_image_builds_in_place_in_a_default_container() {
             .args([tag, "--context", "/workspace", "--destination", &dest])
             .args(["--insecure-registry", &reg.addr, "--tar-path", tar])
             .args(["--isolation", isolation, "-v", "debug"])
+            .args(["--sbom", "--sbom-output", &format!("/out/sbom-{isolation}")])
             .output()
             .unwrap()
     };
@@ -136,6 +137,12 @@ fn kilns_image_builds_in_place_in_a_default_container() {
     );
     // Snapshots here read what the step touched (inotify), not the root.
     assert!(log.contains("changes from inotify"), "{log}");
+    // The SBOM, scanned in place: the package the RUN installed with apt.
+    let sbom = std::fs::read_to_string(out.join("sbom-auto/sbom.spdx.json")).unwrap();
+    assert!(
+        sbom.contains("pkg:deb/debian/kiln-hello@"),
+        "the SBOM lacks kiln-hello: {sbom}"
+    );
     // The container's root is now the built image's; kiln's own files stay.
     let diff = String::from_utf8_lossy(&diff.stdout);
     assert!(
