@@ -606,3 +606,38 @@ fn a_registry_refusing_indexes_is_told_to_push_without_provenance() {
         "application/vnd.oci.image.manifest.v1+json"
     );
 }
+
+/// A real Go program, Debian's umoci (which the README's test command
+/// installs): the toolchain's stdlib and the program's package, read from
+/// its build info; Debian builds without module lines, so no deps.
+#[test]
+fn a_go_program_built_by_debian_is_listed() {
+    let umoci = Path::new("/usr/bin/umoci");
+    assert!(
+        umoci.is_file(),
+        "umoci is missing: the README's test command installs it"
+    );
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::copy(umoci, ctx.path().join("umoci")).unwrap();
+    write(
+        &ctx.path().join("Dockerfile"),
+        "FROM scratch\nCOPY umoci /usr/bin/umoci\n",
+    );
+    let out = tempfile::tempdir().unwrap();
+    kiln_build(ctx.path())
+        .oci_layout(&out.path().join("l"))
+        .args(["--sbom", "--sbom-output"])
+        .arg(out.path().join("s"))
+        .ok();
+    let sbom = read_json(&out.path().join("s/sbom.spdx.json"));
+    assert_valid_spdx(&sbom);
+    let found = purls(&sbom);
+    assert!(
+        found.contains("pkg:golang/github.com/opencontainers/umoci/cmd/umoci"),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().any(|p| p.starts_with("pkg:golang/stdlib@1.")),
+        "{found:?}"
+    );
+}

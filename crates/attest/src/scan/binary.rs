@@ -58,27 +58,41 @@ fn go_modules(info: &[u8], path: &str) -> Vec<Package> {
         return Vec::new();
     }
     let mut rest = &info[32..];
-    let mut strings = Vec::new();
+    let mut strings: Vec<&[u8]> = Vec::new();
     for _ in 0..2 {
         let Some((len, n)) = varint(rest) else {
             return Vec::new();
         };
-        let Some(s) = rest.get(n..n + len as usize) else {
+        let Some(s) = rest.get(n..n.saturating_add(len as usize)) else {
             return Vec::new();
         };
-        strings.push(String::from_utf8_lossy(s).into_owned());
+        strings.push(s);
         rest = &rest[n + len as usize..];
     }
-    let mut modinfo = strings[1].as_str();
-    // Sixteen bytes of sentinel on each side.
-    if modinfo.len() >= 33 && modinfo.as_bytes()[modinfo.len() - 17] == b'\n' {
-        modinfo = modinfo.get(16..modinfo.len() - 16).unwrap_or(modinfo);
+    let mut raw = strings[1];
+    // Sixteen bytes of sentinel on each side (not text: cut as bytes).
+    if raw.len() >= 33 && raw[raw.len() - 17] == b'\n' {
+        raw = &raw[16..raw.len() - 16];
     }
+    let modinfo = String::from_utf8_lossy(raw);
+    let version = String::from_utf8_lossy(strings[0]);
     let mut mods: Vec<(String, String)> = Vec::new();
+    // The toolchain's standard library, as syft lists it (what a Go
+    // vulnerability in the runtime or net/http is matched against).
+    if let Some(v) = version.strip_prefix("go") {
+        let v = v.split([' ', '-']).next().unwrap_or(v);
+        mods.push(("stdlib".into(), v.to_string()));
+    }
+    let mut main_path = None;
     for line in modinfo.lines() {
         let cols: Vec<&str> = line.split('\t').collect();
         match cols.as_slice() {
-            ["mod", m, v, ..] | ["dep", m, v, ..] => mods.push((m.to_string(), v.to_string())),
+            ["path", p, ..] => main_path = Some(p.to_string()),
+            ["mod", m, v, ..] => {
+                main_path = None;
+                mods.push((m.to_string(), v.to_string()))
+            }
+            ["dep", m, v, ..] => mods.push((m.to_string(), v.to_string())),
             ["=>", m, v, ..] => {
                 if let Some(last) = mods.last_mut() {
                     *last = (m.to_string(), v.to_string());
@@ -86,6 +100,11 @@ fn go_modules(info: &[u8], path: &str) -> Vec<Package> {
             }
             _ => {}
         }
+    }
+    // Built outside module mode (GOPATH, as distributions often build):
+    // no `mod` line, the main package's path names the program.
+    if let Some(p) = main_path {
+        mods.push((p, String::new()));
     }
     mods.into_iter()
         .map(|(module, version)| {
@@ -159,11 +178,13 @@ mod tests {
         let mut b = b"\xff Go buildinf:".to_vec();
         b.extend([8, 2]);
         b.resize(32, 0);
-        let sentinel = "3077af0c9274080241e1c107e6d618e6";
-        let wrapped = format!("{}{modinfo}{}", &sentinel[..16], &sentinel[16..]);
-        for s in [version, wrapped.as_str()] {
+        // Go's sentinels, which are not UTF-8 (runtime/debug's modinfo).
+        let start = b"0w\xaf\x0c\x92t\x08\x02A\xe1\xc1\x07\xe6\xd6\x18\xe6";
+        let end = b"\xf92C1\x86\x18 r\x00\x82B\x10A\x16\xd8\xf2";
+        let wrapped = [&start[..], modinfo.as_bytes(), &end[..]].concat();
+        for s in [version.as_bytes(), wrapped.as_slice()] {
             b.push(s.len() as u8); // < 128: one byte
-            b.extend(s.as_bytes());
+            b.extend(s);
         }
         b
     }
@@ -179,7 +200,14 @@ mod tests {
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
         z.write_all(br#"{"packages":[{"name":"app","version":"0.1.0","source":"local","root":true},{"name":"serde","version":"1.0.200","source":"crates.io"},{"name":"cc","version":"1.0.0","source":"crates.io","kind":"build"}]}"#).unwrap();
         let rust = build_elf64(&[(".dep-v0", &z.finish().unwrap())]);
-        for (p, bytes) in [("/usr/bin/goapp", &go), ("/usr/bin/rustapp", &rust)] {
+        // As Debian builds Go programs: no module lines, a path.
+        let gopath_info = "path\texample.com/gopath-app\nbuild\t-compiler=gc\n";
+        let gopath = build_elf64(&[(".go.buildinfo", &go_buildinfo("go1.19.8", gopath_info))]);
+        for (p, bytes) in [
+            ("/usr/bin/goapp", &go),
+            ("/usr/bin/rustapp", &rust),
+            ("/usr/bin/gopath", &gopath),
+        ] {
             put(d.path(), p, bytes);
             let host = d.path().join(p.trim_start_matches('/'));
             std::fs::set_permissions(host, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -190,7 +218,10 @@ mod tests {
             purls,
             [
                 "pkg:golang/example.com/app",
+                "pkg:golang/example.com/gopath-app",
                 "pkg:golang/github.com/pkg/errors@v0.9.1",
+                "pkg:golang/stdlib@1.19.8",
+                "pkg:golang/stdlib@1.22.1",
                 "pkg:cargo/app@0.1.0",
                 "pkg:cargo/serde@1.0.200"
             ]
