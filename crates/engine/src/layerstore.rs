@@ -274,8 +274,9 @@ impl LayerStore {
         let result = (|| {
             let root = tmp.join("root");
             std::fs::create_dir_all(&root).map_err(io(format!("creating {}", root.display())))?;
+            // The diff_id is checked (record_index): no gzip CRC.
             let (_, decompressed) =
-                kiln_layer::open_archive(std::io::BufReader::with_capacity(1 << 20, open()?))
+                kiln_layer::open_layer(std::io::BufReader::with_capacity(1 << 20, open()?))
                     .map_err(io(format!("{what}: reading {source}")))?;
             // Decompressed on one core while the files are made on the other.
             let extracted = std::thread::scope(|scope| {

@@ -73,6 +73,23 @@ pub fn open_archive<'a, R: Read + Send + 'a>(
     Ok((kind, reader))
 }
 
+/// A layer's decompressing reader: as [`open_archive`], but gzip's CRC-32
+/// is not computed (the caller checks the layer's diff_id, which covers
+/// every byte the CRC would).
+pub fn open_layer<'a, R: Read + Send + 'a>(
+    input: R,
+) -> io::Result<(ArchiveCompression, Box<dyn Read + Send + 'a>)> {
+    let mut buffered = BufReader::with_capacity(64 * 1024, input);
+    let head = buffered.fill_buf()?.to_vec();
+    match detect_compression(&head) {
+        ArchiveCompression::Gzip => Ok((
+            ArchiveCompression::Gzip,
+            Box::new(crate::gunzip::GzWithoutCrc::new(buffered)),
+        )),
+        _ => open_archive(buffered),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

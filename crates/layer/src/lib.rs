@@ -6,6 +6,7 @@ pub mod apply;
 pub mod archive;
 pub mod entry;
 pub mod file;
+pub mod gunzip;
 pub mod hashing;
 pub mod in_root;
 pub mod pgzip;
@@ -14,7 +15,7 @@ mod records;
 pub mod spread;
 pub mod writer;
 
-pub use archive::{detect_compression, open_archive, ArchiveCompression};
+pub use archive::{detect_compression, open_archive, open_layer, ArchiveCompression};
 pub use entry::{Content, Entry};
 pub use file::FileKind;
 pub use hashing::{HashingReader, HashingWriter};
