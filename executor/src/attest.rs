@@ -8,23 +8,17 @@ use crate::cli::BuildArgs;
 use crate::Error;
 use kiln_attest::provenance::{BuildFacts, ConfigSource, StepFact};
 use kiln_attest::statement::{subjects, SPDX_PREDICATE};
-use kiln_attest::{Attached, Mode, ProvenanceRequest, Request, SbomRequest, Statement, Version};
+use kiln_attest::{
+    parse_bool, Attached, Mode, ProvenanceRequest, Request, SbomRequest, Statement, Version,
+};
 use kiln_engine::{Finished, StepRecord};
 use kiln_image::BuiltImage;
 use std::path::{Path, PathBuf};
 
-fn boolish(v: &str) -> Option<bool> {
-    match v.to_ascii_lowercase().as_str() {
-        "1" | "true" | "t" | "yes" | "on" => Some(true),
-        "0" | "false" | "f" | "no" | "off" => Some(false),
-        _ => None,
-    }
-}
-
 /// `mode=max,version=v0.2,builder-id=X`, `min`, `true`, `false`: `None`
 /// turns provenance off.
 fn provenance_value(flag: &str, value: &str) -> Result<Option<ProvenanceRequest>, Error> {
-    if let Some(on) = boolish(value) {
+    if let Some(on) = parse_bool(value) {
         return Ok(on.then(ProvenanceRequest::default));
     }
     let mut p = ProvenanceRequest::default();
@@ -37,7 +31,7 @@ fn provenance_value(flag: &str, value: &str) -> Result<Option<ProvenanceRequest>
             ("version", "v1") | ("version", "v1.0") => p.version = Version::V1,
             ("version", "v0.2") => p.version = Version::V02,
             ("builder-id", id) => p.builder_id = Some(id.to_string()),
-            ("disabled", d) if boolish(d) == Some(true) => return Ok(None),
+            ("disabled", d) if parse_bool(d) == Some(true) => return Ok(None),
             ("disabled", _) => {}
             _ => {
                 return Err(format!(
@@ -51,14 +45,14 @@ fn provenance_value(flag: &str, value: &str) -> Result<Option<ProvenanceRequest>
 }
 
 fn sbom_value(flag: &str, value: &str) -> Result<bool, Error> {
-    if let Some(on) = boolish(value) {
+    if let Some(on) = parse_bool(value) {
         return Ok(on);
     }
     let mut on = true;
     for part in value.split(',').filter(|p| !p.is_empty()) {
         match part.split_once('=') {
             Some(("type", "sbom")) => {}
-            Some(("disabled", d)) => on = boolish(d) != Some(true),
+            Some(("disabled", d)) => on = parse_bool(d) != Some(true),
             // BuildKit's scanner image: kiln scans itself, and says so.
             Some(("generator", g)) => {
                 tracing::warn!("{flag}: generator={g} is not run: kiln scans the image itself")
@@ -99,7 +93,7 @@ pub fn request(args: &BuildArgs, pushing: bool) -> Result<Request, Error> {
             .filter_map(|a| a.split_once('='))
             .rev()
             .find(|(k, _)| *k == name)
-            .and_then(|(_, v)| boolish(v))
+            .and_then(|(_, v)| parse_bool(v))
             .unwrap_or(false)
     };
     Ok(Request {
@@ -116,6 +110,8 @@ pub struct RunFacts<'a> {
     pub args: &'a BuildArgs,
     pub request: &'a Request,
     pub dockerfile: &'a Path,
+    /// Its text, as the build parsed it.
+    pub dockerfile_text: &'a str,
     pub context: &'a Path,
     pub git_context: Option<(String, String)>,
     pub started: std::time::SystemTime,
@@ -156,21 +152,14 @@ fn steps(records: &[StepRecord], reproducible: bool) -> Vec<StepFact> {
         .map(|r| StepFact {
             line: r.line,
             instruction: r.instruction.clone(),
-            cached: (!reproducible).then_some(matches!(
-                r.cache,
-                kiln_engine::CacheOutcome::Hit | kiln_engine::CacheOutcome::Shared
-            )),
+            cached: (!reproducible).then_some(r.cache.served()),
         })
         .collect()
 }
 
 /// The statements for one platform's image, in the order they are
 /// attached: the SBOMs (the image's first), then the provenance.
-fn statements(
-    run: &RunFacts,
-    image: &BuiltImage,
-    finished: &Finished,
-) -> Result<Vec<Attached>, Error> {
+fn statements(run: &RunFacts, image: &BuiltImage, finished: &Finished) -> Vec<Attached> {
     let platform = kiln_image::oci::platform_text(&kiln_image::oci::platform(
         &image.config.os,
         &image.config.architecture,
@@ -198,8 +187,6 @@ fn statements(
         });
     }
     if let Some(p) = &run.request.provenance {
-        let dockerfile = std::fs::read(run.dockerfile)
-            .map_err(|e| format!("reading {}: {e}", run.dockerfile.display()))?;
         let path = run
             .dockerfile
             .strip_prefix(run.context)
@@ -251,7 +238,7 @@ fn statements(
                 .map(|s| s.split('=').next().unwrap_or(s).to_string())
                 .collect(),
             materials: finished.materials.clone(),
-            dockerfile,
+            dockerfile: run.dockerfile_text.as_bytes().to_vec(),
             steps: steps(&finished.records, run.clamp.is_some()),
             network: true,
             kiln_version: env!("CARGO_PKG_VERSION").into(),
@@ -263,7 +250,7 @@ fn statements(
             bytes: Statement::new(predicate_type, subject, predicate).to_bytes(),
         });
     }
-    Ok(out)
+    out
 }
 
 /// `id=ID,src=...` or `id=ID,env=...`: the id only.
@@ -280,7 +267,7 @@ pub fn attach(run: &RunFacts, built: &[Finished]) -> Result<Vec<BuiltImage>, Err
     let several = built.len() > 1;
     for (i, finished) in built.iter().enumerate() {
         let image = &finished.image;
-        let attached = statements(run, image, finished)?;
+        let attached = statements(run, image, finished);
         let platform = format!("{}-{}", image.config.os, image.config.architecture);
         let sub = several.then_some(platform.as_str());
         let is_sbom = |a: &&Attached| a.predicate_type == SPDX_PREDICATE;

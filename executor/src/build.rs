@@ -94,6 +94,7 @@ pub fn build(args: BuildArgs) -> Result<(), Error> {
         args: &args,
         request: &targets[0].2.attest,
         dockerfile: &dockerfile,
+        dockerfile_text: &src,
         context: &context,
         git_context: git_context.clone(),
         started: started_at,
@@ -151,18 +152,7 @@ fn assemble(run: &crate::attest::RunFacts, finished: Vec<Finished>) -> Result<Bu
         let image = images.pop().ok_or("nothing was built")?;
         return Ok(Built::Image(Box::new(image)));
     }
-    let mut descriptors = Vec::new();
-    for image in &images {
-        descriptors.push(kiln_image::index::descriptor_of(image)?);
-    }
-    for (a, image) in attestations.iter().zip(&images) {
-        descriptors.push(kiln_image::index::attestation_descriptor(
-            &a.manifest_digest,
-            a.manifest_bytes.len() as u64,
-            &image.manifest_digest,
-        )?);
-    }
-    let index = kiln_image::ImageIndex::new(descriptors)
+    let index = kiln_image::ImageIndex::of_built(&images, &attestations)
         .map_err(|e| format!("making the image index: {e}"))?;
     Ok(Built::Index {
         images,

@@ -71,6 +71,16 @@ pub struct ProvenanceRequest {
     pub builder_id: Option<String>,
 }
 
+/// A boolean as BuildKit's attestation options and build args take it
+/// (`true`, `1`, `t`, `yes`, `on` and their opposites), or `None`.
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "t" | "yes" | "on" => Some(true),
+        "0" | "false" | "f" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     kiln_image::sha256_hex(bytes)
 }

@@ -122,17 +122,10 @@ fn known(id: &str) -> Option<&'static str> {
 
 /// `LicenseRef-` and the name with every character SPDX refuses as `-`.
 pub fn license_ref(name: &str) -> String {
-    let clean: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    format!("LicenseRef-{}", clean.trim_matches('-'))
+    format!(
+        "LicenseRef-{}",
+        crate::spdx::idstring(name).trim_matches('-')
+    )
 }
 
 /// One Debian license field ("GPL-2+ or Artistic", "BSD-3-clause") as an

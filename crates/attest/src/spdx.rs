@@ -25,17 +25,7 @@ pub struct DocumentInfo<'a> {
 }
 
 fn spdx_id(prefix: &str, text: &str, n: usize) -> String {
-    let clean: String = text
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    format!("SPDXRef-{prefix}-{clean}-{n}")
+    format!("SPDXRef-{prefix}-{}-{n}", idstring(text))
 }
 
 fn supplier(p: &Package) -> String {
@@ -205,18 +195,19 @@ pub fn document(inv: &Inventory, info: &DocumentInfo) -> Value {
     // A namespace unique to this content: its own digest.
     let digest = crate::sha256_hex(doc.to_string().as_bytes());
     doc["documentNamespace"] =
-        format!("https://kiln.invalid/spdx/{}-{digest}", sanitize(info.name)).into();
+        format!("https://kiln.invalid/spdx/{}-{digest}", idstring(info.name)).into();
     doc
 }
 
-fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
+/// `text` with every character SPDX ids refuse (all but letters, digits,
+/// `.` and `-`) as `-`.
+pub(crate) fn idstring(text: &str) -> String {
+    text.chars()
+        .map(
+            |c| match c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                true => c,
+                false => '-',
+            },
+        )
         .collect()
 }

@@ -50,6 +50,11 @@ pub enum CacheOutcome {
 }
 
 impl CacheOutcome {
+    /// Whether a cache served the step's layer (nothing ran).
+    pub fn served(&self) -> bool {
+        matches!(self, CacheOutcome::Hit | CacheOutcome::Shared)
+    }
+
     /// The word reports use.
     pub fn label(&self) -> &'static str {
         match self {

@@ -44,6 +44,8 @@ pub(crate) struct Engine<'a> {
     states: Mutex<Stages>,
     /// Images used in this build (FROM and COPY --from), by reference.
     images: Mutex<Images>,
+    /// The images pulled, by reference and manifest digest (provenance).
+    pulled: Mutex<Vec<kiln_attest::Material>>,
     /// Each step's record with its stage's place in the plan and its own.
     records: Mutex<Vec<((usize, usize), StepRecord)>>,
     /// Steps announced so far.
@@ -111,6 +113,7 @@ pub fn build(
         },
         states: Mutex::new(HashMap::new()),
         images: Mutex::new(HashMap::new()),
+        pulled: Mutex::new(Vec::new()),
         records: Mutex::new(Vec::new()),
         started: AtomicUsize::new(0),
     };
@@ -131,10 +134,7 @@ pub fn build(
     };
     let image = BuiltImage::new(last.config.clone(), last.blobs())?;
     let mut materials = engine.build.remote.materials();
-    materials.extend(lock(&engine.images).iter().filter_map(|(key, state)| {
-        let reference = key.split(" (").next().unwrap_or(key);
-        crate::sbom::image_material(reference, state)
-    }));
+    materials.extend(lock(&engine.pulled).drain(..));
     materials.sort();
     let mut records = engine
         .records
@@ -231,7 +231,7 @@ impl<'a> Engine<'a> {
                 || state
                     .args
                     .get("BUILDKIT_SBOM_SCAN_STAGE")
-                    .is_some_and(|v| truthy(v))
+                    .is_some_and(|v| kiln_attest::parse_bool(v) == Some(true))
         };
         let states = lock(&self.states);
         for index in &plan.order {
@@ -526,9 +526,16 @@ impl<'a> Engine<'a> {
         let _ = self.build.events.send(Event::Pulling {
             reference: reference.to_string(),
         });
-        let state = source
+        let (state, digest) = source
             .stage_state(reference, platform)
             .map_err(|e| self.error(node, e))?;
+        lock(&self.pulled).push(kiln_attest::Material {
+            uri: kiln_attest::statement::docker_purl(reference, Some(&platform.to_string())),
+            digest: (
+                "sha256".into(),
+                digest.trim_start_matches("sha256:").to_string(),
+            ),
+        });
         let _ = self.build.events.send(Event::Pulled {
             reference: reference.to_string(),
             layers: state.layers.len(),
@@ -538,12 +545,4 @@ impl<'a> Engine<'a> {
         images.insert(key, state.clone());
         Ok(state)
     }
-}
-
-/// A build arg's "true" as BuildKit reads booleans.
-fn truthy(v: &str) -> bool {
-    matches!(
-        v.to_ascii_lowercase().as_str(),
-        "1" | "true" | "t" | "yes" | "on"
-    )
 }

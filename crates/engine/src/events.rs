@@ -96,7 +96,7 @@ pub fn report_json(records: &[StepRecord]) -> serde_json::Value {
             "hits": count(|c| *c == CacheOutcome::Hit),
             "misses": count(|c| matches!(c, CacheOutcome::Miss(_))),
             "shared": count(|c| *c == CacheOutcome::Shared),
-            "runs_executed": records.iter().filter(|r| r.is_run && !matches!(r.cache, CacheOutcome::Hit | CacheOutcome::Shared)).count(),
+            "runs_executed": records.iter().filter(|r| r.is_run && !r.cache.served()).count(),
             "seconds": records.iter().map(|r| r.seconds).sum::<f64>(),
         }
     })

@@ -269,11 +269,7 @@ fn push_all(
             destination: dest.to_string(),
             source,
         };
-        let by_digest = Reference {
-            tag: None,
-            digest: None,
-            ..dest.clone()
-        };
+        let by_digest = dest.repository_only();
         let target = match built {
             Built::Image(_) => dest,
             Built::Index { .. } => &by_digest,

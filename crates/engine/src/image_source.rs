@@ -64,12 +64,12 @@ impl ImageSource<'_> {
 
     /// The state an image starts a stage with: its config and layers, none
     /// downloaded or extracted yet ([`StageState::force`] does that when a
-    /// step reads the files).
+    /// step reads the files); and the manifest digest it resolved to.
     pub fn stage_state(
         &self,
         reference: &str,
         platform: &Platform,
-    ) -> Result<StageState, StepFailure> {
+    ) -> Result<(StageState, String), StepFailure> {
         let r = Reference::parse(reference)?;
         let (pulled, local) = self.pulled(&r, platform)?;
         if local {
@@ -116,7 +116,10 @@ impl ImageSource<'_> {
             );
         }
         let key = format!("image:{}", pulled.manifest_digest);
-        Ok(StageState::starting(config, layers, key, self.now))
+        Ok((
+            StageState::starting(config, layers, key, self.now),
+            pulled.manifest_digest,
+        ))
     }
 }
 

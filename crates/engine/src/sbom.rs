@@ -4,9 +4,8 @@
 //! images by digest, ADD URLs with their sha256, git commits).
 
 use crate::fstree::{FileKind, FsTree};
-use crate::stage::StageState;
 use kiln_attest::files::{Kind, ReadSeek};
-use kiln_attest::{ImageFiles, Inventory, Material};
+use kiln_attest::{ImageFiles, Inventory};
 use kiln_layer::Content;
 
 /// A stage's file tree as the scanners read it.
@@ -70,14 +69,4 @@ pub(crate) fn scan_tree(name: &str, tree: &FsTree) -> Scanned {
         name: name.to_string(),
         inventory,
     }
-}
-
-/// A base image's material: its reference as a purl, its manifest digest.
-pub(crate) fn image_material(reference: &str, state: &StageState) -> Option<Material> {
-    let hex = state.cache_key.strip_prefix("image:sha256:")?;
-    let platform = state.platform().to_string();
-    Some(Material {
-        uri: kiln_attest::statement::docker_purl(reference, Some(&platform)),
-        digest: ("sha256".into(), hex.to_string()),
-    })
 }

@@ -125,15 +125,31 @@ impl ImageIndex {
             .collect()
     }
 
-    /// The index of images kiln built, in the order given.
-    pub fn of_built(images: &[BuiltImage]) -> Result<ImageIndex, ImageError> {
-        ImageIndex::new(images.iter().map(descriptor_of).collect::<Result<_, _>>()?)
+    /// The index of images kiln built, in the order given, then the
+    /// attestation manifest of each (`attestations[i]` is `images[i]`'s;
+    /// none when empty), as BuildKit orders them.
+    pub fn of_built(
+        images: &[BuiltImage],
+        attestations: &[BuiltImage],
+    ) -> Result<ImageIndex, ImageError> {
+        let mut manifests = images
+            .iter()
+            .map(descriptor_of)
+            .collect::<Result<Vec<_>, _>>()?;
+        for (a, image) in attestations.iter().zip(images) {
+            manifests.push(attestation_descriptor(
+                &a.manifest_digest,
+                a.manifest_bytes.len() as u64,
+                &image.manifest_digest,
+            )?);
+        }
+        ImageIndex::new(manifests)
     }
 }
 
 /// The index entry of an attestation manifest for the image whose
 /// manifest is `image_digest`, as BuildKit writes it.
-pub fn attestation_descriptor(
+fn attestation_descriptor(
     digest: &str,
     size: u64,
     image_digest: &str,

@@ -98,7 +98,13 @@ fn in_target(
         if cross_repository(image, target) {
             let manifest = parse_manifest(&bytes, &image.to_string())?;
             copy_image(client, store, target, image, &manifest)?;
-            push_manifest(client, &by_digest(target), &bytes, &media_type, &digest)?;
+            push_manifest(
+                client,
+                &target.repository_only(),
+                &bytes,
+                &media_type,
+                &digest,
+            )?;
         }
         kept.push(a.clone());
     }
@@ -107,14 +113,6 @@ fn in_target(
 
 fn cross_repository(image: &Reference, target: &Reference) -> bool {
     image.registry != target.registry || image.repository != target.repository
-}
-
-fn by_digest(target: &Reference) -> Reference {
-    Reference {
-        tag: None,
-        digest: None,
-        ..target.clone()
-    }
 }
 
 /// One image manifest (`fetched`: bytes, media type, digest) as the
@@ -156,7 +154,13 @@ fn image_in_target(
     let platform = platform(&config.os, &config.architecture, config.variant.as_deref());
     if cross_repository(image, target) {
         copy_image(client, store, target, image, &manifest)?;
-        push_manifest(client, &by_digest(target), &bytes, &media_type, &digest)?;
+        push_manifest(
+            client,
+            &target.repository_only(),
+            &bytes,
+            &media_type,
+            &digest,
+        )?;
     }
     let mut d = descriptor(&media_type, &digest, bytes.len() as u64)?;
     d.set_platform(Some(platform));

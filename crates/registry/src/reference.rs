@@ -155,6 +155,16 @@ impl Reference {
     }
 
     /// The same repository at another digest.
+    /// The repository alone, no tag or digest (what manifests are pushed
+    /// to by digest).
+    pub fn repository_only(&self) -> Reference {
+        Reference {
+            tag: None,
+            digest: None,
+            ..self.clone()
+        }
+    }
+
     pub fn with_digest(&self, digest: &str) -> Reference {
         Reference {
             digest: Some(digest.to_string()),

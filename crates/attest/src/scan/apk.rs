@@ -3,6 +3,7 @@
 //! `R:` file in it, `Z:` that file's SHA-1 as `Q1<base64>`).
 
 use super::{distro, read, OsRelease};
+use crate::files::ImageFiles;
 use crate::package::{purl, Ecosystem, OwnedFile, Package};
 
 const DB: &str = "/lib/apk/db/installed";
@@ -65,8 +66,6 @@ pub fn scan(files: &dyn ImageFiles, os: Option<&OsRelease>) -> Vec<Package> {
     }
     out
 }
-
-use crate::files::ImageFiles;
 
 /// `Q1<base64 of a SHA-1>` to hex.
 fn q1_to_hex(v: &str) -> Option<String> {
