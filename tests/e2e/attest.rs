@@ -68,23 +68,6 @@ fn spdx_package(statement: &Value, pick: impl Fn(&Value) -> bool) -> &Value {
         .unwrap()
 }
 
-/// A blob of an OCI layout.
-fn blob(layout: &Path, digest: &str) -> Vec<u8> {
-    std::fs::read(
-        layout
-            .join("blobs/sha256")
-            .join(digest.trim_start_matches("sha256:")),
-    )
-    .unwrap()
-}
-
-/// The index a layout's `index.json` names, and each manifest in it.
-fn layout_index(layout: &Path) -> Value {
-    let top = read_json(&layout.join("index.json"));
-    let d = top["manifests"][0]["digest"].as_str().unwrap();
-    json(&String::from_utf8(blob(layout, d)).unwrap())
-}
-
 /// A local apt repository holding Debian's `hello` package (downloaded
 /// once into the target directory).
 fn hello_repository(into: &Path) {
@@ -101,21 +84,10 @@ fn hello_repository(into: &Path) {
         std::fs::rename(&tmp, &cache).unwrap();
     }
     std::fs::create_dir_all(into).unwrap();
-    let mut packages = String::new();
     for e in std::fs::read_dir(&cache).unwrap().flatten() {
-        let deb = e.path();
-        let name = deb.file_name().unwrap().to_str().unwrap().to_string();
-        std::fs::copy(&deb, into.join(&name)).unwrap();
-        let control = run_ok(Command::new("dpkg-deb").arg("-f").arg(&deb));
-        let bytes = std::fs::read(&deb).unwrap();
-        packages.push_str(control.trim_end());
-        packages.push_str(&format!(
-            "\nFilename: ./{name}\nSize: {}\nSHA256: {}\n\n",
-            bytes.len(),
-            kiln_image::sha256_hex(&bytes)
-        ));
+        std::fs::copy(e.path(), into.join(e.file_name())).unwrap();
     }
-    write(&into.join("Packages"), &packages);
+    apt_packages_index(into);
 }
 
 /// FROM a debootstrapped bookworm, `apt-get install hello` from a file
@@ -200,22 +172,21 @@ fn sbom_of_a_debian_image_lists_what_dpkg_lists() {
     assert_eq!(os["versionInfo"], "12");
 
     // The same statement is in the layout, attached to the image.
-    let index = layout_index(&layout);
+    let index = layout_top(&layout);
     let att = index["manifests"]
         .as_array()
         .unwrap()
         .iter()
         .find(|m| m["annotations"]["vnd.docker.reference.type"] == "attestation-manifest")
         .unwrap();
-    let manifest =
-        json(&String::from_utf8(blob(&layout, att["digest"].as_str().unwrap())).unwrap());
+    let manifest = layout_json(&layout, att["digest"].as_str().unwrap());
     let layer = &manifest["layers"][0];
     assert_eq!(
         layer["annotations"]["in-toto.io/predicate-type"],
         "https://spdx.dev/Document"
     );
     assert_eq!(
-        blob(&layout, layer["digest"].as_str().unwrap()),
+        layout_blob(&layout, layer["digest"].as_str().unwrap()),
         std::fs::read(statements.join("sbom.spdx.json")).unwrap()
     );
     // In chroot mode (where namespaces are blocked) the RUN's files reach
@@ -347,7 +318,7 @@ fn attestations_are_laid_out_as_buildkit_lays_them_out() {
         &format!("docker://{dest}"),
         &format!("oci:{}:x", copied.display()),
     ]));
-    let index = layout_index(&copied);
+    let index = layout_top(&copied);
     let bk_index = read_json(&repo_root().join("fixtures/buildkit-attestation/index.json"));
     assert_eq!(index["mediaType"], bk_index["mediaType"]);
     let entries = index["manifests"].as_array().unwrap();
@@ -370,8 +341,7 @@ fn attestations_are_laid_out_as_buildkit_lays_them_out() {
         entries[1]["annotations"]["vnd.docker.reference.digest"],
         image_digest
     );
-    let manifest =
-        json(&String::from_utf8(blob(&copied, entries[1]["digest"].as_str().unwrap())).unwrap());
+    let manifest = layout_json(&copied, entries[1]["digest"].as_str().unwrap());
     let bk_manifest =
         read_json(&repo_root().join("fixtures/buildkit-attestation/attestation-manifest.json"));
     assert_eq!(keys(&manifest), keys(&bk_manifest));
@@ -392,8 +362,7 @@ fn attestations_are_laid_out_as_buildkit_lays_them_out() {
     );
 
     // The statement: BuildKit's fields, this build's sources.
-    let statement =
-        json(&String::from_utf8(blob(&copied, layer["digest"].as_str().unwrap())).unwrap());
+    let statement = layout_json(&copied, layer["digest"].as_str().unwrap());
     let bk = read_json(&repo_root().join("fixtures/buildkit-attestation/provenance-min.json"));
     assert_eq!(keys(&statement), keys(&bk));
     assert_eq!(statement["_type"], bk["_type"]);
@@ -444,14 +413,14 @@ fn attestations_are_laid_out_as_buildkit_lays_them_out() {
     // The same bytes --provenance-output wrote.
     assert_eq!(
         std::fs::read(provenance.join("provenance.json")).unwrap(),
-        blob(&copied, layer["digest"].as_str().unwrap())
+        layout_blob(&copied, layer["digest"].as_str().unwrap())
     );
     // No attestation byte holds the secret.
     for d in [
         entries[1]["digest"].as_str().unwrap(),
         layer["digest"].as_str().unwrap(),
     ] {
-        let bytes = String::from_utf8_lossy(&blob(&copied, d)).into_owned();
+        let bytes = String::from_utf8_lossy(&layout_blob(&copied, d)).into_owned();
         assert!(!bytes.contains(secret_value), "{d} holds the secret");
     }
 }
@@ -483,7 +452,7 @@ fn attestations_are_reproducible() {
             .arg(kept.join("l"))
             .arg(out.path().join("l"))
             .status();
-        let index = layout_index(&out.path().join("l"));
+        let index = layout_top(&out.path().join("l"));
         assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
     }
     assert_eq!(digests[0], digests[1], "the index digest, built twice");
@@ -595,12 +564,7 @@ fn a_registry_refusing_indexes_is_told_to_push_without_provenance() {
         .args(["-d", &dest, "--insecure-registry", &proxy.addr])
         .arg("--provenance=false")
         .ok();
-    let raw = json(&run_ok(tool("skopeo").args([
-        "inspect",
-        "--tls-verify=false",
-        "--raw",
-        &format!("docker://{}/apps/noindex:1", reg.addr),
-    ])));
+    let raw = registry_manifest(&format!("{}/apps/noindex:1", reg.addr));
     assert_eq!(
         raw["mediaType"],
         "application/vnd.oci.image.manifest.v1+json"

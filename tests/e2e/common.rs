@@ -477,6 +477,70 @@ pub fn registry_digest(reference: &str) -> String {
     json(&raw)["Digest"].as_str().unwrap().to_string()
 }
 
+/// The manifest or index a (plain-HTTP) registry serves for `reference`,
+/// as it is stored.
+pub fn registry_manifest(reference: &str) -> serde_json::Value {
+    json(&run_ok(tool("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{reference}"),
+    ])))
+}
+
+/// Where a blob of an OCI layout is.
+pub fn layout_blob_path(layout: &Path, digest: &str) -> PathBuf {
+    layout
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+}
+
+/// A blob of an OCI layout.
+pub fn layout_blob(layout: &Path, digest: &str) -> Vec<u8> {
+    let path = layout_blob_path(layout, digest);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A JSON blob (manifest, index, config) of an OCI layout.
+pub fn layout_json(layout: &Path, digest: &str) -> serde_json::Value {
+    json(&String::from_utf8(layout_blob(layout, digest)).unwrap())
+}
+
+/// What a layout's `index.json` names first (an image's manifest, or an
+/// index).
+pub fn layout_top(layout: &Path) -> serde_json::Value {
+    let index = json(&std::fs::read_to_string(layout.join("index.json")).unwrap());
+    layout_json(layout, index["manifests"][0]["digest"].as_str().unwrap())
+}
+
+/// A `[trusted=yes]` apt repository's `Packages` file for the `.deb`s in
+/// `repo`, from their own control fields.
+pub fn apt_packages_index(repo: &Path) {
+    let mut packages = String::new();
+    let mut debs: Vec<_> = std::fs::read_dir(repo)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+        .collect();
+    debs.sort();
+    for deb in debs {
+        let control = run_ok(tool("dpkg-deb").arg("-f").arg(&deb));
+        let bytes = std::fs::read(&deb).unwrap();
+        let sha = {
+            use sha2::{Digest, Sha256};
+            hex::encode(Sha256::digest(&bytes))
+        };
+        packages.push_str(control.trim_end());
+        packages.push_str(&format!(
+            "\nFilename: ./{}\nSize: {}\nSHA256: {sha}\n\n",
+            deb.file_name().unwrap().to_string_lossy(),
+            bytes.len(),
+        ));
+    }
+    write(&repo.join("Packages"), &packages);
+}
+
 /// Commit `work/src` on branch `release` and serve a bare clone of it as
 /// `repo.git` over git's dumb HTTP protocol on loopback. Returns the
 /// server (it stops when dropped) and the commit.

@@ -43,12 +43,7 @@ fn the_kaniko_gitlab_job_line_builds_and_pushes_both_tags() {
     assert_eq!(registry_digest(&format!("{image}:{sha}")), digest);
     assert_eq!(registry_digest(&format!("{image}:latest")), digest);
     // What Kaniko pushed: an image manifest, no index of attestations.
-    let raw = json(&run_ok(tool("skopeo").args([
-        "inspect",
-        "--tls-verify=false",
-        "--raw",
-        &format!("docker://{image}:{sha}"),
-    ])));
+    let raw = registry_manifest(&format!("{image}:{sha}"));
     assert_eq!(
         raw["mediaType"],
         "application/vnd.oci.image.manifest.v1+json"
@@ -65,12 +60,7 @@ fn the_kaniko_gitlab_job_line_builds_and_pushes_both_tags() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let raw = json(&run_ok(tool("skopeo").args([
-        "inspect",
-        "--tls-verify=false",
-        "--raw",
-        &format!("docker://{image}:attested"),
-    ])));
+    let raw = registry_manifest(&format!("{image}:attested"));
     assert_eq!(raw["mediaType"], "application/vnd.oci.image.index.v1+json");
 }
 

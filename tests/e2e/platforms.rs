@@ -131,12 +131,7 @@ fn registry_base_and_context(
 
 /// The media type and the architectures of the index `reference` names.
 fn index_of(reference: &str) -> (String, Vec<String>) {
-    let raw = json(&run_ok(tool("skopeo").args([
-        "inspect",
-        "--tls-verify=false",
-        "--raw",
-        &format!("docker://{reference}"),
-    ])));
+    let raw = registry_manifest(reference);
     let _ = raw.get("manifests").expect("an index");
     (
         raw["mediaType"].as_str().unwrap_or_default().to_string(),
@@ -157,12 +152,7 @@ fn is_attestation(entry: &serde_json::Value) -> bool {
 /// The image digests `reference`'s attestation manifests are for, in the
 /// index's order (BuildKit's unknown/unknown entries).
 fn attested(reference: &str) -> Vec<String> {
-    let raw = json(&run_ok(tool("skopeo").args([
-        "inspect",
-        "--tls-verify=false",
-        "--raw",
-        &format!("docker://{reference}"),
-    ])));
+    let raw = registry_manifest(reference);
     let entries = raw["manifests"].as_array().unwrap();
     let images: Vec<&str> = entries
         .iter()

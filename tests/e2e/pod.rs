@@ -31,18 +31,7 @@ fn local_repository(dir: &Path) {
             .arg(&pkg)
             .arg(&deb),
     );
-    let bytes = std::fs::read(&deb).unwrap();
-    let sha = {
-        use sha2::{Digest, Sha256};
-        hex::encode(Sha256::digest(&bytes))
-    };
-    write(
-        &repo.join("Packages"),
-        &format!(
-            "Package: kiln-hello\nVersion: 1.0\nArchitecture: all\nMaintainer: kiln tests <tests@kiln.invalid>\nFilename: ./kiln-hello_1.0_all.deb\nSize: {}\nSHA256: {sha}\nDescription: a file for kiln's pod test\n\n",
-            bytes.len()
-        ),
-    );
+    apt_packages_index(&repo);
     std::fs::remove_dir_all(&pkg).unwrap();
 }
 

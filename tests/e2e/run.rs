@@ -867,19 +867,10 @@ fn a_runs_layer_holds_no_folder_only_kiln_touched() {
         kiln_build_isolated(isolation, &ctx, work.path())
             .oci_layout(&out.join("l"))
             .ok();
-        let layout = out.join("l");
-        let index = json(&std::fs::read_to_string(layout.join("index.json")).unwrap());
-        let blob = |d: &str| {
-            layout
-                .join("blobs/sha256")
-                .join(d.trim_start_matches("sha256:"))
-        };
-        let manifest = json(
-            &std::fs::read_to_string(blob(index["manifests"][0]["digest"].as_str().unwrap()))
-                .unwrap(),
-        );
+        let manifest = layout_top(&out.join("l"));
         let layers = manifest["layers"].as_array().unwrap();
-        let last = blob(layers[layers.len() - 1]["digest"].as_str().unwrap());
+        let digest = layers[layers.len() - 1]["digest"].as_str().unwrap();
+        let last = layout_blob_path(&out.join("l"), digest);
         let listing = run_ok(std::process::Command::new("tar").arg("-tzf").arg(&last));
         let entries: Vec<&str> = listing.lines().collect();
         assert!(entries.contains(&"made"), "{isolation}: {entries:?}");
