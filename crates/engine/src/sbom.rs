@@ -1,7 +1,8 @@
-//! What the build tells the attestations: the target stage's files for
-//! the SBOM scanners (read through the stage's file tree: the bytes stay
-//! where the layers put them), and the sources the build resolved (base
-//! images by digest, ADD URLs with their sha256, git commits).
+//! What the SBOM scanners read: a stage's file tree as `ImageFiles` (the
+//! bytes stay where the layers put them). The sources provenance names
+//! are gathered where they are resolved: images where they are pulled
+//! (`engine.rs`), URLs and git commits where they are fetched
+//! (`remote.rs`).
 
 use crate::fstree::{FileKind, FsTree};
 use kiln_attest::files::{Kind, ReadSeek};
