@@ -4,13 +4,17 @@
 //! other core. A few chunks are in flight, never the whole stream.
 
 use std::io::{self, Read};
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 const CHUNK: usize = 256 << 10;
 const IN_FLIGHT: usize = 4;
 
 pub struct ReadAhead {
     chunks: Receiver<io::Result<Vec<u8>>>,
+    /// Read chunks go back to the thread: a new buffer per chunk would
+    /// cost its pages' faults and zeroing on the thread that bounds the
+    /// extraction.
+    spent: SyncSender<Vec<u8>>,
     current: Vec<u8>,
     at: usize,
     finished: bool,
@@ -25,8 +29,15 @@ impl ReadAhead {
         mut inner: R,
     ) -> ReadAhead {
         let (tx, rx) = sync_channel(IN_FLIGHT);
+        let (spent, recycled) = sync_channel::<Vec<u8>>(IN_FLIGHT + 2);
         scope.spawn(move || loop {
-            let mut chunk = vec![0u8; CHUNK];
+            let mut chunk = match recycled.try_recv() {
+                Ok(mut used) => {
+                    used.resize(CHUNK, 0);
+                    used
+                }
+                Err(_) => vec![0u8; CHUNK],
+            };
             let mut filled = 0;
             let got = loop {
                 match inner.read(&mut chunk[filled..]) {
@@ -54,6 +65,7 @@ impl ReadAhead {
         });
         ReadAhead {
             chunks: rx,
+            spent,
             current: Vec::new(),
             at: 0,
             finished: false,
@@ -69,7 +81,9 @@ impl Read for ReadAhead {
             }
             match self.chunks.recv() {
                 Ok(Ok(chunk)) => {
-                    self.current = chunk;
+                    let used = std::mem::replace(&mut self.current, chunk);
+                    // Full (the thread stopped) or gone: the buffer is dropped.
+                    let _ = self.spent.try_send(used);
                     self.at = 0;
                 }
                 Ok(Err(e)) => {
