@@ -218,10 +218,12 @@ fn undefined_arg_in_from(node: &Node, image: &str, globals: &GlobalArgs, report:
 fn valid_image_name(s: &str) -> bool {
     static GRAMMAR: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     let re = GRAMMAR.get_or_init(|| {
+        // Go's `\w` is ASCII: as a Unicode class, a tag's 128 repeats of
+        // it took 25 ms to compile, before the first request of a build.
         let component = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
         let domain = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?/)?";
         let pattern = format!(
-            r"^{domain}{component}(?:/{component})*(?::[\w][\w.-]{{0,127}})?(?:@[a-z0-9]+:[a-fA-F0-9]{{32,}})?$"
+            r"^{domain}{component}(?:/{component})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?(?:@[a-z0-9]+:[a-fA-F0-9]{{32,}})?$"
         );
         regex::Regex::new(&pattern).expect("a fixed pattern")
     });
@@ -381,6 +383,9 @@ mod tests {
         assert!(valid_image_name("localhost:5000/a/b:1.0"));
         assert!(!valid_image_name("busybox:"));
         assert!(!valid_image_name(""));
+        // Go's `\w`, in distribution's tag grammar, is ASCII.
+        assert!(!valid_image_name("busybox:caf\u{e9}"));
+        assert!(valid_image_name("busybox:Tag_1.2-x"));
         assert!(!valid_image_name("Busybox"));
     }
 }
