@@ -68,6 +68,7 @@ pub fn build(args: BuildArgs) -> Result<(), Error> {
         )
         .map_err(usage)?;
         build_options.attest = attest.clone();
+        build_options.base_blobs = options::base_blobs(&outputs);
         // Platforms build at once and one may fail while another is
         // done: the registry hears nothing until all are.
         if several {

@@ -69,6 +69,23 @@ pub fn outputs(args: &BuildArgs, platforms: usize) -> Result<Vec<Output>, Error>
     Ok(outputs)
 }
 
+/// Which base blobs the outputs need: all of them for a file output (it
+/// writes every layer), else those from a registry other than a push's.
+pub fn base_blobs(outputs: &[Output]) -> kiln_engine::BaseBlobs {
+    let mut pushed = Vec::new();
+    for output in outputs {
+        match output {
+            Output::Registry(destinations) => {
+                pushed.extend(destinations.iter().map(|d| d.registry.clone()))
+            }
+            Output::OciLayout { .. } | Output::DockerArchive { .. } => {
+                return kiln_engine::BaseBlobs::Kept
+            }
+        }
+    }
+    kiln_engine::BaseBlobs::PushedTo(pushed)
+}
+
 /// Every name given: `-d` (Kaniko) and `-t` (docker build).
 pub fn names(args: &BuildArgs) -> Vec<String> {
     args.destinations
@@ -191,6 +208,7 @@ pub fn build_options(
             true => None,
             false => destinations(args)?.into_iter().next(),
         },
+        base_blobs: Default::default(),
         attest: Default::default(),
     })
 }

@@ -166,7 +166,6 @@ fn a_base_layer_cut_or_changed_on_the_way_is_never_kept() {
             &format!("FROM {from}\nRUN test -x /bin/busybox && echo read > /read\n"),
         );
         kiln_build(ctx.path())
-            .args(["--tar-path", &state.join("out.tar").to_string_lossy()])
             .args(["--insecure-registry", &proxy.addr])
             .arg("--kiln-dir")
             .arg(state)
@@ -192,7 +191,12 @@ fn a_base_layer_cut_or_changed_on_the_way_is_never_kept() {
     for fault in [Fault::ResetMidBody, Fault::TruncatedBody] {
         let proxy = FaultProxy::start(&reg.addr, &format!("/blobs/{layer}"), fault, 1);
         let state = tempfile::tempdir().unwrap();
-        let log = build(&proxy, state.path()).ok();
+        let log = build(&proxy, state.path())
+            .args([
+                "--tar-path",
+                &state.path().join("out.tar").to_string_lossy(),
+            ])
+            .ok();
         assert_eq!(
             proxy
                 .faults_served
@@ -217,14 +221,98 @@ fn a_base_layer_cut_or_changed_on_the_way_is_never_kept() {
         Fault::CorruptedBody,
         100,
     );
-    let state = tempfile::tempdir().unwrap();
-    let (_, err) = build(&proxy, state.path()).fails();
-    assert!(err.contains(&layer) && err.contains("sha256:"), "{err}");
-    let kept = kept(state.path());
-    assert!(
-        !kept
-            .iter()
-            .any(|k| k.starts_with("layers/v3/") || k.contains(&hex) || k.contains(".tmp-")),
-        "neither the changed blob nor its files are kept: {kept:?}"
+    // Kept for the tar, or only counted for a push to its own registry
+    // (the diff_id checks what it inflates to): refused either way.
+    let pushed =
+        |b: kiln_test_support::KilnBuild| b.args(["-d", &format!("{}/app/changed:1", proxy.addr)]);
+    for output in [None, Some(pushed)] {
+        let state = tempfile::tempdir().unwrap();
+        let b = build(&proxy, state.path());
+        let b = match output {
+            Some(push) => push(b),
+            None => b.args([
+                "--tar-path",
+                &state.path().join("out.tar").to_string_lossy(),
+            ]),
+        };
+        let (_, err) = b.fails();
+        assert!(err.contains(&layer) && err.contains("sha256:"), "{err}");
+        let kept = kept(state.path());
+        assert!(
+            !kept
+                .iter()
+                .any(|k| k.starts_with("layers/v3/") || k.contains(&hex) || k.contains(".tmp-")),
+            "neither the changed blob nor its files are kept: {kept:?}"
+        );
+    }
+}
+
+/// A base layer downloaded into its extraction keeps its blob only when an
+/// output needs the bytes: a push to the registry the base came from finds
+/// the blob there, so nothing is stored (a base's size less to write); a
+/// push to another registry, or a tar, stores it as it passes.
+#[test]
+fn a_base_blob_is_stored_only_when_an_output_needs_it() {
+    let reg = TestRegistry::start(Options::default());
+    let other = TestRegistry::start(Options::default());
+    let base = push_busybox_base(&reg, "busybox-kept", "");
+    let raw =
+        run_ok(tool("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{base}")]));
+    let layer = json(&raw)["Layers"][0].as_str().unwrap().to_string();
+    let hex = layer.trim_start_matches("sha256:").to_string();
+    let gets = || reg.requests("GET", &format!("/blobs/{layer}"));
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        &ctx.path().join("Dockerfile"),
+        &format!("FROM {base}\nRUN test -x /bin/busybox && echo read > /read\n"),
     );
+    let build = |state: &Path, output: &[String]| {
+        kiln_build(ctx.path())
+            .args(output)
+            .args(reg_args(&reg))
+            .args(reg_args(&other))
+            .arg("--kiln-dir")
+            .arg(state)
+            .ok()
+    };
+    let stored = |state: &Path| state.join("blobs/sha256").join(&hex).is_file();
+    let base_layer_of = |image: &str| {
+        let raw = run_ok(tool("skopeo").args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{image}"),
+        ]));
+        json(&raw)["Layers"][0].as_str().unwrap().to_string()
+    };
+
+    // Pushed where the base is: the RUN read the base, its blob not kept.
+    let state = tempfile::tempdir().unwrap();
+    let here = format!("{}/app/kept:1", reg.addr);
+    let log = build(
+        state.path(),
+        &["-d".into(), here.clone(), "-v".into(), "debug".into()],
+    );
+    assert!(log.contains("not stored"), "{log}");
+    assert!(!stored(state.path()));
+    assert_eq!(gets(), 1);
+    assert_eq!(base_layer_of(&here), layer);
+
+    // Pushed to another registry: the blob is kept as it downloads and
+    // uploaded from there, not downloaded again.
+    let state = tempfile::tempdir().unwrap();
+    let there = format!("{}/app/kept:2", other.addr);
+    build(state.path(), &["-d".into(), there.clone()]);
+    assert!(stored(state.path()));
+    assert_eq!(gets(), 2);
+    assert_eq!(base_layer_of(&there), layer);
+
+    // A docker archive holds every layer: kept.
+    let state = tempfile::tempdir().unwrap();
+    let tar = state.path().join("out.tar");
+    build(
+        state.path(),
+        &["--tar-path".into(), tar.display().to_string()],
+    );
+    assert!(stored(state.path()));
+    assert_eq!(gets(), 3);
 }

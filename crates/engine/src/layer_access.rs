@@ -28,6 +28,8 @@ pub struct LayerAccess<'a> {
     pub work: PathBuf,
     /// Base layers' indexes: kept in the cache, read from it.
     pub indexes: Option<crate::layer_index::Indexes<'a>>,
+    /// Which blobs downloaded into their extraction are kept.
+    pub base_blobs: &'a crate::options::BaseBlobs,
 }
 
 impl LayerAccess<'_> {
@@ -79,12 +81,20 @@ impl LayerAccess<'_> {
         blob: &LayerBlob,
         what: &str,
     ) -> Result<StoredLayer, StepFailure> {
+        // An output that needs the blob later downloads it again if it
+        // was not kept (push and exports ensure their blobs).
+        let keep = blob
+            .source
+            .as_deref()
+            .and_then(|s| kiln_registry::Reference::parse(s).ok())
+            .is_none_or(|r| self.base_blobs.keeps(&r.registry));
         let download = kiln_registry::pull::open_blob(
             self.client,
             &blob.path,
             blob.source.as_deref(),
             &blob.digest,
             blob.size,
+            keep,
         )?;
         let shared = std::sync::Arc::new(std::sync::Mutex::new(download));
         let reader = SharedDownload(shared.clone());

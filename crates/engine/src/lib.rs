@@ -46,7 +46,7 @@ pub use image_source::image_config;
 pub use isolation::choose_isolation;
 pub use kiln_cache::CacheOutcome;
 pub use kiln_sandbox::{enter_for_build, entrypoint, Isolation, IsolationMode, RootKind};
-pub use options::{BuildOptions, CacheLocation, CacheSettings, SecretSource};
+pub use options::{BaseBlobs, BuildOptions, CacheLocation, CacheSettings, SecretSource};
 pub use sbom::Scanned;
 pub use shared::SharedSteps;
 pub use stage::DEFAULT_PATH;

@@ -44,9 +44,35 @@ pub struct BuildOptions {
     /// The push destination the target stage's new layers are uploaded
     /// to while they are written (the push then finds them there).
     pub upload_layers_to: Option<Reference>,
+    /// Which base layers' compressed blobs are kept once extracted.
+    pub base_blobs: BaseBlobs,
     /// `--sbom`, `--provenance`, `--attest`: the engine scans for the SBOM
     /// (provenance needs nothing more than the build's own record).
     pub attest: kiln_attest::Request,
+}
+
+/// Whether a base layer's compressed blob, downloaded into its
+/// extraction, is kept in kiln's directory (a stored copy costs a base's
+/// size in writes; docs/benchmarks.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum BaseBlobs {
+    /// Kept: an output writes base layers (a tar, an OCI layout).
+    #[default]
+    Kept,
+    /// Kept only when one of these registries, the pushes' destinations,
+    /// is not the registry the blob comes from: a push to its own registry
+    /// finds the blob there or mounts it. None: no output needs blobs.
+    PushedTo(Vec<String>),
+}
+
+impl BaseBlobs {
+    /// Whether the blob of a layer pulled from `registry` is kept.
+    pub fn keeps(&self, registry: &str) -> bool {
+        match self {
+            BaseBlobs::Kept => true,
+            BaseBlobs::PushedTo(destinations) => destinations.iter().any(|d| d != registry),
+        }
+    }
 }
 
 /// Where the cache lives.

@@ -64,6 +64,7 @@ impl Fixture {
             }),
             cache_dir: None,
             upload_layers_to: None,
+            base_blobs: Default::default(),
             attest: Default::default(),
         }
     }

@@ -420,15 +420,19 @@ fn blob_source(
 }
 
 /// Blob `digest` read as it downloads from `source` (one attempt, no
-/// retry: a caller that sees it fail fetches with [`ensure_blob`]), each
-/// byte also written to the store at `path`. A layer's extraction starts
-/// with the first bytes instead of after the last.
+/// retry: a caller that sees it fail fetches with [`ensure_blob`]). With
+/// `keep`, each byte is also written to the store at `path` and the blob
+/// checked against its digest; without, only its size is checked here:
+/// the caller checks what it decompresses against the layer's diff_id,
+/// which covers every byte it uses. A layer's extraction starts with the
+/// first bytes instead of after the last.
 pub fn open_blob(
     client: &Client,
     path: &Path,
     source: Option<&str>,
     digest: &str,
     size: u64,
+    keep: bool,
 ) -> Result<BlobDownload, RegistryError> {
     let (store, r) = blob_source(path, source, digest)?;
     let what = format!("blob {}@{digest}", r.name());
@@ -438,22 +442,42 @@ pub fn open_blob(
     if !resp.status().is_success() {
         return Err(status_error(&what, resp));
     }
-    tracing::debug!("downloading {what} into its extraction");
+    tracing::debug!(
+        "downloading {what} into its extraction{}",
+        if keep {
+            ""
+        } else {
+            " (not stored: no output needs it)"
+        }
+    );
+    let passing = match keep {
+        true => Passing::Stored(Box::new(store.writer(digest, Some(size), &what)?)),
+        false => Passing::Counted { got: 0, size },
+    };
     Ok(BlobDownload {
-        writer: Some(store.writer(digest, Some(size), &what)?),
+        passing: Some(passing),
         resp,
-        stored: None,
+        finished: None,
         what,
     })
 }
 
-/// A blob's bytes as they arrive, stored and verified as they pass: at
-/// the end, a digest or size that does not match is a read error, and
-/// nothing is stored.
+/// Where a download's bytes go besides its reader.
+enum Passing {
+    /// Into the store, verified.
+    Stored(Box<crate::store::BlobWriter>),
+    /// Nowhere: only counted, its size checked at the end.
+    Counted { got: u64, size: u64 },
+}
+
+/// A blob's bytes as they arrive, stored and verified as they pass, or
+/// only counted: at the end, a digest or size that does not match is a
+/// read error, and nothing is stored.
 pub struct BlobDownload {
     resp: reqwest::blocking::Response,
-    writer: Option<crate::store::BlobWriter>,
-    stored: Option<Result<PathBuf, String>>,
+    passing: Option<Passing>,
+    /// Where the verified blob was stored (`None`: it was not kept).
+    finished: Option<Result<Option<PathBuf>, String>>,
     /// The blob and where it comes from, for errors.
     what: String,
 }
@@ -461,25 +485,33 @@ pub struct BlobDownload {
 impl std::io::Read for BlobDownload {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.resp.read(buf)?;
-        let Some(writer) = self.writer.as_mut() else {
-            return Ok(n);
-        };
         let result = if n > 0 {
-            writer.update(&buf[..n])
-        } else {
-            let finished = self.writer.take().map(|w| w.finish());
-            match finished {
-                Some(Ok(path)) => {
-                    self.stored = Some(Ok(path));
+            match self.passing.as_mut() {
+                Some(Passing::Stored(writer)) => writer.update(&buf[..n]),
+                Some(Passing::Counted { got, .. }) => {
+                    *got += n as u64;
                     Ok(())
                 }
-                Some(Err(e)) => Err(e),
-                None => Ok(()),
+                None => return Ok(n),
             }
+        } else {
+            let finished = match self.passing.take() {
+                Some(Passing::Stored(w)) => w.finish().map(Some),
+                Some(Passing::Counted { got, size }) if got != size => {
+                    Err(RegistryError::DigestMismatch {
+                        what: self.what.clone(),
+                        expected: format!("{size} bytes"),
+                        actual: format!("{got} bytes"),
+                    })
+                }
+                Some(Passing::Counted { .. }) => Ok(None),
+                None => return Ok(0),
+            };
+            finished.map(|stored| self.finished = Some(Ok(stored)))
         };
         result.map(|()| n).map_err(|e| {
-            self.writer = None;
-            self.stored = Some(Err(e.to_string()));
+            self.passing = None;
+            self.finished = Some(Err(e.to_string()));
             std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
         })
     }
@@ -487,8 +519,8 @@ impl std::io::Read for BlobDownload {
 
 impl BlobDownload {
     /// Reads what is left (a layer's tar can end before its blob does)
-    /// and returns where the verified blob is stored.
-    pub fn finish(&mut self) -> Result<PathBuf, RegistryError> {
+    /// and returns where the verified blob is stored, if it was kept.
+    pub fn finish(&mut self) -> Result<Option<PathBuf>, RegistryError> {
         let drained = std::io::copy(self, &mut std::io::sink());
         let broke = |message: String| RegistryError::Transport {
             what: self.what.clone(),
@@ -497,7 +529,7 @@ impl BlobDownload {
         if let Err(e) = drained {
             return Err(broke(format!("download broke: {e}")));
         }
-        match self.stored.take() {
+        match self.finished.take() {
             Some(Ok(path)) => Ok(path),
             Some(Err(message)) => Err(broke(message)),
             None => Err(broke("the download ended before its end".into())),

@@ -93,6 +93,7 @@ impl BuildCx<'_> {
             layer_store: &self.layer_store,
             client: &self.client,
             work: self.opts.work_dir.join("indexes"),
+            base_blobs: &self.opts.base_blobs,
             indexes: cache
                 .zip(self.opts.cache.as_ref())
                 .map(|(cache, settings)| crate::layer_index::Indexes {
