@@ -264,7 +264,11 @@ fn a_base_blob_is_stored_only_when_an_output_needs_it() {
     let ctx = tempfile::tempdir().unwrap();
     write(
         &ctx.path().join("Dockerfile"),
-        &format!("FROM {base}\nRUN test -x /bin/busybox && echo read > /read\n"),
+        &format!(
+            "FROM {base} AS other\nRUN test -x /bin/busybox && echo other > /other\n\
+             FROM {base}\nCOPY --from=other /other /other\n\
+             RUN test -x /bin/busybox && echo read > /read\n"
+        ),
     );
     let build = |state: &Path, output: &[String]| {
         kiln_build(ctx.path())
@@ -285,7 +289,8 @@ fn a_base_blob_is_stored_only_when_an_output_needs_it() {
         json(&raw)["Layers"][0].as_str().unwrap().to_string()
     };
 
-    // Pushed where the base is: the RUN read the base, its blob not kept.
+    // Pushed where the base is: two stages' RUNs read the base, downloaded
+    // once and its blob not kept.
     let state = tempfile::tempdir().unwrap();
     let here = format!("{}/app/kept:1", reg.addr);
     let log = build(

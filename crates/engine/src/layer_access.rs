@@ -61,7 +61,11 @@ impl LayerAccess<'_> {
         let stored = match streamed {
             Some(stored) => stored,
             None => {
-                self.fetch(blob)?;
+                // Another stage may have extracted it from its download,
+                // the blob not kept: no need of the blob then.
+                if !self.layer_store.has(&blob.diff_id) {
+                    self.fetch(blob)?;
+                }
                 self.layer_store
                     .get_or_extract(&blob.diff_id, &blob.path, &what)?
             }
