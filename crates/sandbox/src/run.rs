@@ -65,6 +65,9 @@ pub fn run_step(
 /// like probe (an empty overlay, /proc, /dev) through the helper.
 /// `Err` says why not: the helper's own lines, or what failed before.
 pub fn probe_mounts(work: &Path, userxattr: bool) -> Result<(), SandboxError> {
+    // A work directory is mounted once: a volatile mount marks it
+    // (`work/incompat/volatile`) and the kernel refuses it afterwards.
+    let _ = std::fs::remove_dir_all(work);
     let dirs = ["lower", "upper", "work", "merged"].map(|d| work.join(d));
     for d in &dirs {
         std::fs::create_dir_all(d)
