@@ -94,18 +94,8 @@ fn in_target(
         if !names_it {
             continue;
         }
-        let (bytes, media_type, digest) = fetch_manifest(client, image, &digest_of(a))?;
-        if cross_repository(image, target) {
-            let manifest = parse_manifest(&bytes, &image.to_string())?;
-            copy_image(client, store, target, image, &manifest)?;
-            push_manifest(
-                client,
-                &target.repository_only(),
-                &bytes,
-                &media_type,
-                &digest,
-            )?;
-        }
+        let fetched = fetch_manifest(client, image, &digest_of(a))?;
+        bring_into_target(client, store, target, image, &fetched)?;
         kept.push(a.clone());
     }
     Ok((d, kept))
@@ -113,6 +103,24 @@ fn in_target(
 
 fn cross_repository(image: &Reference, target: &Reference) -> bool {
     image.registry != target.registry || image.repository != target.repository
+}
+
+/// A manifest of `image` (`fetched`: bytes, media type, digest) and its
+/// blobs copied into `target`'s repository, when it is in another.
+fn bring_into_target(
+    client: &Client,
+    store: &BlobStore,
+    target: &Reference,
+    image: &Reference,
+    fetched: &(Vec<u8>, String, String),
+) -> Result<(), RegistryError> {
+    if !cross_repository(image, target) {
+        return Ok(());
+    }
+    let (bytes, media_type, digest) = fetched;
+    let manifest = parse_manifest(bytes, &image.to_string())?;
+    copy_image(client, store, target, image, &manifest)?;
+    push_manifest(client, &target.repository_only(), bytes, media_type, digest)
 }
 
 /// One image manifest (`fetched`: bytes, media type, digest) as the
@@ -124,7 +132,7 @@ fn image_in_target(
     image: &Reference,
     fetched: (Vec<u8>, String, String),
 ) -> Result<Descriptor, RegistryError> {
-    let (bytes, media_type, digest) = fetched;
+    let (bytes, media_type, digest) = &fetched;
     let unsupported = |message: String| RegistryError::Unsupported {
         what: image.to_string(),
         message,
@@ -134,7 +142,7 @@ fn image_in_target(
             "is {media_type}, not one platform's image manifest: name each platform's image"
         )));
     }
-    let manifest = parse_manifest(&bytes, &image.to_string())?;
+    let manifest = parse_manifest(bytes, &image.to_string())?;
     let config_path = fetch_blob(
         client,
         store,
@@ -152,17 +160,8 @@ fn image_in_target(
         ));
     }
     let platform = platform(&config.os, &config.architecture, config.variant.as_deref());
-    if cross_repository(image, target) {
-        copy_image(client, store, target, image, &manifest)?;
-        push_manifest(
-            client,
-            &target.repository_only(),
-            &bytes,
-            &media_type,
-            &digest,
-        )?;
-    }
-    let mut d = descriptor(&media_type, &digest, bytes.len() as u64)?;
+    bring_into_target(client, store, target, image, &fetched)?;
+    let mut d = descriptor(media_type, digest, bytes.len() as u64)?;
     d.set_platform(Some(platform));
     Ok(d)
 }
