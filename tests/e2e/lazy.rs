@@ -8,13 +8,27 @@ use crate::registry::{push_busybox_base, reg_args};
 use crate::support::{Options, TestRegistry};
 use std::path::Path;
 
+/// The layer digests of `image` (a registry reference), as skopeo reads
+/// its manifest.
+fn layers(image: &str) -> Vec<String> {
+    let raw = run_ok(tool("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ]));
+    json(&raw)["Layers"]
+        .as_array()
+        .expect("skopeo lists the layers")
+        .iter()
+        .map(|l| l.as_str().expect("a layer digest").to_string())
+        .collect()
+}
+
 #[test]
 fn base_layers_are_fetched_only_when_read() {
     let reg = TestRegistry::start(Options::default());
     let base = push_busybox_base(&reg, "busybox-lazy", "");
-    let raw =
-        run_ok(tool("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{base}")]));
-    let layer = json(&raw)["Layers"][0].as_str().unwrap().to_string();
+    let layer = layers(&base)[0].clone();
     let gets = || reg.requests("GET", &format!("/blobs/{layer}"));
 
     let ctx = tempfile::tempdir().unwrap();
@@ -75,18 +89,9 @@ fn base_layers_are_fetched_only_when_read() {
 fn copy_after_cached_runs_reads_the_base_index_not_the_base() {
     let reg = TestRegistry::start(Options::default());
     let base = push_busybox_base(&reg, "busybox-described", "");
-    let raw =
-        run_ok(tool("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{base}")]));
-    let layer = json(&raw)["Layers"][0].as_str().unwrap().to_string();
+    let layer = layers(&base)[0].clone();
     let gets = || reg.requests("GET", &format!("/blobs/{layer}"));
-    let layers_of = |image: &str| {
-        let raw = run_ok(tool("skopeo").args([
-            "inspect",
-            "--tls-verify=false",
-            &format!("docker://{}/{image}", reg.addr),
-        ]));
-        json(&raw)["Layers"].clone()
-    };
+    let layers_of = |image: &str| layers(&format!("{}/{image}", reg.addr));
 
     let ctx = tempfile::tempdir().unwrap();
     let dockerfile = format!(
@@ -131,7 +136,7 @@ fn copy_after_cached_runs_reads_the_base_index_not_the_base() {
     build("app/described:full", false);
     assert_eq!(gets(), before + 2);
     let described = layers_of("app/described:2");
-    assert_eq!(described.as_array().unwrap().len(), 4, "{described}");
+    assert_eq!(described.len(), 4, "{described:?}");
     assert_eq!(described, layers_of("app/described:full"));
 
     // A RUN after the COPY reads the files: the base is fetched then, and
@@ -154,9 +159,7 @@ fn a_base_layer_cut_or_changed_on_the_way_is_never_kept() {
     use crate::support::{Fault, FaultProxy};
     let reg = TestRegistry::start(Options::default());
     let base = push_busybox_base(&reg, "busybox-stream", "");
-    let raw =
-        run_ok(tool("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{base}")]));
-    let layer = json(&raw)["Layers"][0].as_str().unwrap().to_string();
+    let layer = layers(&base)[0].clone();
     let hex = layer.trim_start_matches("sha256:").to_string();
     let ctx = tempfile::tempdir().unwrap();
     let build = |proxy: &FaultProxy, state: &Path| {
@@ -256,9 +259,7 @@ fn a_base_blob_is_stored_only_when_an_output_needs_it() {
     let reg = TestRegistry::start(Options::default());
     let other = TestRegistry::start(Options::default());
     let base = push_busybox_base(&reg, "busybox-kept", "");
-    let raw =
-        run_ok(tool("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{base}")]));
-    let layer = json(&raw)["Layers"][0].as_str().unwrap().to_string();
+    let layer = layers(&base)[0].clone();
     let hex = layer.trim_start_matches("sha256:").to_string();
     let gets = || reg.requests("GET", &format!("/blobs/{layer}"));
     let ctx = tempfile::tempdir().unwrap();
@@ -280,14 +281,7 @@ fn a_base_blob_is_stored_only_when_an_output_needs_it() {
             .ok()
     };
     let stored = |state: &Path| state.join("blobs/sha256").join(&hex).is_file();
-    let base_layer_of = |image: &str| {
-        let raw = run_ok(tool("skopeo").args([
-            "inspect",
-            "--tls-verify=false",
-            &format!("docker://{image}"),
-        ]));
-        json(&raw)["Layers"][0].as_str().unwrap().to_string()
-    };
+    let base_layer_of = |image: &str| layers(image)[0].clone();
 
     // Pushed where the base is: two stages' RUNs read the base, downloaded
     // once and its blob not kept.
