@@ -154,7 +154,6 @@ impl Reference {
         }
     }
 
-    /// The same repository at another digest.
     /// The repository alone, no tag or digest (what manifests are pushed
     /// to by digest).
     pub fn repository_only(&self) -> Reference {
@@ -165,6 +164,7 @@ impl Reference {
         }
     }
 
+    /// The same repository at another digest.
     pub fn with_digest(&self, digest: &str) -> Reference {
         Reference {
             digest: Some(digest.to_string()),
